@@ -1,0 +1,178 @@
+//! Types shared by egressor's eBPF programs (`ebpf/`) and its agent (`exporter/`).
+//!
+//! Every type is `#[repr(C)]` with explicit padding fields so that the kernel and user space
+//! agree on the layout byte for byte, and so that a zeroed key hashes the same on both sides.
+//! The BPF hash map hashes the whole key, padding included: programs must zero the key before
+//! filling it.
+#![no_std]
+
+/// Name of the per-CPU hash map `FlowKey` → `FlowCounters`.
+pub const FLOWS_MAP: &str = "FLOWS";
+/// Name of the per-CPU array `OverflowSlot` index → `FlowCounters` for bytes that found no
+/// room in [`FLOWS_MAP`].
+pub const OVERFLOW_MAP: &str = "OVERFLOW";
+/// Name of the global variable holding the [`DataplaneConfig`].
+pub const CONFIG_GLOBAL: &str = "CONFIG";
+/// Default maximum number of entries in [`FLOWS_MAP`].
+pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
+
+/// First port of the Linux default ephemeral range (`net.ipv4.ip_local_port_range`,
+/// 32768–60999). Ports at or above it are never put in a flow key.
+///
+/// The **service port rule**: for TCP and UDP the key holds the lower of the two ports if
+/// it is below `EPHEMERAL_PORT_MIN`, else 0. The side that listens almost always has the
+/// lower, well-known or registered port (1–32767, which covers Kubernetes NodePorts
+/// 30000–32767), and the client's ephemeral port would multiply flows without saying
+/// anything about the service. ICMP and other protocols have port 0.
+pub const EPHEMERAL_PORT_MIN: u16 = 32_768;
+
+/// Which hook counted a flow; also the first half of an [`OverflowSlot`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    /// cgroup_skb ingress/egress on the cgroup v2 root: per socket, before NAT.
+    Cgroup = 0,
+    /// TC (TCX or clsact) on an interface: per interface, as on the wire.
+    Tc = 1,
+}
+
+/// Direction of a packet, seen from this host (or from the pod's socket for cgroup hooks).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Received: the remote address is the packet's source.
+    Ingress = 0,
+    /// Sent: the remote address is the packet's destination.
+    Egress = 1,
+}
+
+impl Direction {
+    /// Decodes the byte stored in a [`FlowKey`]; any value but 0 is egress.
+    pub const fn from_u8(v: u8) -> Self {
+        if v == 0 { Self::Ingress } else { Self::Egress }
+    }
+}
+
+/// Address family stored in [`FlowKey::family`].
+pub mod family {
+    /// Not an IP packet (ARP, LLDP, …): [`super::FlowKey::port`] holds the EtherType.
+    pub const NON_IP: u8 = 0;
+    /// IPv4: the first 4 bytes of each address are used, the rest are zero.
+    pub const IPV4: u8 = 4;
+    /// IPv6.
+    pub const IPV6: u8 = 6;
+}
+
+/// Key of one flow in [`FLOWS_MAP`]: 56 bytes, no implicit padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// cgroup v2 id (the cgroup directory's inode number) of the socket; 0 for TC.
+    pub cgroup_id: u64,
+    /// Interface index for TC; 0 for cgroup hooks.
+    pub ifindex: u32,
+    /// [`Hook`] as a byte.
+    pub hook: u8,
+    /// [`Direction`] as a byte.
+    pub direction: u8,
+    /// One of [`family`].
+    pub family: u8,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, …) of the transport header
+    /// reached after skipping IPv6 extension headers; 0 when not IP.
+    pub protocol: u8,
+    /// This host's (or socket's) address: IPv4 in the first 4 bytes, network byte order.
+    pub local_addr: [u8; 16],
+    /// The peer's address, same encoding as `local_addr`.
+    pub remote_addr: [u8; 16],
+    /// Service port (see [`EPHEMERAL_PORT_MIN`]) in host byte order, or the EtherType for
+    /// non-IP frames.
+    pub port: u16,
+    /// Always zero (explicit padding, hashed by the kernel).
+    pub _pad: [u8; 6],
+}
+
+impl FlowKey {
+    /// An all-zero key, the starting point for every packet.
+    pub const fn zeroed() -> Self {
+        Self {
+            cgroup_id: 0,
+            ifindex: 0,
+            hook: 0,
+            direction: 0,
+            family: 0,
+            protocol: 0,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
+            port: 0,
+            _pad: [0; 6],
+        }
+    }
+}
+
+impl Default for FlowKey {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+/// Bytes and packets of one flow on one CPU, as billed: L3 bytes (IP header included,
+/// link-layer header excluded), with a GSO/TSO super-packet counted as the segments it
+/// becomes on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    /// L3 bytes.
+    pub bytes: u64,
+    /// Packets (segments on the wire).
+    pub packets: u64,
+}
+
+/// Index into [`OVERFLOW_MAP`]: `hook * 2 + direction`.
+pub const fn overflow_slot(hook: Hook, direction: Direction) -> u32 {
+    (hook as u32) * 2 + direction as u32
+}
+/// Number of entries in [`OVERFLOW_MAP`].
+pub const OVERFLOW_SLOTS: u32 = 4;
+
+/// Settings user space writes into the programs' read-only data before loading them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// 1 to count traffic on loopback interfaces, 0 to skip it.
+    pub include_loopback: u8,
+    /// Always zero.
+    pub _pad: [u8; 7],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: all four types are `repr(C)`, `Copy`, made only of integers and byte arrays,
+    // and have no implicit padding, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowCounters {}
+    unsafe impl aya::Pod for super::DataplaneConfig {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(core::mem::size_of::<FlowKey>(), 56);
+        assert_eq!(core::mem::size_of::<FlowCounters>(), 16);
+        assert_eq!(core::mem::size_of::<DataplaneConfig>(), 8);
+    }
+
+    #[test]
+    fn overflow_slots_are_distinct() {
+        let slots = [
+            overflow_slot(Hook::Cgroup, Direction::Ingress),
+            overflow_slot(Hook::Cgroup, Direction::Egress),
+            overflow_slot(Hook::Tc, Direction::Ingress),
+            overflow_slot(Hook::Tc, Direction::Egress),
+        ];
+        assert_eq!(slots, [0, 1, 2, 3]);
+        assert!(slots.iter().all(|s| *s < OVERFLOW_SLOTS));
+    }
+}

@@ -1,0 +1,146 @@
+//! Flow accounting: turns one packet into a [`FlowKey`] and adds its wire bytes and segments
+//! to `FLOWS`, or to `OVERFLOW` when the map has no room left.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    helpers::generated::bpf_skb_cgroup_id,
+    macros::map,
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::sk_buff::SkBuff,
+};
+use egressor_common::{
+    DEFAULT_FLOW_MAP_ENTRIES, DataplaneConfig, Direction, FlowCounters, FlowKey, Hook,
+    OVERFLOW_SLOTS, overflow_slot,
+};
+
+use crate::packet::{Headers, parse, skip_ethernet};
+
+/// Flow counters. User space sets the real size before loading (`--flow-map.max-entries`).
+#[map]
+static FLOWS: PerCpuHashMap<FlowKey, FlowCounters> =
+    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_MAP_ENTRIES, 0);
+
+/// Bytes and packets whose flow found no room in `FLOWS`, by hook and direction.
+#[map]
+static OVERFLOW: PerCpuArray<FlowCounters> = PerCpuArray::with_max_entries(OVERFLOW_SLOTS, 0);
+
+/// Written by user space before load; read-only to the programs (the verifier then prunes
+/// the branches it rules out).
+#[unsafe(no_mangle)]
+static CONFIG: DataplaneConfig = DataplaneConfig { include_loopback: 0, _pad: [0; 7] };
+
+/// `LOOPBACK_IFINDEX`: every network namespace's `lo` has index 1.
+const LOOPBACK_IFINDEX: u32 = 1;
+const BPF_NOEXIST: u64 = 1;
+
+#[inline(always)]
+fn config() -> DataplaneConfig {
+    // SAFETY: a plain read of a global; volatile so the compiler does not fold the default.
+    unsafe { core::ptr::read_volatile(&CONFIG) }
+}
+
+/// Counts a packet seen by a cgroup_skb program. `skb->data` is at the network header and
+/// `skb->len` is the IP packet's length.
+#[inline(always)]
+pub fn count_cgroup(skb: &SkBuff, direction: Direction) {
+    let raw = skb.skb;
+    // SAFETY: context fields the kernel lets cgroup_skb programs read.
+    let (ifindex, protocol) = unsafe { ((*raw).ifindex, (*raw).protocol) };
+    if ifindex == LOOPBACK_IFINDEX && config().include_loopback == 0 {
+        return;
+    }
+    let headers = parse(skb, 0, u16::from_be(protocol as u16));
+    // SAFETY: bpf_skb_cgroup_id is allowed for cgroup_skb and only reads the socket.
+    let cgroup_id = unsafe { bpf_skb_cgroup_id(raw) };
+    record(skb, Hook::Cgroup, direction, cgroup_id, 0, &headers, skb.len());
+}
+
+/// Counts a packet seen by a TC program. With `ETHERNET`, `skb->data` is at the Ethernet
+/// header (VLAN tags may follow); without, at the network header.
+#[inline(always)]
+pub fn count_tc<const ETHERNET: bool>(skb: &SkBuff, direction: Direction) {
+    let raw = skb.skb;
+    // SAFETY: context fields the kernel lets TC programs read.
+    let (ifindex, protocol) = unsafe { ((*raw).ifindex, (*raw).protocol) };
+    let len = skb.len();
+    let (headers, l3_len) = if ETHERNET {
+        match skip_ethernet(skb) {
+            Some((l3, ethertype)) => (parse(skb, l3, ethertype), len.saturating_sub(l3 as u32)),
+            // Shorter than an Ethernet header: count it whole, as non-IP.
+            None => (parse(skb, 0, 0), len),
+        }
+    } else {
+        (parse(skb, 0, u16::from_be(protocol as u16)), len)
+    };
+    record(skb, Hook::Tc, direction, 0, ifindex, &headers, l3_len);
+}
+
+#[inline(always)]
+fn record(
+    skb: &SkBuff,
+    hook: Hook,
+    direction: Direction,
+    cgroup_id: u64,
+    ifindex: u32,
+    headers: &Headers,
+    l3_len: u32,
+) {
+    // SAFETY: context fields readable by both program types.
+    let (gso_size, gso_segs) = unsafe { ((*skb.skb).gso_size, (*skb.skb).gso_segs) };
+    // A GSO/TSO (or GRO) super-packet leaves as `gso_segs` segments, each carrying its own
+    // IP and transport header: count what the wire (and the bill) sees.
+    let segments = if gso_size == 0 || gso_segs == 0 { 1 } else { gso_segs as u64 };
+    let bytes = l3_len as u64 + (segments - 1) * headers.per_segment_headers as u64;
+
+    let mut key = FlowKey::zeroed();
+    key.cgroup_id = cgroup_id;
+    key.ifindex = ifindex;
+    key.hook = hook as u8;
+    key.direction = direction as u8;
+    key.family = headers.family;
+    key.protocol = headers.protocol;
+    key.port = headers.port;
+    match direction {
+        Direction::Egress => {
+            key.local_addr = headers.src;
+            key.remote_addr = headers.dst;
+        }
+        Direction::Ingress => {
+            key.local_addr = headers.dst;
+            key.remote_addr = headers.src;
+        }
+    }
+    add_to_flow(&key, hook, direction, bytes, segments);
+}
+
+#[inline(always)]
+fn add_to_flow(key: &FlowKey, hook: Hook, direction: Direction, bytes: u64, packets: u64) {
+    if let Some(counters) = FLOWS.get_ptr_mut(key) {
+        add(counters, bytes, packets);
+        return;
+    }
+    let fresh = FlowCounters { bytes, packets };
+    if FLOWS.insert(key, &fresh, BPF_NOEXIST).is_ok() {
+        return;
+    }
+    // Either another CPU created the entry first (EEXIST) or the map is full (E2BIG).
+    if let Some(counters) = FLOWS.get_ptr_mut(key) {
+        add(counters, bytes, packets);
+    } else if let Some(counters) = OVERFLOW.get_ptr_mut(overflow_slot(hook, direction)) {
+        add(counters, bytes, packets);
+    }
+}
+
+/// Adds to this CPU's slot with BPF's atomic add (`lock xadd`; `AtomicU64::fetch_add` is not
+/// available for the bpf target, hence the intrinsic). Atomic because a softirq can interrupt a program that is
+/// updating the same flow on the same CPU (a TCP ACK sent while the socket writes).
+#[inline(always)]
+fn add(counters: *mut FlowCounters, bytes: u64, packets: u64) {
+    // SAFETY: `counters` points to this CPU's value in a BPF map, valid for the program's
+    // run and aligned to 8 bytes.
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*counters).bytes, bytes);
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*counters).packets, packets);
+    }
+}

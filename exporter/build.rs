@@ -1,0 +1,42 @@
+//! Builds the eBPF programs (`ebpf/`, for bpfel-unknown-none with the nightly toolchain and
+//! bpf-linker) and leaves the object in `OUT_DIR` for `include_bytes_aligned!`: the aya
+//! template's way, so a plain `cargo build` builds both halves.
+use anyhow::{Context as _, anyhow};
+use aya_build::Toolchain;
+
+const EBPF_PACKAGE: &str = "egressor-ebpf";
+
+fn main() -> anyhow::Result<()> {
+    git_revision();
+    let cargo_metadata::Metadata { packages, .. } =
+        cargo_metadata::MetadataCommand::new().no_deps().exec().context("cargo metadata")?;
+    let ebpf = packages
+        .into_iter()
+        .find(|p| p.name.as_str() == EBPF_PACKAGE)
+        .ok_or_else(|| anyhow!("package {EBPF_PACKAGE} not found in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
+    let package = aya_build::Package {
+        name: ebpf.name.as_str(),
+        root_dir: root_dir.as_str(),
+        ..Default::default()
+    };
+    aya_build::build_ebpf([package], Toolchain::default())
+}
+
+/// Exposes the git revision as `EGRESSOR_GIT_REVISION` for `egressor_build_info`.
+fn git_revision() {
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=EGRESSOR_GIT_REVISION={revision}");
+    println!("cargo:rerun-if-changed=../.git/HEAD");
+    println!("cargo:rerun-if-changed=../.git/refs/heads");
+}

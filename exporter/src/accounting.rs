@@ -1,0 +1,261 @@
+//! Flow accounting: turns the kernel's per-flow totals into monotonic counters per label set.
+//!
+//! Each read cycle sees every kernel entry's total since the entry was created. The
+//! difference from the previous read is the flow's delta, added to its label set's
+//! counters. A flow whose total has not moved for `idle_cycles` reads is removed from the
+//! kernel map with an atomic lookup-and-delete, and the bytes it gained since the last read
+//! are added too: an idle flow's removal loses nothing. If a key is created again later, its
+//! new total starts from zero and counts as a delta on its own.
+
+use std::collections::HashMap;
+
+use egressor_common::{FlowCounters, FlowKey};
+
+use crate::labels::FlowLabels;
+
+/// Totals of one label set since the agent started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// L3 bytes on the wire.
+    pub bytes: u64,
+    /// Packets (segments on the wire).
+    pub packets: u64,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    last: FlowCounters,
+    series: usize,
+    label_generation: u64,
+    idle_cycles: u32,
+    seen_in_cycle: u64,
+}
+
+/// Per-flow state and per-label-set totals.
+#[derive(Debug, Default)]
+pub struct Accounting {
+    flows: HashMap<FlowKey, Tracked>,
+    index: HashMap<FlowLabels, usize>,
+    series: Vec<(FlowLabels, Totals)>,
+    cycle: u64,
+    label_generation: u64,
+    idle_after: u32,
+}
+
+impl Accounting {
+    /// `idle_after`: reads without change before a flow's kernel entry is removed (≥ 1).
+    pub fn new(idle_after: u32) -> Self {
+        Self { idle_after: idle_after.max(1), ..Default::default() }
+    }
+
+    /// Starts a read cycle. With `relabel`, every flow's labels are computed afresh at its
+    /// next observation (the classifier's inputs changed).
+    pub fn begin_cycle(&mut self, relabel: bool) {
+        self.cycle += 1;
+        if relabel {
+            self.label_generation += 1;
+        }
+    }
+
+    /// Records the kernel's current totals for `key`. `labels` is called only for flows
+    /// seen for the first time (or after a relabel).
+    pub fn observe(
+        &mut self,
+        key: FlowKey,
+        now: FlowCounters,
+        labels: &mut impl FnMut(&FlowKey) -> FlowLabels,
+    ) {
+        let generation = self.label_generation;
+        let cycle = self.cycle;
+        let (previous, series) = match self.flows.get(&key) {
+            Some(t) if t.label_generation == generation => (t.last, t.series),
+            Some(t) => {
+                let last = t.last;
+                (last, self.series_for(labels(&key)))
+            }
+            None => (FlowCounters::default(), self.series_for(labels(&key))),
+        };
+        let delta = delta(previous, now);
+        self.add(series, delta);
+        let tracked = self.flows.entry(key).or_insert(Tracked {
+            last: now,
+            series,
+            label_generation: generation,
+            idle_cycles: 0,
+            seen_in_cycle: cycle,
+        });
+        tracked.last = now;
+        tracked.series = series;
+        tracked.label_generation = generation;
+        tracked.seen_in_cycle = cycle;
+        if delta.packets == 0 && delta.bytes == 0 {
+            tracked.idle_cycles += 1;
+        } else {
+            tracked.idle_cycles = 0;
+        }
+    }
+
+    /// Ends a read cycle: forgets flows the kernel no longer has and returns the keys that
+    /// have been idle long enough to be removed (pass each to [`Accounting::removed`]).
+    pub fn end_cycle(&mut self) -> Vec<FlowKey> {
+        let cycle = self.cycle;
+        self.flows.retain(|_, t| t.seen_in_cycle == cycle);
+        let idle_after = self.idle_after;
+        self.flows.iter().filter(|(_, t)| t.idle_cycles >= idle_after).map(|(k, _)| *k).collect()
+    }
+
+    /// Accounts the final totals of a flow removed from the kernel (`None` when it was
+    /// already gone) and forgets it.
+    pub fn removed(&mut self, key: &FlowKey, last: Option<FlowCounters>) {
+        if let Some(t) = self.flows.remove(key)
+            && let Some(last) = last
+        {
+            self.add(t.series, delta(t.last, last));
+        }
+    }
+
+    /// Flows currently tracked (kernel entries seen in the last cycle).
+    pub fn tracked_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Every label set with its totals.
+    pub fn series(&self) -> &[(FlowLabels, Totals)] {
+        &self.series
+    }
+
+    fn series_for(&mut self, labels: FlowLabels) -> usize {
+        if let Some(&i) = self.index.get(&labels) {
+            return i;
+        }
+        let i = self.series.len();
+        self.series.push((labels.clone(), Totals::default()));
+        self.index.insert(labels, i);
+        i
+    }
+
+    fn add(&mut self, series: usize, delta: FlowCounters) {
+        let totals = &mut self.series[series].1;
+        totals.bytes = totals.bytes.wrapping_add(delta.bytes);
+        totals.packets = totals.packets.wrapping_add(delta.packets);
+    }
+}
+
+/// What a flow gained since `previous`. A total below the previous one means the kernel
+/// entry was deleted and created again since: all of it is new.
+fn delta(previous: FlowCounters, now: FlowCounters) -> FlowCounters {
+    if now.bytes < previous.bytes || now.packets < previous.packets {
+        now
+    } else {
+        FlowCounters { bytes: now.bytes - previous.bytes, packets: now.packets - previous.packets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        classify::TrafficClass,
+        labels::{DirectionLabel, HookLabel},
+    };
+
+    fn key(port: u16) -> FlowKey {
+        FlowKey { port, ..FlowKey::zeroed() }
+    }
+
+    fn c(bytes: u64, packets: u64) -> FlowCounters {
+        FlowCounters { bytes, packets }
+    }
+
+    fn labels_by_port(k: &FlowKey) -> FlowLabels {
+        // Ports 1 and 2 share a label set; others get their own.
+        let workload: Arc<str> =
+            if k.port <= 2 { "web".into() } else { format!("p{}", k.port).into() };
+        FlowLabels {
+            hook: HookLabel::Cgroup,
+            interface: "".into(),
+            direction: DirectionLabel::Egress,
+            traffic_class: TrafficClass::Internet,
+            workload,
+            remote: "".into(),
+            remote_zone: "".into(),
+        }
+    }
+
+    fn totals(a: &Accounting, workload: &str) -> Totals {
+        a.series().iter().find(|(l, _)| &*l.workload == workload).map(|(_, t)| *t).unwrap()
+    }
+
+    #[test]
+    fn deltas_accumulate_into_label_sets() {
+        let mut a = Accounting::new(3);
+        let mut f = labels_by_port;
+        a.begin_cycle(false);
+        a.observe(key(1), c(100, 1), &mut f);
+        a.observe(key(2), c(50, 1), &mut f);
+        assert!(a.end_cycle().is_empty());
+        a.begin_cycle(false);
+        a.observe(key(1), c(300, 3), &mut f);
+        a.observe(key(2), c(50, 1), &mut f);
+        a.end_cycle();
+        assert_eq!(totals(&a, "web"), Totals { bytes: 350, packets: 4 });
+        assert_eq!(a.series().len(), 1);
+    }
+
+    #[test]
+    fn idle_flows_are_removed_with_their_last_delta() {
+        let mut a = Accounting::new(2);
+        let mut f = labels_by_port;
+        for (cycle, total) in [(1, 10), (2, 10), (3, 10)] {
+            a.begin_cycle(false);
+            a.observe(key(7), c(total, 1), &mut f);
+            let idle = a.end_cycle();
+            assert_eq!(idle.is_empty(), cycle < 3, "cycle {cycle}");
+        }
+        // Between the last read and the removal, 5 more bytes arrived.
+        a.removed(&key(7), Some(c(15, 2)));
+        assert_eq!(totals(&a, "p7"), Totals { bytes: 15, packets: 2 });
+        assert_eq!(a.tracked_flows(), 0);
+        // The kernel creates the entry again: its total is new traffic.
+        a.begin_cycle(false);
+        a.observe(key(7), c(4, 1), &mut f);
+        a.end_cycle();
+        assert_eq!(totals(&a, "p7"), Totals { bytes: 19, packets: 3 });
+    }
+
+    #[test]
+    fn a_total_that_went_down_is_a_recreated_entry() {
+        assert_eq!(delta(c(100, 10), c(40, 2)), c(40, 2));
+        assert_eq!(delta(c(100, 10), c(140, 12)), c(40, 2));
+    }
+
+    #[test]
+    fn flows_gone_from_the_kernel_are_forgotten() {
+        let mut a = Accounting::new(5);
+        let mut f = labels_by_port;
+        a.begin_cycle(false);
+        a.observe(key(9), c(1, 1), &mut f);
+        a.end_cycle();
+        a.begin_cycle(false);
+        a.end_cycle();
+        assert_eq!(a.tracked_flows(), 0);
+        assert_eq!(totals(&a, "p9").bytes, 1, "totals stay");
+    }
+
+    #[test]
+    fn relabel_moves_future_deltas_only() {
+        let mut a = Accounting::new(5);
+        let mut first = labels_by_port;
+        a.begin_cycle(false);
+        a.observe(key(1), c(10, 1), &mut first);
+        a.end_cycle();
+        let mut second = |k: &FlowKey| FlowLabels { workload: "moved".into(), ..labels_by_port(k) };
+        a.begin_cycle(true);
+        a.observe(key(1), c(25, 2), &mut second);
+        a.end_cycle();
+        assert_eq!(totals(&a, "web"), Totals { bytes: 10, packets: 1 });
+        assert_eq!(totals(&a, "moved"), Totals { bytes: 15, packets: 1 });
+    }
+}

@@ -1,0 +1,275 @@
+//! `egressor agent`: validates flags and configuration, loads and attaches the programs,
+//! runs the read loop and serves HTTP until SIGINT or SIGTERM.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::AtomicBool, mpsc},
+};
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::{
+    accounting::Accounting,
+    attribution::Attributor,
+    cgroups::{CgroupResolver, check_cgroup_dir, find_cgroup2_mount},
+    classify::Classifier,
+    cli::{AgentArgs, HookMode},
+    config::FileConfig,
+    dataplane::{Dataplane, DataplaneOptions, Interface},
+    error::{AgentError, ConfigError},
+    http::{AppState, app},
+    metrics::{SharedSnapshot, registry},
+    prices::PriceSheet,
+    reader::Reader,
+};
+
+/// Everything the agent needs, validated.
+#[derive(Debug)]
+pub struct AgentPlan {
+    pub file: FileConfig,
+    pub prices: PriceSheet,
+    pub dataplane: DataplaneOptions,
+}
+
+/// Validates flags, the config file, the price sheet, interfaces and the cgroup path.
+/// Every problem here is the operator's to fix: exit code 2.
+///
+/// # Errors
+/// The first [`ConfigError`] found in that order.
+pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
+    if !args.telemetry_path.starts_with('/')
+        || ["/", "/healthz", "/readyz"].contains(&args.telemetry_path.as_str())
+    {
+        return Err(ConfigError::Flag {
+            flag: "--web.telemetry-path",
+            problem: format!(
+                "{:?} must start with '/' and not be /, /healthz or /readyz",
+                args.telemetry_path
+            ),
+        });
+    }
+    let file = match &args.config_file {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let prices = PriceSheet::load(args.prices.as_deref())?;
+
+    let (use_cgroup, use_tc) = match args.hook {
+        HookMode::Auto => (args.interfaces.is_empty(), !args.interfaces.is_empty()),
+        HookMode::Cgroup => (true, false),
+        HookMode::Tc => (false, true),
+        HookMode::Both => (true, true),
+    };
+    if use_tc && args.interfaces.is_empty() {
+        return Err(ConfigError::Flag {
+            flag: "--hook",
+            problem: "tc and both need at least one --interface".into(),
+        });
+    }
+    if !use_tc && !args.interfaces.is_empty() {
+        return Err(ConfigError::Flag {
+            flag: "--interface",
+            problem: "given with --hook cgroup; use --hook tc or --hook both".into(),
+        });
+    }
+    let interfaces = if use_tc {
+        args.interfaces.iter().map(|n| interface(n)).collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let cgroup = if use_cgroup {
+        let path = match &args.cgroup_path {
+            Some(p) => p.clone(),
+            None => find_cgroup2_mount()?,
+        };
+        check_cgroup_dir(&path)?;
+        Some(path)
+    } else {
+        None
+    };
+    Ok(AgentPlan {
+        file,
+        prices,
+        dataplane: DataplaneOptions {
+            cgroup,
+            interfaces,
+            tc_attach_mode: args.tc_attach_mode,
+            include_loopback: args.include_loopback,
+            max_flows: args.flow_map_max_entries,
+        },
+    })
+}
+
+/// Looks up an interface's index and link type.
+fn interface(name: &str) -> Result<Interface, ConfigError> {
+    let unknown = || ConfigError::UnknownInterface { name: name.to_owned() };
+    if name.is_empty() || name.contains('/') {
+        return Err(unknown());
+    }
+    let index = nix::net::if_::if_nametoindex(name).map_err(|_| unknown())?;
+    let link_type = std::fs::read_to_string(Path::new("/sys/class/net").join(name).join("type"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .ok_or_else(unknown)?;
+    // if_arp.h: ARPHRD_ETHER 1, ARPHRD_LOOPBACK 772 carry an Ethernet header; ARPHRD_NONE
+    // 65534 (WireGuard, tun), IPIP 768, SIT 776, IPGRE 778, ARPHRD_RAWIP 519 start at IP.
+    let ethernet = match link_type {
+        1 | 772 => true,
+        65534 | 768 | 776 | 778 | 519 => false,
+        other => {
+            return Err(ConfigError::Flag {
+                flag: "--interface",
+                problem: format!(
+                    "{name}: link type {other} is not supported (Ethernet or IP only)"
+                ),
+            });
+        }
+    };
+    Ok(Interface { name: name.to_owned(), index, ethernet })
+}
+
+/// Runs the agent until SIGINT/SIGTERM.
+///
+/// # Errors
+/// [`AgentError::Config`] (exit 2), or a dataplane or HTTP failure (exit 1).
+pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
+    let plan = plan(&args)?;
+    let listener = TcpListener::bind(args.listen_address)
+        .await
+        .map_err(|source| AgentError::Http { address: args.listen_address, source })?;
+
+    let dataplane = tokio::task::block_in_place(|| Dataplane::load(&plan.dataplane))?;
+    let prices = Arc::new(plan.prices);
+    let snapshot = Arc::new(SharedSnapshot::default());
+    let (registry, self_metrics) =
+        registry(snapshot.clone(), prices.clone(), dataplane.attachments(), dataplane.capacity());
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let interfaces: HashMap<u32, Arc<str>> =
+        plan.dataplane.interfaces.iter().map(|i| (i.index, Arc::from(i.name.as_str()))).collect();
+    let cgroup_root = plan.dataplane.cgroup.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let idle_cycles = idle_cycles(args.flow_idle_timeout, args.read_interval);
+    let reader = Reader {
+        dataplane,
+        accounting: Accounting::new(idle_cycles),
+        attributor: Attributor::new(
+            CgroupResolver::new(cgroup_root),
+            Classifier::new(&plan.file),
+            interfaces,
+        ),
+        snapshot,
+        metrics: self_metrics,
+        ready: ready.clone(),
+    };
+    let (stop_tx, stop_rx) = mpsc::channel();
+    let interval = args.read_interval;
+    let reader = std::thread::Builder::new()
+        .name("egressor-reader".into())
+        .spawn(move || reader.run(interval, stop_rx))
+        .map_err(|source| AgentError::Http { address: args.listen_address, source })?;
+
+    let state = AppState {
+        registry: Arc::new(registry),
+        ready,
+        telemetry_path: args.telemetry_path.clone(),
+    };
+    let address = listener.local_addr().unwrap_or(args.listen_address);
+    info!(
+        "serving OpenMetrics on http://{address}{} (read interval {:?})",
+        args.telemetry_path, args.read_interval
+    );
+    let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await;
+
+    info!("shutting down: final read, then detaching programs");
+    let _ = stop_tx.send(());
+    if reader.join().is_err() {
+        warn!("the reader thread panicked");
+    }
+    served.map_err(|source| AgentError::Http { address, source })
+}
+
+/// Reads without change before an idle flow's kernel entry is removed.
+fn idle_cycles(timeout: std::time::Duration, interval: std::time::Duration) -> u32 {
+    let cycles = timeout.as_secs_f64() / interval.as_secs_f64();
+    cycles.ceil().clamp(1.0, u32::MAX as f64) as u32
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => info!("received SIGINT"),
+        () = term => info!("received SIGTERM"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn args(extra: &[&str]) -> AgentArgs {
+        let mut argv = vec!["egressor", "agent"];
+        argv.extend_from_slice(extra);
+        let Command::Agent(a) = Cli::try_parse_from(argv).unwrap().command;
+        a
+    }
+
+    #[test]
+    fn idle_cycles_round_up() {
+        assert_eq!(idle_cycles(Duration::from_secs(120), Duration::from_secs(10)), 12);
+        assert_eq!(idle_cycles(Duration::from_secs(5), Duration::from_secs(10)), 1);
+        assert_eq!(idle_cycles(Duration::from_millis(1500), Duration::from_secs(1)), 2);
+    }
+
+    #[test]
+    fn unknown_interface_is_named() {
+        let e = plan(&args(&["--interface", "nope0"])).unwrap_err();
+        assert_eq!(e.to_string(), "--interface nope0: no such network interface (see `ip link`)");
+    }
+
+    #[test]
+    fn loopback_interface_is_ethernet_framed() {
+        let p = plan(&args(&["--interface", "lo"])).unwrap();
+        assert_eq!(p.dataplane.interfaces[0].name, "lo");
+        assert!(p.dataplane.interfaces[0].ethernet);
+        assert!(p.dataplane.cgroup.is_none(), "--interface switches to TC only");
+    }
+
+    #[test]
+    fn flag_combinations_are_checked() {
+        assert!(plan(&args(&["--hook", "tc"])).unwrap_err().to_string().contains("--hook"));
+        let e = plan(&args(&["--hook", "cgroup", "--interface", "lo"])).unwrap_err();
+        assert!(e.to_string().starts_with("--interface"), "{e}");
+        let e = plan(&args(&["--web.telemetry-path", "metrics"])).unwrap_err();
+        assert!(e.to_string().starts_with("--web.telemetry-path"), "{e}");
+    }
+
+    #[test]
+    fn missing_cgroup_dir_is_named() {
+        let e = plan(&args(&["--cgroup.path", "/nonexistent/cg"])).unwrap_err().to_string();
+        assert!(e.starts_with("--cgroup.path /nonexistent/cg:"), "{e}");
+    }
+}

@@ -1,0 +1,220 @@
+//! Host attribution: cgroup id → cgroup path → workload name.
+//!
+//! The kernel keys flows by `bpf_skb_cgroup_id`, which is the inode number of the socket's
+//! cgroup v2 directory. [`CgroupResolver`] walks the cgroup2 tree to map ids to paths and
+//! names each path's workload:
+//! - a container (`docker-<id>.scope`, `cri-containerd-<id>.scope`, `crio-<id>.scope`,
+//!   `libpod-<id>.scope`, or a bare 64-hex-digit directory) → `container/<first 12 hex>`;
+//! - a systemd unit (`*.service`, `*.scope`) → the unit's name;
+//! - anything else → the cgroup path relative to the root, e.g. `/`, `/batch/job-7`.
+//!
+//! Kubernetes attribution (pod, workload) builds on the same path in a later step.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use crate::error::ConfigError;
+
+/// Label value for a cgroup id that no longer exists in the tree (the cgroup was removed
+/// before the agent saw it).
+pub const UNKNOWN_WORKLOAD: &str = "unknown";
+
+/// Finds the cgroup v2 mount point in `/proc/self/mountinfo` (on hybrid systems such as
+/// this one it is `/sys/fs/cgroup/unified`, on unified ones `/sys/fs/cgroup`).
+///
+/// # Errors
+/// [`ConfigError::CgroupPath`] when no cgroup2 file system is mounted.
+pub fn find_cgroup2_mount() -> Result<PathBuf, ConfigError> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    cgroup2_mount_in(&mountinfo).ok_or_else(|| ConfigError::CgroupPath {
+        path: PathBuf::from("(auto)"),
+        problem: "no cgroup2 file system is mounted; mount one or pass --cgroup.path".into(),
+    })
+}
+
+/// The mount point of the first cgroup2 entry of a mountinfo text (proc(5): fields up to
+/// " - ", then the file system type).
+fn cgroup2_mount_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        (fs.split_whitespace().next()? == "cgroup2")
+            .then(|| mount.split_whitespace().nth(4).map(unescape_octal))?
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_octal(s: &str) -> PathBuf {
+    let mut out = Vec::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() + 0 && bytes.len() >= i + 4 {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Checks that `path` is a cgroup v2 directory the agent can attach to and read.
+///
+/// # Errors
+/// [`ConfigError::CgroupPath`] naming the problem.
+pub fn check_cgroup_dir(path: &Path) -> Result<(), ConfigError> {
+    let problem = |problem: String| ConfigError::CgroupPath { path: path.to_owned(), problem };
+    let meta = std::fs::metadata(path).map_err(|e| problem(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(problem("not a directory".into()));
+    }
+    std::fs::read_dir(path).map_err(|e| problem(format!("cannot list it: {e}")))?;
+    if !path.join("cgroup.procs").exists() {
+        return Err(problem("not a cgroup directory (no cgroup.procs)".into()));
+    }
+    if path.join("tasks").exists() {
+        return Err(problem("a cgroup v1 hierarchy; eBPF cgroup hooks need cgroup v2".into()));
+    }
+    Ok(())
+}
+
+/// Maps cgroup ids to workload names, rescanning the tree when it meets an unknown id.
+pub struct CgroupResolver {
+    root: PathBuf,
+    names: HashMap<u64, Arc<str>>,
+    unknown: Arc<str>,
+    /// Scan generation in which each still-unknown id was last looked for.
+    missing: HashMap<u64, u64>,
+    generation: u64,
+}
+
+impl CgroupResolver {
+    /// A resolver for the cgroup tree under `root` (the attach point).
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            names: HashMap::new(),
+            unknown: UNKNOWN_WORKLOAD.into(),
+            missing: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Starts a new read cycle: ids unknown in an earlier cycle may be looked for again.
+    pub fn next_cycle(&mut self) {
+        self.generation += 1;
+    }
+
+    /// The workload name of cgroup `id`; rescans the tree at most once per cycle.
+    pub fn resolve(&mut self, id: u64) -> Arc<str> {
+        if let Some(name) = self.names.get(&id) {
+            return name.clone();
+        }
+        if self.missing.get(&id) != Some(&self.generation) {
+            self.rescan();
+            if let Some(name) = self.names.get(&id) {
+                return name.clone();
+            }
+            // Every id still unknown after this scan waits for the next cycle.
+            self.missing.insert(id, self.generation);
+        }
+        self.unknown.clone()
+    }
+
+    fn rescan(&mut self) {
+        let generation = self.generation;
+        for entry in walkdir::WalkDir::new(&self.root).into_iter().filter_map(Result::ok) {
+            if !entry.file_type().is_dir() {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            let id = meta.ino();
+            if self.names.contains_key(&id) {
+                continue;
+            }
+            let relative = entry.path().strip_prefix(&self.root).unwrap_or(entry.path());
+            self.names.insert(id, workload_name(relative).into());
+        }
+        // Remember that this cycle already scanned, whatever id asked for it.
+        self.missing.retain(|_, g| *g == generation);
+    }
+}
+
+/// Names the workload that owns cgroup `relative` (a path below the cgroup root).
+pub fn workload_name(relative: &Path) -> String {
+    for component in relative.iter().rev() {
+        let c = component.to_string_lossy();
+        if let Some(id) = container_id(&c) {
+            return format!("container/{}", &id[..12]);
+        }
+    }
+    if let Some(last) = relative.file_name().map(|c| c.to_string_lossy()) {
+        if last.ends_with(".service") || last.ends_with(".scope") {
+            return last.into_owned();
+        }
+    }
+    format!("/{}", relative.to_string_lossy())
+}
+
+/// The container id in a cgroup directory name, if it is a container's.
+fn container_id(component: &str) -> Option<&str> {
+    const PREFIXES: [&str; 5] = ["docker-", "cri-containerd-", "crio-", "libpod-", ""];
+    let stem = component.strip_suffix(".scope").unwrap_or(component);
+    PREFIXES.iter().find_map(|p| {
+        let id = stem.strip_prefix(p)?;
+        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_names_follow_the_documented_rules() {
+        let id = "0123456789abcdef".repeat(4);
+        let cases = [
+            ("", "/"),
+            ("system.slice/nginx.service", "nginx.service"),
+            ("user.slice/user-0.slice/session-3.scope", "session-3.scope"),
+            (&format!("system.slice/docker-{id}.scope") as &str, "container/0123456789ab"),
+            (
+                &format!("kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"),
+                "container/0123456789ab",
+            ),
+            (&format!("docker/{id}"), "container/0123456789ab"),
+            ("batch/job-7", "/batch/job-7"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(workload_name(Path::new(path)), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn finds_cgroup2_in_mountinfo_hybrid_and_unified() {
+        let hybrid = "30 24 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                      35 30 0:31 / /sys/fs/cgroup/unified rw,relatime shared:10 - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_mount_in(hybrid).unwrap(), Path::new("/sys/fs/cgroup/unified"));
+        let spaced = "35 30 0:31 / /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_mount_in(spaced).unwrap(), Path::new("/mnt/my cg"));
+        assert!(cgroup2_mount_in("1 0 0:1 / / rw - ext4 /dev/vda rw\n").is_none());
+    }
+
+    #[test]
+    fn resolver_names_real_directories_by_inode() {
+        let dir = std::env::temp_dir().join(format!("egressor-cg-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("app.service")).unwrap();
+        let ino = std::fs::metadata(dir.join("app.service")).unwrap().ino();
+        let mut r = CgroupResolver::new(dir.clone());
+        assert_eq!(&*r.resolve(ino), "app.service");
+        assert_eq!(&*r.resolve(u64::MAX), UNKNOWN_WORKLOAD);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

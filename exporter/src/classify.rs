@@ -1,0 +1,272 @@
+//! Remote classification: where the other end of a flow lives, as one `traffic_class`.
+//!
+//! Order of the rules (the first that matches wins):
+//! 1. not IP → [`TrafficClass::NonIp`];
+//! 2. one of this host's own addresses, or loopback → [`TrafficClass::SameHost`];
+//! 3. inside a configured network (longest prefix): compared with this node's zone and
+//!    region → `same_zone`, `cross_zone` or `cross_region`; a named network without a
+//!    location to compare → `private`;
+//! 4. special-purpose addresses that never leave a private network — RFC 1918, RFC 4193
+//!    unique local, RFC 6598 CGNAT, RFC 3927 / RFC 4291 link-local, multicast, broadcast,
+//!    unspecified → `private`;
+//! 5. everything else → `internet`.
+//!
+//! Documentation ranges (RFC 5737 TEST-NET, RFC 3849 2001:db8::/32) are *not* special here:
+//! tests use them as stand-ins for internet peers.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
+
+use ipnet::IpNet;
+use prefix_trie::joint::map::JointPrefixMap;
+use serde::Deserialize;
+
+use crate::config::{FileConfig, NetworkConfig};
+
+/// Where the remote end of a flow lives, relative to this node. The value of the
+/// `traffic_class` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficClass {
+    /// This machine (another socket, or a pod on this node's own addresses).
+    SameHost,
+    /// A configured network in this node's zone.
+    SameZone,
+    /// A configured network in another zone of this node's region.
+    CrossZone,
+    /// A configured network in another region.
+    CrossRegion,
+    /// A private or special-purpose address not placed by the configuration.
+    Private,
+    /// Any other address: the public internet.
+    Internet,
+    /// Not an IP packet (ARP, LLDP, …), seen on TC hooks only.
+    NonIp,
+}
+
+impl TrafficClass {
+    /// Every class, in label order.
+    pub const ALL: [TrafficClass; 7] = [
+        Self::SameHost,
+        Self::SameZone,
+        Self::CrossZone,
+        Self::CrossRegion,
+        Self::Private,
+        Self::Internet,
+        Self::NonIp,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SameHost => "same_host",
+            Self::SameZone => "same_zone",
+            Self::CrossZone => "cross_zone",
+            Self::CrossRegion => "cross_region",
+            Self::Private => "private",
+            Self::Internet => "internet",
+            Self::NonIp => "non_ip",
+        }
+    }
+}
+
+/// What the classifier says about one remote address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub class: TrafficClass,
+    /// Name of the configured network, empty when none matched.
+    pub name: Arc<str>,
+    /// Zone of the configured network, empty when unknown.
+    pub zone: Arc<str>,
+}
+
+struct Network {
+    name: Arc<str>,
+    zone: Option<Arc<str>>,
+    region: Option<String>,
+}
+
+/// Classifies remote addresses. Built once from the configuration; the host's own
+/// addresses are refreshed with [`Classifier::set_host_addresses`].
+pub struct Classifier {
+    node_zone: Option<String>,
+    node_region: Option<String>,
+    networks: JointPrefixMap<IpNet, Network>,
+    host_addresses: HashSet<IpAddr>,
+    empty: Arc<str>,
+}
+
+impl Classifier {
+    /// Builds a classifier from the validated configuration.
+    pub fn new(config: &FileConfig) -> Self {
+        let mut networks = JointPrefixMap::new();
+        for NetworkConfig { cidr, name, zone, region } in &config.networks {
+            networks.insert(
+                cidr.trunc(),
+                Network {
+                    name: name.as_str().into(),
+                    zone: zone.as_deref().map(Into::into),
+                    region: region.clone(),
+                },
+            );
+        }
+        Self {
+            node_zone: config.node.zone.clone(),
+            node_region: config.node.region.clone(),
+            networks,
+            host_addresses: HashSet::new(),
+            empty: "".into(),
+        }
+    }
+
+    /// Replaces the set of this host's own addresses. Returns whether it changed (callers
+    /// then re-classify cached flows).
+    pub fn set_host_addresses(&mut self, addresses: HashSet<IpAddr>) -> bool {
+        if addresses == self.host_addresses {
+            return false;
+        }
+        self.host_addresses = addresses;
+        true
+    }
+
+    /// Classifies a remote address; `None` means the packet was not IP.
+    pub fn classify(&self, remote: Option<IpAddr>) -> Remote {
+        let Some(addr) = remote.map(|a| a.to_canonical()) else {
+            return self.unnamed(TrafficClass::NonIp);
+        };
+        if addr.is_loopback() || self.host_addresses.contains(&addr) {
+            return self.unnamed(TrafficClass::SameHost);
+        }
+        if let Some((_, net)) = self.networks.get_lpm(&IpNet::from(addr)) {
+            return Remote {
+                class: self.place(net),
+                name: net.name.clone(),
+                zone: net.zone.clone().unwrap_or_else(|| self.empty.clone()),
+            };
+        }
+        if is_private(addr) {
+            return self.unnamed(TrafficClass::Private);
+        }
+        self.unnamed(TrafficClass::Internet)
+    }
+
+    fn place(&self, net: &Network) -> TrafficClass {
+        let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => Some(a == b),
+            _ => None,
+        };
+        match same(net.region.as_deref(), self.node_region.as_deref()) {
+            Some(false) => return TrafficClass::CrossRegion,
+            Some(true) | None => {}
+        }
+        match same(net.zone.as_deref(), self.node_zone.as_deref()) {
+            Some(true) => TrafficClass::SameZone,
+            Some(false) => TrafficClass::CrossZone,
+            None => TrafficClass::Private,
+        }
+    }
+
+    fn unnamed(&self, class: TrafficClass) -> Remote {
+        Remote { class, name: self.empty.clone(), zone: self.empty.clone() }
+    }
+}
+
+/// Special-purpose addresses that do not route over the internet.
+fn is_private(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let cgnat = a.octets()[0] == 100 && (a.octets()[1] & 0xC0) == 64; // RFC 6598
+            a.is_private()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_unspecified()
+                || cgnat
+                || a == Ipv4Addr::UNSPECIFIED
+        }
+        IpAddr::V6(a) => {
+            let seg0 = a.segments()[0];
+            (seg0 & 0xFE00) == 0xFC00 // RFC 4193 unique local
+                || (seg0 & 0xFFC0) == 0xFE80 // RFC 4291 link-local
+                || a.is_multicast()
+                || a.is_unspecified()
+                || a == Ipv6Addr::LOCALHOST
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn classifier(yaml: &str) -> Classifier {
+        Classifier::new(&FileConfig::parse(yaml, Path::new("t.yaml")).unwrap())
+    }
+
+    fn class(c: &Classifier, addr: &str) -> TrafficClass {
+        c.classify(Some(addr.parse().unwrap())).class
+    }
+
+    const CONFIG: &str = "node: {zone: use1-az1, region: us-east-1}\nnetworks:\n\
+        - {cidr: 10.0.0.0/16, name: vpc, region: us-east-1}\n\
+        - {cidr: 10.0.1.0/24, name: az1, zone: use1-az1, region: us-east-1}\n\
+        - {cidr: 10.0.2.0/24, name: az2, zone: use1-az2, region: us-east-1}\n\
+        - {cidr: 10.9.0.0/16, name: peer-vpc, zone: usw2-az1, region: us-west-2}\n\
+        - {cidr: '2001:db8:1::/48', name: v6-az2, zone: use1-az2}\n";
+
+    #[test]
+    fn configured_networks_give_zone_classes_longest_prefix_first() {
+        let c = classifier(CONFIG);
+        assert_eq!(class(&c, "10.0.1.7"), TrafficClass::SameZone);
+        assert_eq!(class(&c, "10.0.2.7"), TrafficClass::CrossZone);
+        assert_eq!(class(&c, "10.0.3.7"), TrafficClass::Private, "region only, no zone");
+        assert_eq!(class(&c, "10.9.0.1"), TrafficClass::CrossRegion);
+        assert_eq!(class(&c, "2001:db8:1::5"), TrafficClass::CrossZone);
+        let r = c.classify(Some("10.0.2.7".parse().unwrap()));
+        assert_eq!((&*r.name, &*r.zone), ("az2", "use1-az2"));
+    }
+
+    #[test]
+    fn special_purpose_ranges_are_private_and_the_rest_internet() {
+        let c = classifier("");
+        for a in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "169.254.1.1",
+            "224.0.0.251",
+            "255.255.255.255",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+        ] {
+            assert_eq!(class(&c, a), TrafficClass::Private, "{a}");
+        }
+        for a in ["8.8.8.8", "100.128.0.1", "198.51.100.7", "2001:db8::1", "2600::1"] {
+            assert_eq!(class(&c, a), TrafficClass::Internet, "{a}");
+        }
+    }
+
+    #[test]
+    fn host_addresses_and_loopback_are_same_host() {
+        let mut c = classifier(CONFIG);
+        assert!(c.set_host_addresses(["10.0.1.7".parse().unwrap()].into()));
+        assert!(!c.set_host_addresses(["10.0.1.7".parse().unwrap()].into()));
+        assert_eq!(class(&c, "10.0.1.7"), TrafficClass::SameHost);
+        assert_eq!(class(&c, "127.0.0.53"), TrafficClass::SameHost);
+        assert_eq!(class(&c, "::1"), TrafficClass::SameHost);
+        assert_eq!(class(&c, "::ffff:10.0.1.7"), TrafficClass::SameHost, "v4-mapped");
+    }
+
+    #[test]
+    fn non_ip_is_its_own_class() {
+        assert_eq!(classifier("").classify(None).class, TrafficClass::NonIp);
+    }
+}

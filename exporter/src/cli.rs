@@ -1,0 +1,193 @@
+//! Command line: `egressor agent` and its flags, following Prometheus exporter conventions
+//! (`--web.listen-address`, `--web.telemetry-path`, dotted flag names, an `EGRESSOR_*`
+//! environment variable for every flag).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Default listen address: loopback, so the quick start exposes nothing.
+///
+/// Port 10730 lies outside 9100–9999, which Prometheus' "default port allocations" wiki
+/// page had handed out in full by 2023, and outside Prometheus' own 9090–9094.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1:10730";
+/// Default path of the OpenMetrics endpoint.
+pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+/// Default interval between two reads of the kernel maps.
+pub const DEFAULT_READ_INTERVAL: &str = "10s";
+/// Default time a flow may stay unchanged before its kernel map entry is removed.
+pub const DEFAULT_FLOW_IDLE_TIMEOUT: &str = "2m";
+
+/// egressor: who moves data where, and what it costs.
+#[derive(Debug, Parser)]
+#[command(name = "egressor", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the eBPF programs, count this machine's traffic and serve OpenMetrics.
+    Agent(AgentArgs),
+}
+
+/// Which kernel hooks count traffic. Each byte is counted once unless `both` is asked for;
+/// the `hook` label keeps the two apart so that no sum adds them up by accident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookMode {
+    /// cgroup_skb on the cgroup v2 root, or TC when `--interface` is given.
+    Auto,
+    /// cgroup_skb only: per socket and workload, before NAT.
+    Cgroup,
+    /// TC on the `--interface` list only: per interface, as on the wire.
+    Tc,
+    /// Both: every packet of a socket on a listed interface is counted twice, once per hook.
+    Both,
+}
+
+/// How TC programs attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TcAttachMode {
+    /// TCX links on kernels ≥ 6.6, a clsact qdisc and netlink filters before.
+    Auto,
+    /// TCX links (kernel ≥ 6.6).
+    Tcx,
+    /// clsact qdisc with netlink filters (any kernel with eBPF TC).
+    Clsact,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address to serve /metrics, /healthz and /readyz on.
+    #[arg(long = "web.listen-address", env = "EGRESSOR_WEB_LISTEN_ADDRESS",
+          default_value = DEFAULT_LISTEN_ADDRESS, value_name = "ADDR:PORT")]
+    pub listen_address: SocketAddr,
+
+    /// Path under which OpenMetrics are served.
+    #[arg(long = "web.telemetry-path", env = "EGRESSOR_WEB_TELEMETRY_PATH",
+          default_value = DEFAULT_TELEMETRY_PATH, value_name = "PATH")]
+    pub telemetry_path: String,
+
+    /// YAML file with this node's zone and region and named networks (CIDR → name, zone,
+    /// region). See README "Configuration".
+    #[arg(long = "config.file", env = "EGRESSOR_CONFIG_FILE", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// YAML price sheet replacing the embedded one (AWS us-east-1).
+    #[arg(long = "prices", env = "EGRESSOR_PRICES", value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+
+    /// Attach TC programs to this interface (repeatable). Switches counting from cgroup
+    /// hooks to TC unless `--hook both`.
+    #[arg(
+        long = "interface",
+        env = "EGRESSOR_INTERFACES",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub interfaces: Vec<String>,
+
+    /// Which hooks count traffic.
+    #[arg(long = "hook", env = "EGRESSOR_HOOK", value_enum, default_value_t = HookMode::Auto)]
+    pub hook: HookMode,
+
+    /// How TC programs attach.
+    #[arg(long = "tc.attach-mode", env = "EGRESSOR_TC_ATTACH_MODE", value_enum,
+          default_value_t = TcAttachMode::Auto)]
+    pub tc_attach_mode: TcAttachMode,
+
+    /// cgroup v2 directory to attach the cgroup_skb programs to [default: the cgroup2
+    /// mount found in /proc/self/mountinfo].
+    #[arg(long = "cgroup.path", env = "EGRESSOR_CGROUP_PATH", value_name = "DIR")]
+    pub cgroup_path: Option<PathBuf>,
+
+    /// Count traffic on loopback interfaces too (excluded by default: it never crosses a
+    /// network and is never billed).
+    #[arg(long = "include-loopback", env = "EGRESSOR_INCLUDE_LOOPBACK")]
+    pub include_loopback: bool,
+
+    /// Interval between two reads of the kernel's flow map, e.g. 10s, 1m.
+    #[arg(long = "read-interval", env = "EGRESSOR_READ_INTERVAL",
+          default_value = DEFAULT_READ_INTERVAL, value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub read_interval: Duration,
+
+    /// Maximum entries in the kernel flow map. Packets of flows that find no room are
+    /// counted in egressor_flow_overflow_*_total.
+    #[arg(long = "flow-map.max-entries", env = "EGRESSOR_FLOW_MAP_MAX_ENTRIES",
+          default_value_t = egressor_common::DEFAULT_FLOW_MAP_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub flow_map_max_entries: u32,
+
+    /// A flow unchanged for this long has its kernel map entry removed (its final counts
+    /// are kept), making room for new flows.
+    #[arg(long = "flow.idle-timeout", env = "EGRESSOR_FLOW_IDLE_TIMEOUT",
+          default_value = DEFAULT_FLOW_IDLE_TIMEOUT, value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub flow_idle_timeout: Duration,
+
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
+    #[arg(
+        long = "log.level",
+        env = "EGRESSOR_LOG_LEVEL",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    pub log_level: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 10s, 1m, 500ms)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let cli = Cli::try_parse_from(["egressor", "agent"]).unwrap();
+        let Command::Agent(a) = cli.command;
+        assert_eq!(a.listen_address.to_string(), DEFAULT_LISTEN_ADDRESS);
+        assert_eq!(a.telemetry_path, "/metrics");
+        assert_eq!(a.read_interval, Duration::from_secs(10));
+        assert_eq!(a.flow_idle_timeout, Duration::from_secs(120));
+        assert_eq!(a.hook, HookMode::Auto);
+        assert!(!a.include_loopback);
+    }
+
+    #[test]
+    fn zero_and_garbage_durations_are_rejected() {
+        for bad in ["0s", "ten", ""] {
+            let r = Cli::try_parse_from(["egressor", "agent", "--read-interval", bad]);
+            assert!(r.is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn interfaces_repeat_and_split_on_commas() {
+        let cli = Cli::try_parse_from([
+            "egressor",
+            "agent",
+            "--interface",
+            "eth0",
+            "--interface",
+            "eth1,wg0",
+        ])
+        .unwrap();
+        let Command::Agent(a) = cli.command;
+        assert_eq!(a.interfaces, ["eth0", "eth1", "wg0"]);
+    }
+}

@@ -1,0 +1,181 @@
+//! The agent's YAML configuration file (`--config.file`): this node's zone and region, and
+//! named networks that tell the classifier where a remote address lives.
+//!
+//! ```yaml
+//! node:
+//!   zone: use1-az1        # where this machine runs
+//!   region: us-east-1
+//! networks:               # longest prefix wins; IPv4 and IPv6
+//!   - cidr: 10.0.16.0/20
+//!     name: vpc-main-az2
+//!     zone: use1-az2
+//!     region: us-east-1
+//! ```
+
+use std::{collections::HashSet, path::Path};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// The whole file. Unknown fields are errors, so a typo never silently zeroes a cost.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where this node runs.
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// Named networks; the longest matching prefix names a remote address.
+    #[serde(default)]
+    pub networks: Vec<NetworkConfig>,
+}
+
+/// This node's location. Without a zone, no remote can be same-zone or cross-zone.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Availability zone (AWS zone ID such as `use1-az1`, or name such as `us-east-1a`;
+    /// networks must use the same form).
+    pub zone: Option<String>,
+    /// Region, such as `us-east-1`.
+    pub region: Option<String>,
+}
+
+/// One named network.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// IPv4 or IPv6 prefix, e.g. `10.0.16.0/20` or `2001:db8::/48`.
+    pub cidr: IpNet,
+    /// Becomes the `remote` label: keep it short and stable.
+    pub name: String,
+    /// Zone the network lives in.
+    pub zone: Option<String>,
+    /// Region the network lives in.
+    pub region: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] if the file cannot be read, [`ConfigError::Parse`] for YAML
+    /// that does not match the schema (the message names the field, line and column), and
+    /// [`ConfigError::Invalid`] listing every semantic problem found.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates YAML text; `origin` names the source in errors.
+    ///
+    /// # Errors
+    /// As [`FileConfig::load`], without the read error.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        // An empty file is an empty configuration, not an error.
+        let config: Self = if text.trim().is_empty() {
+            Self::default()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?
+        };
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: origin.to_owned(), problems })
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, net) in self.networks.iter().enumerate() {
+            let at = format!("networks[{i}] ({})", net.cidr);
+            if net.name.trim().is_empty() {
+                problems.push(format!("{at}.name: must not be empty"));
+            }
+            if net.cidr != net.cidr.trunc() {
+                problems
+                    .push(format!("{at}.cidr: host bits set; did you mean {}?", net.cidr.trunc()));
+            }
+            if !seen.insert(net.cidr.trunc()) {
+                problems.push(format!("{at}.cidr: listed twice"));
+            }
+            for (field, value) in [("zone", &net.zone), ("region", &net.region)] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    problems.push(format!("{at}.{field}: must not be empty when given"));
+                }
+            }
+        }
+        for (field, value) in [("zone", &self.node.zone), ("region", &self.node.region)] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                problems.push(format!("node.{field}: must not be empty when given"));
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<FileConfig, ConfigError> {
+        FileConfig::parse(yaml, Path::new("test.yaml"))
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(
+            "node: {zone: use1-az1, region: us-east-1}\n\
+             networks:\n  - {cidr: 10.0.0.0/16, name: vpc, zone: use1-az2, region: us-east-1}\n  \
+             - {cidr: '2001:db8::/32', name: v6}\n",
+        )
+        .unwrap();
+        assert_eq!(c.node.zone.as_deref(), Some("use1-az1"));
+        assert_eq!(c.networks.len(), 2);
+        assert_eq!(c.networks[1].cidr.to_string(), "2001:db8::/32");
+    }
+
+    #[test]
+    fn empty_file_is_empty_config() {
+        assert_eq!(parse("  \n").unwrap(), FileConfig::default());
+    }
+
+    #[test]
+    fn bad_cidr_names_the_field_and_line() {
+        let e = parse("networks:\n  - cidr: 10.0.0/8\n    name: x\n").unwrap_err().to_string();
+        assert!(e.contains("networks[0].cidr"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("test.yaml"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let e = parse("node: {zome: a}\n").unwrap_err().to_string();
+        assert!(e.contains("zome"), "{e}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported() {
+        let e = parse(
+            "node: {zone: ''}\nnetworks:\n  - {cidr: 10.0.0.1/8, name: ''}\n  \
+             - {cidr: 10.0.0.0/8, name: b}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "networks[0] (10.0.0.1/8).name",
+            "host bits set; did you mean 10.0.0.0/8",
+            "networks[1] (10.0.0.0/8).cidr: listed twice",
+            "node.zone",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in {e}");
+        }
+    }
+}

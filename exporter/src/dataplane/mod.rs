@@ -1,0 +1,460 @@
+//! The kernel half: loads egressor's eBPF programs, attaches them, and reads their maps.
+
+mod bpf_sys;
+
+use std::{
+    io,
+    os::fd::{AsFd, OwnedFd},
+    path::PathBuf,
+};
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, SchedClassifier,
+        TcAttachType,
+        tc::{NlOptions, TcAttachOptions, qdisc_add_clsact},
+    },
+};
+use egressor_common::{
+    CONFIG_GLOBAL, DataplaneConfig, Direction, FLOWS_MAP, FlowCounters, FlowKey, Hook,
+    OVERFLOW_MAP, OVERFLOW_SLOTS, overflow_slot,
+};
+use tracing::{debug, info, warn};
+
+use crate::cli::TcAttachMode;
+
+/// The eBPF object built by `exporter/build.rs` from `ebpf/`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egressor"));
+
+/// Flows read per `BPF_MAP_LOOKUP_BATCH` call.
+const LOOKUP_BATCH: usize = 4096;
+
+/// What the kernel half must do.
+#[derive(Debug, Clone)]
+pub struct DataplaneOptions {
+    /// cgroup v2 directory for the cgroup_skb programs; `None` to not attach them.
+    pub cgroup: Option<PathBuf>,
+    /// Interfaces for the TC programs.
+    pub interfaces: Vec<Interface>,
+    pub tc_attach_mode: TcAttachMode,
+    pub include_loopback: bool,
+    /// `max_entries` of the flow map.
+    pub max_flows: u32,
+}
+
+/// An interface to attach TC programs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    /// Whether frames start with an Ethernet header (`ARPHRD_ETHER`, loopback) or with the
+    /// IP header (WireGuard, tun, GRE, …).
+    pub ethernet: bool,
+}
+
+/// Loading, attaching or reading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The process may not use bpf(2) or attach programs.
+    #[error(
+        "{action}: permission denied. The agent needs CAP_BPF and CAP_PERFMON to load its \
+         programs, CAP_NET_ADMIN to attach them (or root)"
+    )]
+    Privileges {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The object or its maps could not be loaded.
+    #[error("loading the eBPF object")]
+    Load(#[source] EbpfError),
+    /// The kernel refused a program (the source holds the verifier log).
+    #[error("loading program {program}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    /// A program could not be attached.
+    #[error("attaching {program} to {target}")]
+    Attach {
+        program: &'static str,
+        target: String,
+        #[source]
+        source: ProgramError,
+    },
+    /// A map is missing from the object or cannot be read.
+    #[error("map {map}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    /// A raw map syscall failed.
+    #[error("{op} on map {map}")]
+    Syscall {
+        op: &'static str,
+        map: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where a program is attached, for the log and the `egressor_programs_attached` metric.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Attachment {
+    pub hook: Hook,
+    pub direction: Direction,
+    /// The cgroup directory or the interface name.
+    pub target: String,
+    /// `cgroup_link`, `tcx` or `clsact`.
+    pub mechanism: &'static str,
+}
+
+/// The loaded and attached programs and their maps. Dropping it detaches everything.
+pub struct Dataplane {
+    // Field order matters: maps and links go before the object that owns the programs.
+    flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
+    flows_fd: OwnedFd,
+    overflow: PerCpuArray<MapData, FlowCounters>,
+    cpus: usize,
+    capacity: u32,
+    batch_supported: bool,
+    lookup_and_delete_supported: bool,
+    attachments: Vec<Attachment>,
+    _ebpf: Ebpf,
+}
+
+impl Dataplane {
+    /// Loads the object, sizes the flow map, attaches the cgroup and TC programs asked for.
+    ///
+    /// # Errors
+    /// [`DataplaneError::Privileges`] when the kernel says EPERM anywhere, otherwise the step
+    /// that failed with the kernel's reason (the verifier log for a rejected program).
+    pub fn load(options: &DataplaneOptions) -> Result<Self, DataplaneError> {
+        raise_memlock_limit();
+        let config = DataplaneConfig {
+            include_loopback: u8::from(options.include_loopback),
+            ..Default::default()
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(CONFIG_GLOBAL, &config, true)
+            .map_max_entries(FLOWS_MAP, options.max_flows)
+            .load(EBPF_OBJECT)
+            .map_err(|e| privileges_or("loading the eBPF object", e, DataplaneError::Load))?;
+
+        let mut attachments = Vec::new();
+        if let Some(cgroup) = &options.cgroup {
+            attach_cgroup(&mut ebpf, cgroup, &mut attachments)?;
+        }
+        for interface in &options.interfaces {
+            attach_tc(&mut ebpf, interface, options.tc_attach_mode, &mut attachments)?;
+        }
+
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(DataplaneError::Map {
+                map: name,
+                source: MapError::InvalidName { name: name.into() },
+            })
+        };
+        let flows_map = take(&mut ebpf, FLOWS_MAP)?;
+        // A second descriptor for the raw batch and lookup-and-delete syscalls.
+        let flows_fd = match &flows_map {
+            Map::PerCpuHashMap(data) => data.fd().as_fd().try_clone_to_owned(),
+            _ => Err(io::Error::from(io::ErrorKind::InvalidData)),
+        }
+        .map_err(|source| DataplaneError::Syscall { op: "dup", map: FLOWS_MAP, source })?;
+        let flows = PerCpuHashMap::try_from(flows_map)
+            .map_err(|source| DataplaneError::Map { map: FLOWS_MAP, source })?;
+        let overflow = PerCpuArray::try_from(take(&mut ebpf, OVERFLOW_MAP)?)
+            .map_err(|source| DataplaneError::Map { map: OVERFLOW_MAP, source })?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Syscall {
+            op: "counting possible CPUs",
+            map: FLOWS_MAP,
+            source,
+        })?;
+        Ok(Self {
+            flows,
+            flows_fd,
+            overflow,
+            cpus,
+            capacity: options.max_flows,
+            batch_supported: true,
+            lookup_and_delete_supported: true,
+            attachments,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Where the programs are attached.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// `max_entries` of the flow map.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    /// Calls `f` with every flow and its counters summed over CPUs.
+    ///
+    /// # Errors
+    /// [`DataplaneError::Syscall`] or [`DataplaneError::Map`] when the map cannot be read.
+    pub fn read_flows(
+        &mut self,
+        mut f: impl FnMut(FlowKey, FlowCounters),
+    ) -> Result<(), DataplaneError> {
+        if self.batch_supported {
+            let fd = self.flows_fd();
+            let result = bpf_sys::for_each_percpu::<FlowKey, FlowCounters>(
+                fd,
+                self.cpus,
+                LOOKUP_BATCH,
+                |key, per_cpu| f(*key, sum(per_cpu.iter())),
+            );
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if unsupported(&e) => {
+                    warn!(error = %e, "BPF_MAP_LOOKUP_BATCH unsupported; reading flows one by one");
+                    self.batch_supported = false;
+                }
+                Err(source) => {
+                    return Err(DataplaneError::Syscall {
+                        op: "lookup batch",
+                        map: FLOWS_MAP,
+                        source,
+                    });
+                }
+            }
+        }
+        for entry in self.flows.iter() {
+            match entry {
+                Ok((key, values)) => f(key, sum(values.iter())),
+                // The entry was deleted between listing and lookup: nothing to count.
+                Err(MapError::KeyNotFound) => {}
+                Err(source) => return Err(DataplaneError::Map { map: FLOWS_MAP, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an idle flow from the kernel map and returns its final counters (`None` if it
+    /// was already gone).
+    ///
+    /// # Errors
+    /// [`DataplaneError::Syscall`] or [`DataplaneError::Map`].
+    pub fn remove_flow(&mut self, key: &FlowKey) -> Result<Option<FlowCounters>, DataplaneError> {
+        if self.lookup_and_delete_supported {
+            let mut values = vec![FlowCounters::default(); self.cpus];
+            match bpf_sys::lookup_and_delete(self.flows_fd(), key, &mut values) {
+                Ok(true) => return Ok(Some(sum(values.iter()))),
+                Ok(false) => return Ok(None),
+                Err(e) if unsupported(&e) => {
+                    warn!(error = %e, "BPF_MAP_LOOKUP_AND_DELETE_ELEM unsupported on per-CPU hash maps (kernel < 5.14); a packet racing an idle flow's removal may go uncounted");
+                    self.lookup_and_delete_supported = false;
+                }
+                Err(source) => {
+                    return Err(DataplaneError::Syscall {
+                        op: "lookup and delete",
+                        map: FLOWS_MAP,
+                        source,
+                    });
+                }
+            }
+        }
+        let last = match self.flows.get(key, 0) {
+            Ok(values) => sum(values.iter()),
+            Err(MapError::KeyNotFound) => return Ok(None),
+            Err(source) => return Err(DataplaneError::Map { map: FLOWS_MAP, source }),
+        };
+        match self.flows.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(Some(last)),
+            Err(source) => Err(DataplaneError::Map { map: FLOWS_MAP, source }),
+        }
+    }
+
+    /// Bytes and packets that found no room in the flow map, by hook and direction; the
+    /// kernel's totals since load.
+    ///
+    /// # Errors
+    /// [`DataplaneError::Map`].
+    pub fn read_overflow(&self) -> Result<Vec<(Hook, Direction, FlowCounters)>, DataplaneError> {
+        let mut out = Vec::with_capacity(OVERFLOW_SLOTS as usize);
+        for hook in [Hook::Cgroup, Hook::Tc] {
+            for direction in [Direction::Ingress, Direction::Egress] {
+                let values = self
+                    .overflow
+                    .get(&overflow_slot(hook, direction), 0)
+                    .map_err(|source| DataplaneError::Map { map: OVERFLOW_MAP, source })?;
+                out.push((hook, direction, sum(values.iter())));
+            }
+        }
+        Ok(out)
+    }
+
+    fn flows_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.flows_fd.as_fd()
+    }
+}
+
+fn sum<'a>(values: impl Iterator<Item = &'a FlowCounters>) -> FlowCounters {
+    values.fold(FlowCounters::default(), |acc, v| FlowCounters {
+        bytes: acc.bytes.wrapping_add(v.bytes),
+        packets: acc.packets.wrapping_add(v.packets),
+    })
+}
+
+fn unsupported(e: &io::Error) -> bool {
+    // ENOTSUPP (524) is the kernel-internal code bpf(2) leaks for unsupported map operations.
+    matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524))
+}
+
+fn attach_cgroup(
+    ebpf: &mut Ebpf,
+    cgroup: &std::path::Path,
+    attachments: &mut Vec<Attachment>,
+) -> Result<(), DataplaneError> {
+    let dir = std::fs::File::open(cgroup).map_err(|e| DataplaneError::Attach {
+        program: "cgroup_ingress",
+        target: cgroup.display().to_string(),
+        source: ProgramError::IOError(e),
+    })?;
+    for (program, attach_type, direction) in [
+        ("cgroup_ingress", CgroupSkbAttachType::Ingress, Direction::Ingress),
+        ("cgroup_egress", CgroupSkbAttachType::Egress, Direction::Egress),
+    ] {
+        let prog: &mut CgroupSkb = program_mut(ebpf, program)?;
+        prog.load().map_err(|e| program_error(program, e))?;
+        prog.attach(&dir, attach_type, CgroupAttachMode::Single).map_err(|source| {
+            privileges_or(
+                &format!("attaching {program} to {}", cgroup.display()),
+                source,
+                |source| DataplaneError::Attach {
+                    program,
+                    target: cgroup.display().to_string(),
+                    source,
+                },
+            )
+        })?;
+        let a = Attachment {
+            hook: Hook::Cgroup,
+            direction,
+            target: cgroup.display().to_string(),
+            mechanism: "cgroup_link",
+        };
+        info!(program, target = %a.target, "attached");
+        attachments.push(a);
+    }
+    Ok(())
+}
+
+fn attach_tc(
+    ebpf: &mut Ebpf,
+    interface: &Interface,
+    mode: TcAttachMode,
+    attachments: &mut Vec<Attachment>,
+) -> Result<(), DataplaneError> {
+    let tcx = match mode {
+        TcAttachMode::Tcx => true,
+        TcAttachMode::Clsact => false,
+        TcAttachMode::Auto => aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
+    };
+    if !tcx {
+        match qdisc_add_clsact(&interface.name) {
+            Ok(()) => debug!(interface = %interface.name, "added clsact qdisc"),
+            Err(e) if e.to_string().contains("exists") => {}
+            Err(e) => {
+                return Err(DataplaneError::Attach {
+                    program: "tc",
+                    target: interface.name.clone(),
+                    source: ProgramError::TcError(e),
+                });
+            }
+        }
+    }
+    let programs: [(&'static str, TcAttachType, Direction); 2] = if interface.ethernet {
+        [
+            ("tc_ingress", TcAttachType::Ingress, Direction::Ingress),
+            ("tc_egress", TcAttachType::Egress, Direction::Egress),
+        ]
+    } else {
+        [
+            ("tc_ingress_l3", TcAttachType::Ingress, Direction::Ingress),
+            ("tc_egress_l3", TcAttachType::Egress, Direction::Egress),
+        ]
+    };
+    for (program, attach_type, direction) in programs {
+        let prog: &mut SchedClassifier = program_mut(ebpf, program)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| program_error(program, e))?;
+        }
+        let options = if tcx {
+            TcAttachOptions::TcxOrder(LinkOrder::default())
+        } else {
+            TcAttachOptions::Netlink(NlOptions::default())
+        };
+        prog.attach_with_options(&interface.name, attach_type, options).map_err(|source| {
+            privileges_or(&format!("attaching {program} to {}", interface.name), source, |source| {
+                DataplaneError::Attach { program, target: interface.name.clone(), source }
+            })
+        })?;
+        let a = Attachment {
+            hook: Hook::Tc,
+            direction,
+            target: interface.name.clone(),
+            mechanism: if tcx { "tcx" } else { "clsact" },
+        };
+        info!(program, interface = %a.target, mechanism = a.mechanism, "attached");
+        attachments.push(a);
+    }
+    Ok(())
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataplaneError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let program = ebpf.program_mut(name).ok_or(DataplaneError::Program {
+        program: name,
+        source: ProgramError::UnexpectedProgramType,
+    })?;
+    program.try_into().map_err(|source| DataplaneError::Program { program: name, source })
+}
+
+fn program_error(program: &'static str, source: ProgramError) -> DataplaneError {
+    privileges_or(&format!("loading program {program}"), source, |source| DataplaneError::Program {
+        program,
+        source,
+    })
+}
+
+/// Turns an error caused by EPERM/EACCES anywhere in its chain into
+/// [`DataplaneError::Privileges`], anything else into `other(e)`.
+fn privileges_or<E: std::error::Error + Send + Sync + 'static>(
+    action: &str,
+    e: E,
+    other: impl FnOnce(E) -> DataplaneError,
+) -> DataplaneError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        {
+            return DataplaneError::Privileges { action: action.to_owned(), source: Box::new(e) };
+        }
+        cause = c.source();
+    }
+    other(e)
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raise it (best effort).
+fn raise_memlock_limit() {
+    let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit with a valid, initialised struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
+        debug!("could not raise RLIMIT_MEMLOCK: {}", io::Error::last_os_error());
+    }
+}

@@ -1,0 +1,64 @@
+//! Errors the agent reports to its operator. Configuration and flag errors exit with code 2
+//! ([`EXIT_USAGE`]), everything else with 1.
+
+use std::path::PathBuf;
+
+/// Exit code for bad flags or configuration (as clap uses for usage errors).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for failures at run time (missing privileges, kernel refusing a program).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// A problem with flags, the config file or the price sheet: the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file named on the command line cannot be read.
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not valid YAML for its schema; `message` names the field, line and column.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A file parsed but some values are wrong; every problem is listed.
+    #[error("{path}: {}", problems.join("; "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+    /// `--interface` names an interface this machine does not have.
+    #[error("--interface {name}: no such network interface (see `ip link`)")]
+    UnknownInterface { name: String },
+    /// The cgroup v2 directory to attach to is missing or not cgroup v2.
+    #[error("--cgroup.path {path}: {problem}")]
+    CgroupPath { path: PathBuf, problem: String },
+    /// A flag value or combination that cannot work.
+    #[error("{flag}: {problem}")]
+    Flag { flag: &'static str, problem: String },
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Bad flags or configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Loading or attaching the eBPF programs failed.
+    #[error(transparent)]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
+    /// The HTTP listener could not be opened or failed.
+    #[error("serving HTTP on {address}")]
+    Http {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AgentError::Config(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Typed label sets of egressor's metrics. Every value comes from a bounded set: hooks,
+//! directions and classes are enums; interfaces are the ones given with `--interface`;
+//! workloads are the node's cgroups; remote names and zones come from the configuration.
+//! No raw address or port is ever a label.
+
+use std::sync::Arc;
+
+use egressor_common::{Direction, Hook};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+
+use crate::classify::TrafficClass;
+
+/// `hook` label: which kernel hook counted the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HookLabel {
+    Cgroup,
+    Tc,
+}
+
+impl HookLabel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cgroup => "cgroup",
+            Self::Tc => "tc",
+        }
+    }
+}
+
+impl From<Hook> for HookLabel {
+    fn from(h: Hook) -> Self {
+        match h {
+            Hook::Cgroup => Self::Cgroup,
+            Hook::Tc => Self::Tc,
+        }
+    }
+}
+
+/// `direction` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DirectionLabel {
+    Ingress,
+    Egress,
+}
+
+impl From<Direction> for DirectionLabel {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::Ingress => Self::Ingress,
+            Direction::Egress => Self::Egress,
+        }
+    }
+}
+
+impl DirectionLabel {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Egress => "egress",
+        }
+    }
+
+    /// Whether this is egress.
+    pub fn is_egress(self) -> bool {
+        self == Self::Egress
+    }
+}
+
+/// Labels of `egressor_flow_{bytes,packets,cost_usd}_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, EncodeLabelSet)]
+pub struct FlowLabels {
+    /// `cgroup` or `tc`.
+    pub hook: HookLabel,
+    /// Interface name for `tc`, empty for `cgroup`.
+    pub interface: Arc<str>,
+    pub direction: DirectionLabel,
+    pub traffic_class: TrafficClass,
+    /// Local workload (see `cgroups`), empty for `tc`.
+    pub workload: Arc<str>,
+    /// Name of the remote's configured network, empty when none.
+    pub remote: Arc<str>,
+    /// Zone of the remote's configured network, empty when unknown.
+    pub remote_zone: Arc<str>,
+}
+
+/// Labels of the overflow counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HookDirectionLabels {
+    pub hook: HookLabel,
+    pub direction: DirectionLabel,
+}
+
+/// Labels of `egressor_price_usd_per_gib`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PriceLabels {
+    pub traffic_class: TrafficClass,
+    pub direction: DirectionLabel,
+}
+
+/// Encodes enums by their `as_str` (the derive would use the Rust variant name).
+macro_rules! label_value_from_as_str {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+                EncodeLabelValue::encode(&self.as_str(), encoder)
+            }
+        }
+    )*};
+}
+label_value_from_as_str!(HookLabel, DirectionLabel, TrafficClass);

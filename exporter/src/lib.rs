@@ -1,0 +1,19 @@
+//! egressor: an eBPF, Prometheus-native exporter of who moves data where, and what it costs.
+//!
+//! The `egressor` binary's library. `agent` is the entry point of `egressor agent`; the
+//! other modules are its parts, one concern each.
+
+pub mod accounting;
+pub mod agent;
+pub mod attribution;
+pub mod cgroups;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod error;
+pub mod http;
+pub mod labels;
+pub mod metrics;
+pub mod prices;
+pub mod reader;

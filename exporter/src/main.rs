@@ -1,0 +1,49 @@
+//! The `egressor` binary.
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::Parser;
+use egressor::{
+    cli::{Cli, Command},
+    error::{EXIT_FAILURE, EXIT_USAGE},
+    reader::error_chain,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Agent(args) => {
+            let filter = match EnvFilter::try_new(&args.log_level) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("egressor: --log.level {:?}: {e}", args.log_level);
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("egressor: starting the async runtime: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            match runtime.block_on(egressor::agent::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("egressor: {}", error_chain(&e));
+                    ExitCode::from(e.exit_code())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! egressor's metrics: the flow counters (encoded at scrape time from the last read cycle's
+//! snapshot), and the agent's own health. See `docs/metrics.md` for the full reference.
+
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+};
+
+use egressor_common::{Direction, FlowCounters, Hook};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Registry, Unit},
+};
+
+use crate::{
+    accounting::Totals,
+    classify::TrafficClass,
+    dataplane::Attachment,
+    labels::{DirectionLabel, FlowLabels, HookDirectionLabels, HookLabel, PriceLabels},
+    prices::{PriceSheet, cost_usd},
+};
+
+/// Metric name prefix.
+pub const PREFIX: &str = "egressor";
+
+/// What the last read cycle saw, published for scrapes.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Totals per label set since the agent started.
+    pub series: Vec<(FlowLabels, Totals)>,
+    /// Overflow totals since the programs were loaded.
+    pub overflow: Vec<(Hook, Direction, FlowCounters)>,
+    /// Entries in the kernel flow map at the last read.
+    pub map_entries: u64,
+}
+
+/// The latest [`Snapshot`], swapped in whole by the reader and read by scrapes.
+#[derive(Debug, Default)]
+pub struct SharedSnapshot(Mutex<Arc<Snapshot>>);
+
+impl SharedSnapshot {
+    /// Publishes a new snapshot.
+    pub fn store(&self, snapshot: Snapshot) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+
+    /// The latest snapshot.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The agent's own metrics, updated by the reader.
+#[derive(Debug, Clone)]
+pub struct SelfMetrics {
+    pub read_duration: Histogram,
+    pub read_cycles: Counter,
+    pub read_errors: Counter,
+    pub flow_evictions: Counter,
+    pub last_read_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildInfoLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AttachmentLabels {
+    hook: HookLabel,
+    direction: DirectionLabel,
+    target: String,
+    mechanism: &'static str,
+}
+
+/// Builds the registry: flow collector, prices, attachments, build info and self metrics.
+pub fn registry(
+    snapshot: Arc<SharedSnapshot>,
+    prices: Arc<PriceSheet>,
+    attachments: &[Attachment],
+    map_capacity: u32,
+) -> (Registry, SelfMetrics) {
+    let mut registry = Registry::with_prefix(PREFIX);
+
+    registry.register_collector(Box::new(FlowCollector {
+        snapshot,
+        prices: prices.clone(),
+        map_capacity,
+    }));
+
+    let price = Family::<PriceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for class in TrafficClass::ALL {
+        for direction in [DirectionLabel::Ingress, DirectionLabel::Egress] {
+            price
+                .get_or_create(&PriceLabels { traffic_class: class, direction })
+                .set(prices.usd_per_gib(class, direction.is_egress()));
+        }
+    }
+    registry.register(
+        "price_usd_per_gib",
+        format!(
+            "Price sheet in use ({} {}): USD per GiB (2^30 bytes) by traffic class and direction",
+            prices.provider, prices.region
+        ),
+        price,
+    );
+
+    let attached = Family::<AttachmentLabels, Gauge>::default();
+    for a in attachments {
+        attached
+            .get_or_create(&AttachmentLabels {
+                hook: a.hook.into(),
+                direction: a.direction.into(),
+                target: a.target.clone(),
+                mechanism: a.mechanism,
+            })
+            .set(1);
+    }
+    registry.register(
+        "program_attached",
+        "1 for each eBPF program attached, by hook, direction, target (cgroup directory or \
+         interface) and mechanism (cgroup_link, tcx, clsact)",
+        attached,
+    );
+
+    let build = Family::<BuildInfoLabels, Gauge>::default();
+    build
+        .get_or_create(&BuildInfoLabels {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: env!("EGRESSOR_GIT_REVISION"),
+        })
+        .set(1);
+    registry.register("build_info", "egressor version and git revision; value 1", build);
+
+    let metrics = SelfMetrics {
+        // 0.5 ms … ~8 s
+        read_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
+        read_cycles: Counter::default(),
+        read_errors: Counter::default(),
+        flow_evictions: Counter::default(),
+        last_read_timestamp: Gauge::default(),
+    };
+    registry.register_with_unit(
+        "read_cycle_duration",
+        "Time to read the kernel maps, account and publish one cycle",
+        Unit::Seconds,
+        metrics.read_duration.clone(),
+    );
+    registry.register("read_cycles", "Completed read cycles", metrics.read_cycles.clone());
+    registry.register(
+        "read_errors",
+        "Read cycles that failed (see the log); counts are kept and the next cycle retries",
+        metrics.read_errors.clone(),
+    );
+    registry.register(
+        "flow_evictions",
+        "Idle flows removed from the kernel map after their final counts were taken",
+        metrics.flow_evictions.clone(),
+    );
+    registry.register_with_unit(
+        "last_read_timestamp",
+        "Unix time of the last completed read cycle",
+        Unit::Seconds,
+        metrics.last_read_timestamp.clone(),
+    );
+    (registry, metrics)
+}
+
+/// Encodes the flow counters from the latest snapshot at scrape time.
+#[derive(Debug)]
+struct FlowCollector {
+    snapshot: Arc<SharedSnapshot>,
+    prices: Arc<PriceSheet>,
+    map_capacity: u32,
+}
+
+impl FlowCollector {
+    fn family<'a, L: EncodeLabelSet + 'a, M: EncodeMetric>(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        unit: Option<&Unit>,
+        metric_type: MetricType,
+        rows: impl Iterator<Item = (&'a L, M)>,
+    ) -> fmt::Result {
+        let mut family = encoder.encode_descriptor(name, help, unit, metric_type)?;
+        for (labels, metric) in rows {
+            metric.encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for FlowCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let snap = self.snapshot.load();
+        let series = || snap.series.iter();
+        Self::family(
+            &mut encoder,
+            "flow",
+            "L3 bytes (IP header included, GSO super-packets counted per segment) by hook, \
+             interface, direction, traffic class, local workload and remote network",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+            series().map(|(l, t)| (l, ConstCounter::new(t.bytes))),
+        )?;
+        Self::family(
+            &mut encoder,
+            "flow_packets",
+            "Packets (segments on the wire), same labels as egressor_flow_bytes_total",
+            None,
+            MetricType::Counter,
+            series().map(|(l, t)| (l, ConstCounter::new(t.packets))),
+        )?;
+        Self::family(
+            &mut encoder,
+            "flow_cost",
+            "Data-transfer cost in USD: bytes / 2^30 x the price sheet's USD per GiB for the \
+             traffic class and direction (see egressor_price_usd_per_gib)",
+            Some(&Unit::Other("usd".into())),
+            MetricType::Counter,
+            series().map(|(l, t)| {
+                let price = self.prices.usd_per_gib(l.traffic_class, l.direction.is_egress());
+                (l, ConstCounter::new(cost_usd(t.bytes, price)))
+            }),
+        )?;
+        let overflow: Vec<_> = snap
+            .overflow
+            .iter()
+            .map(|(hook, direction, c)| {
+                (HookDirectionLabels { hook: (*hook).into(), direction: (*direction).into() }, *c)
+            })
+            .collect();
+        let overflow = || overflow.iter().map(|(l, c)| (l, c));
+        Self::family(
+            &mut encoder,
+            "flow_overflow",
+            "L3 bytes counted while the kernel flow map was full (not attributed to a flow)",
+            Some(&Unit::Bytes),
+            MetricType::Counter,
+            overflow().map(|(l, c)| (l, ConstCounter::new(c.bytes))),
+        )?;
+        Self::family(
+            &mut encoder,
+            "flow_overflow_packets",
+            "Packets counted while the kernel flow map was full",
+            None,
+            MetricType::Counter,
+            overflow().map(|(l, c)| (l, ConstCounter::new(c.packets))),
+        )?;
+        for (name, help, value) in [
+            (
+                "flow_map_entries",
+                "Entries in the kernel flow map at the last read",
+                snap.map_entries,
+            ),
+            (
+                "flow_map_max_entries",
+                "Capacity of the kernel flow map (--flow-map.max-entries)",
+                u64::from(self.map_capacity),
+            ),
+        ] {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_documented_names_and_exact_costs() {
+        let snapshot = Arc::new(SharedSnapshot::default());
+        let labels = FlowLabels {
+            hook: HookLabel::Cgroup,
+            interface: "".into(),
+            direction: DirectionLabel::Egress,
+            traffic_class: TrafficClass::Internet,
+            workload: "nginx.service".into(),
+            remote: "".into(),
+            remote_zone: "".into(),
+        };
+        snapshot.store(Snapshot {
+            series: vec![(labels, Totals { bytes: 3 << 30, packets: 7 })],
+            overflow: vec![(Hook::Tc, Direction::Ingress, FlowCounters { bytes: 5, packets: 1 })],
+            map_entries: 1,
+        });
+        let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="""#;
+        for line in [
+            "# TYPE egressor_flow_bytes counter",
+            "# UNIT egressor_flow_bytes bytes",
+            &format!("egressor_flow_bytes_total{{{flow_labels}}} 3221225472"),
+            &format!("egressor_flow_packets_total{{{flow_labels}}} 7"),
+            // 3 GiB x 0.09 USD/GiB
+            &format!("egressor_flow_cost_usd_total{{{flow_labels}}} 0.27"),
+            r#"egressor_flow_overflow_bytes_total{hook="tc",direction="ingress"} 5"#,
+            "egressor_flow_map_entries 1",
+            "egressor_flow_map_max_entries 64",
+            r#"egressor_price_usd_per_gib{traffic_class="cross_zone",direction="ingress"} 0.01"#,
+            "# EOF",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}

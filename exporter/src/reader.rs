@@ -1,0 +1,107 @@
+//! The read loop: every interval, read the kernel maps, account the deltas, evict idle
+//! flows and publish a snapshot for scrapes. Runs on its own thread (map reads are
+//! syscalls) and does one last cycle before it stops, so a clean shutdown loses nothing.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use tracing::{debug, warn};
+
+use crate::{
+    accounting::Accounting,
+    attribution::{Attributor, host_addresses},
+    dataplane::{Dataplane, DataplaneError},
+    metrics::{SelfMetrics, SharedSnapshot, Snapshot},
+};
+
+/// Owns the dataplane (dropping it detaches the programs) and the accounting state.
+pub struct Reader {
+    pub dataplane: Dataplane,
+    pub accounting: Accounting,
+    pub attributor: Attributor,
+    pub snapshot: Arc<SharedSnapshot>,
+    pub metrics: SelfMetrics,
+    pub ready: Arc<AtomicBool>,
+}
+
+impl Reader {
+    /// Runs cycles every `interval` until `stop` receives (or its sender is dropped), then
+    /// runs a final cycle and returns, detaching the programs.
+    pub fn run(mut self, interval: Duration, stop: Receiver<()>) {
+        loop {
+            self.cycle_logged();
+            self.ready.store(true, Ordering::Release);
+            match stop.recv_timeout(interval) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.cycle_logged();
+        debug!("reader stopped; detaching programs");
+    }
+
+    fn cycle_logged(&mut self) {
+        let start = Instant::now();
+        match self.cycle() {
+            Ok(()) => {
+                self.metrics.read_cycles.inc();
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+                self.metrics.last_read_timestamp.set(now.as_secs_f64());
+            }
+            Err(e) => {
+                self.metrics.read_errors.inc();
+                warn!(error = %error_chain(&e), "read cycle failed; counts are kept, retrying next cycle");
+            }
+        }
+        self.metrics.read_duration.observe(start.elapsed().as_secs_f64());
+    }
+
+    /// One cycle. Public for benchmarks.
+    ///
+    /// # Errors
+    /// A map read failure; what was read before it is accounted.
+    pub fn cycle(&mut self) -> Result<(), DataplaneError> {
+        let relabel = self.attributor.next_cycle(host_addresses());
+        self.accounting.begin_cycle(relabel);
+        let mut entries = 0u64;
+        {
+            let accounting = &mut self.accounting;
+            let attributor = &mut self.attributor;
+            let mut labels = |k: &egressor_common::FlowKey| attributor.labels(k);
+            self.dataplane.read_flows(|key, counters| {
+                entries += 1;
+                accounting.observe(key, counters, &mut labels);
+            })?;
+        }
+        for key in self.accounting.end_cycle() {
+            let last = self.dataplane.remove_flow(&key)?;
+            self.accounting.removed(&key, last);
+            self.metrics.flow_evictions.inc();
+        }
+        let overflow = self.dataplane.read_overflow()?;
+        self.snapshot.store(Snapshot {
+            series: self.accounting.series().to_vec(),
+            overflow,
+            map_entries: entries,
+        });
+        Ok(())
+    }
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs every prerequisite egressor needs to build and test on Debian 12 (root), and only
+# what is missing: a second run finishes in about a second.
+#
+#   - apt: llvm-22 (+ -dev, libpolly) for bpf-linker, prometheus (promtool), iperf3,
+#     iproute2, ethtool, tcpdump-free test peers;
+#   - the nightly toolchain's rust-src component (the eBPF crate builds core for bpfel);
+#   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major).
+#
+# Environment: EGRESSOR_SKIP_APT=1 skips apt (for machines managed some other way).
+set -euo pipefail
+
+BPF_LINKER_VERSION="0.13.0"
+LLVM_MAJOR=22
+APT_PACKAGES=(
+  "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
+  libzstd-dev zlib1g-dev
+  prometheus iperf3 iproute2 ethtool python3
+)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if [[ ${EGRESSOR_SKIP_APT:-0} != 1 ]]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+      log "missing Debian packages: ${missing[*]} (run as root, or install them yourself)"
+      exit 1
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # prometheus' postinst starts a service where systemd runs; harmless elsewhere.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  # shellcheck disable=SC1091
+  [[ -f "$HOME/.cargo/env" ]] && . "$HOME/.cargo/env"
+fi
+command -v rustup >/dev/null || { log "rustup is required (https://rustup.rs)"; exit 1; }
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+  log "installing the nightly toolchain"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+  log "adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly
+fi
+
+if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
+  log "building bpf-linker ${BPF_LINKER_VERSION} against LLVM ${LLVM_MAJOR} (a few minutes, once)"
+  LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install bpf-linker \
+    --version "=${BPF_LINKER_VERSION}" --locked --no-default-features \
+    --features "llvm-${LLVM_MAJOR}"
+fi
+log "prerequisites ready"
