@@ -1,1 +1,553 @@
+//! Harness for egressor's end-to-end tests: privileges, network namespaces, veth pairs,
+//! cgroups and the agent process, each cleaned up on drop (also when a test fails), plus
+//! scraping `/metrics` and reading the kernel's own counters as the oracle.
+//!
+//! Tests that need root and BPF call [`require_bpf`] first: on a laptop they print why they
+//! skip; with `EGRESSOR_REQUIRE_BPF=1` (CI) a missing privilege fails the test.
 
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Environment variable that turns skips into failures.
+pub const REQUIRE_BPF_ENV: &str = "EGRESSOR_REQUIRE_BPF";
+
+/// Whether this process can load BPF programs and create namespaces. Prints the reason and
+/// returns `false` when it cannot; panics instead when `EGRESSOR_REQUIRE_BPF=1`.
+pub fn require_bpf(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let reason = if unsafe { libc::geteuid() } != 0 {
+        Some("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON, CAP_SYS_ADMIN for namespaces)")
+    } else if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Some("kernel has no BTF (/sys/kernel/btf/vmlinux)")
+    } else if Command::new("ip").arg("-V").output().is_err() {
+        Some("iproute2 (`ip`) is not installed; run scripts/setup.sh")
+    } else {
+        None
+    };
+    match reason {
+        None => true,
+        Some(reason) if std::env::var(REQUIRE_BPF_ENV).as_deref() == Ok("1") => {
+            panic!("{test}: {reason}, and {REQUIRE_BPF_ENV}=1 forbids skipping")
+        }
+        Some(reason) => {
+            eprintln!("SKIPPED {test}: {reason}");
+            false
+        }
+    }
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A short name unique to this process and call, for namespaces and links (≤ 15 bytes).
+pub fn unique_name(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("eg{tag}{}{n}", std::process::id() % 100_000)
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = unique_name(tag);
+        run(&["ip", "netns", "add", &name]);
+        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        Self { name }
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `args` inside the namespace, panicking on failure.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", &self.name];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Addresses of one end of a test link.
+#[derive(Debug, Clone)]
+pub struct LinkAddresses {
+    pub v4: &'static str,
+    pub v6: &'static str,
+}
+
+/// A veth pair: `host` in the root namespace, `peer` in `ns`. Created down; call
+/// [`Veth::up`] once the programs are attached, so the kernel's counters and the agent's
+/// start from the same packet. Deleted on drop.
+pub struct Veth {
+    pub host: String,
+    pub peer: String,
+    pub ns: String,
+}
+
+/// Host side of every test link (TEST-NET-2 and the documentation IPv6 prefix).
+pub const HOST: LinkAddresses = LinkAddresses { v4: "198.51.100.1", v6: "2001:db8:100::1" };
+/// Namespace side of every test link.
+pub const PEER: LinkAddresses = LinkAddresses { v4: "198.51.100.2", v6: "2001:db8:100::2" };
+
+impl Veth {
+    /// Creates the pair with [`HOST`] and [`PEER`] addresses (/24 and /64), links down.
+    /// With `offloads == false`, TSO, GSO, GRO and checksum offload are off on both ends.
+    pub fn new(tag: &str, ns: &Netns, offloads: bool) -> Self {
+        let host = unique_name(tag) + "h";
+        let peer = unique_name(tag) + "p";
+        run(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &peer]);
+        let veth = Self { host, peer, ns: ns.name.clone() };
+        run(&["ip", "link", "set", &veth.peer, "netns", &ns.name]);
+        for (dev, n) in [(&veth.host, None), (&veth.peer, Some(ns))] {
+            let ip = |args: &[&str]| match n {
+                None => run(&[&["ip"], args].concat()),
+                Some(ns) => run(&[&["ip", "-n", &ns.name], args].concat()),
+            };
+            let a = if n.is_none() { &HOST } else { &PEER };
+            // No IPv6 link-local address, router solicitations or DAD: fewer stray packets.
+            ip(&["link", "set", "dev", dev, "addrgenmode", "none"]);
+            ip(&["addr", "add", &format!("{}/24", a.v4), "dev", dev]);
+            ip(&["addr", "add", &format!("{}/64", a.v6), "dev", dev, "nodad"]);
+            if !offloads {
+                let mut cmd = vec!["ethtool", "-K", dev.as_str()];
+                cmd.extend(["tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off"]);
+                match n {
+                    None => run(&cmd),
+                    Some(ns) => ns.run(&cmd),
+                };
+            }
+        }
+        veth
+    }
+
+    /// Brings both ends up and waits until both report operstate `up` (before that, the
+    /// kernel's link watch may still drop packets at a not yet activated qdisc).
+    pub fn up(&self) {
+        run(&["ip", "-n", &self.ns, "link", "set", &self.peer, "up"]);
+        run(&["ip", "link", "set", &self.host, "up"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let peer_state = format!("/sys/class/net/{}/operstate", self.peer);
+        loop {
+            let host = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.host));
+            let peer = run(&["ip", "netns", "exec", &self.ns, "cat", &peer_state]).stdout;
+            if host.is_ok_and(|s| s.trim() == "up") && String::from_utf8_lossy(&peer).trim() == "up"
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} did not come up", self.host);
+            thread::sleep(Duration::from_millis(20));
+        }
+        // Link watch sets operstate just before it activates the qdisc.
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Adds another address pair (host, peer), prefix length `len`.
+    pub fn add_addresses(&self, host: &str, peer: &str, len: u8) {
+        run(&["ip", "addr", "add", &format!("{host}/{len}"), "dev", &self.host, "nodad"]);
+        run(&[
+            "ip",
+            "-n",
+            &self.ns,
+            "addr",
+            "add",
+            &format!("{peer}/{len}"),
+            "dev",
+            &self.peer,
+            "nodad",
+        ]);
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.host]).stderr(Stdio::null()).status();
+    }
+}
+
+/// The kernel's own counters of an interface (`/sys/class/net/<if>/statistics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IfStats {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+impl IfStats {
+    pub fn read(dev: &str) -> Self {
+        let read = |f: &str| -> u64 {
+            let p = format!("/sys/class/net/{dev}/statistics/{f}");
+            std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("read {p}: {e}"))
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("parse {p}: {e}"))
+        };
+        Self {
+            rx_bytes: read("rx_bytes"),
+            rx_packets: read("rx_packets"),
+            tx_bytes: read("tx_bytes"),
+            tx_packets: read("tx_packets"),
+        }
+    }
+}
+
+/// A cgroup v2 directory under the cgroup2 mount, removed on drop (after its processes
+/// have exited).
+pub struct Cgroup {
+    pub path: PathBuf,
+    /// The path relative to the cgroup2 root, as the agent names the workload.
+    pub workload: String,
+}
+
+impl Cgroup {
+    pub fn new(tag: &str) -> Self {
+        let root = cgroup2_root();
+        let name = format!("egressor-test-{}", unique_name(tag));
+        let path = root.join(&name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        Self { path, workload: format!("/{name}") }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove cgroup {}", self.path.display());
+    }
+}
+
+/// The cgroup2 mount point (first cgroup2 entry of /proc/self/mountinfo).
+pub fn cgroup2_root() -> PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .find_map(|l| {
+            let (mount, fs) = l.split_once(" - ")?;
+            if fs.split_whitespace().next()? != "cgroup2" {
+                return None;
+            }
+            mount.split_whitespace().nth(4).map(PathBuf::from)
+        })
+        .expect("a cgroup2 mount")
+}
+
+/// Path of the `egressor` binary (built by scripts/test.sh before the tests run).
+pub fn egressor_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("EGRESSOR_BIN") {
+        return p.into();
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/egressor");
+    assert!(bin.exists(), "{} missing: run `cargo build -p egressor` first", bin.display());
+    bin
+}
+
+/// A running `egressor agent`, stopped with SIGTERM on drop.
+pub struct Agent {
+    child: Option<Child>,
+    pub port: u16,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Agent {
+    /// Starts the agent with `args` (listen address and a 200 ms read interval are added)
+    /// and waits until `/readyz` answers 200.
+    pub fn start(args: &[&str]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(egressor_bin())
+            .args(["agent", "--web.listen-address", &listen, "--read-interval", "200ms"])
+            .args(args)
+            .env("EGRESSOR_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn egressor");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[agent] {line}");
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let mut agent = Self { child: Some(child), port, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("agent exited with {status} before ready:\n{}", agent.log());
+            }
+            if agent.get("/readyz").is_some_and(|(code, _)| code == 200) {
+                return agent;
+            }
+            assert!(Instant::now() < deadline, "agent not ready after 30 s:\n{}", agent.log());
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Everything the agent has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET `path`: status and body, `None` if nothing answers.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut r = agent.get(&url).call().ok()?;
+        let code = r.status().as_u16();
+        Some((code, r.body_mut().read_to_string().ok()?))
+    }
+
+    /// Scrapes and parses `/metrics`.
+    pub fn metrics(&self) -> Metrics {
+        let (code, body) = self.get("/metrics").expect("scrape /metrics");
+        assert_eq!(code, 200, "{body}");
+        Metrics::parse(&body)
+    }
+
+    /// The raw `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        self.get("/metrics").expect("scrape /metrics").1
+    }
+
+    /// Waits two read intervals so the agent has read everything the kernel counted.
+    pub fn settle(&self) {
+        thread::sleep(Duration::from_millis(600));
+    }
+
+    /// Stops the agent with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate().expect("agent was running")
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// A parsed scrape.
+pub struct Metrics {
+    pub samples: Vec<prometheus_parse::Sample>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("parse exposition");
+        Self { samples: scrape.samples }
+    }
+
+    /// Sum of every sample named `name` whose labels include all of `matching`.
+    pub fn sum(&self, name: &str, matching: &[(&str, &str)]) -> f64 {
+        self.select(name, matching).map(|(_, v)| v).sum()
+    }
+
+    /// `(labels, value)` of every sample named `name` whose labels include `matching`.
+    pub fn select<'a>(
+        &'a self,
+        name: &'a str,
+        matching: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = (HashMap<String, String>, f64)> + 'a {
+        self.samples
+            .iter()
+            .filter(move |s| {
+                s.metric == name && matching.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+            })
+            .map(|s| {
+                let labels = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                (labels, value(&s.value))
+            })
+    }
+}
+
+fn value(v: &prometheus_parse::Value) -> f64 {
+    use prometheus_parse::Value::*;
+    match v {
+        Counter(x) | Gauge(x) | Untyped(x) => *x,
+        _ => f64::NAN,
+    }
+}
+
+/// Bytes and packets the agent reports for a hook, interface and direction: attributed
+/// flows plus overflow.
+pub fn agent_totals(m: &Metrics, hook: &str, interface: &str, direction: &str) -> (u64, u64) {
+    let flows = [("hook", hook), ("interface", interface), ("direction", direction)];
+    let overflow = [("hook", hook), ("direction", direction)];
+    let bytes = m.sum("egressor_flow_bytes_total", &flows)
+        + m.sum("egressor_flow_overflow_bytes_total", &overflow);
+    let packets = m.sum("egressor_flow_packets_total", &flows)
+        + m.sum("egressor_flow_overflow_packets_total", &overflow);
+    (bytes as u64, packets as u64)
+}
+
+/// Ethernet header bytes the kernel's interface counters include and L3 counting does not.
+pub const ETHERNET_HEADER: u64 = 14;
+
+/// Waits until the interface is quiet (its counters unchanged across two agent read
+/// intervals) and returns the kernel's counters with the agent's TC totals read in that
+/// quiet window: `(kernel, agent_rx, agent_tx)` where agent values are `(bytes, packets)`.
+pub fn quiet_comparison(agent: &Agent, dev: &str) -> (IfStats, (u64, u64), (u64, u64)) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = IfStats::read(dev);
+        agent.settle();
+        let m = agent.metrics();
+        let after = IfStats::read(dev);
+        if before == after {
+            let rx = agent_totals(&m, "tc", dev, "ingress");
+            let tx = agent_totals(&m, "tc", dev, "egress");
+            return (after, rx, tx);
+        }
+        assert!(Instant::now() < deadline, "{dev} never went quiet");
+    }
+}
+
+/// A UDP echo server on `bind` in this (root) namespace: answers `count` datagrams, then
+/// returns how many it echoed. Gives up after 20 s of silence.
+pub fn udp_echo(bind: &str, count: usize) -> thread::JoinHandle<usize> {
+    let socket = std::net::UdpSocket::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    thread::spawn(move || {
+        let mut buf = vec![0; 65_536];
+        let mut echoed = 0;
+        while echoed < count {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else { break };
+            socket.send_to(&buf[..n], from).expect("echo");
+            echoed += 1;
+        }
+        echoed
+    })
+}
+
+/// A TCP sink on `bind` in this namespace: accepts one connection, reads to EOF, closes,
+/// returns the bytes received.
+pub fn tcp_sink(bind: &str) -> thread::JoinHandle<u64> {
+    let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut sink = Vec::new();
+        std::io::Read::read_to_end(&mut s, &mut sink).expect("read") as u64
+    })
+}
+
+/// Sends `bytes` over one TCP connection to `target` from this namespace and waits for the
+/// peer to close.
+pub fn tcp_send(target: &str, bytes: u64) {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = target.parse().expect("target");
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {target}: {e}"));
+    let chunk = vec![0x24u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..n]).expect("write");
+        left -= n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("read to EOF");
+}
+
+/// Runs the traffic helper in `ns` and returns its `key=value` output.
+pub fn helper(ns: &Netns, helper: &str, args: &[&str]) -> HashMap<String, String> {
+    let mut full = vec![helper];
+    full.extend_from_slice(args);
+    let out = ns.run(&full);
+    parse_kv(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Parses `key=value` lines.
+pub fn parse_kv(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// A counter from `/proc/net/snmp` as seen inside `ns`, e.g. `("Tcp", "OutSegs")`.
+pub fn snmp(ns: &Netns, group: &str, field: &str) -> u64 {
+    let text = String::from_utf8_lossy(&ns.run(&["cat", "/proc/net/snmp"]).stdout).into_owned();
+    let prefix = format!("{group}:");
+    let mut rows = text.lines().filter(|l| l.starts_with(&prefix));
+    let names: Vec<&str> = rows.next().expect("header").split_whitespace().collect();
+    let values: Vec<&str> = rows.next().expect("values").split_whitespace().collect();
+    let i = names.iter().position(|n| *n == field).unwrap_or_else(|| panic!("no {group}.{field}"));
+    values[i].parse().expect("number")
+}
+
+/// Writes `text` to a fresh file in the temp dir and returns its path.
+pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("{}-{name}", unique_name("f")));
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}

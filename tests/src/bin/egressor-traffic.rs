@@ -1,0 +1,228 @@
+//! Traffic for egressor's end-to-end tests, run inside the tests' network namespaces
+//! (and cgroups). Every subcommand prints what it sent on stdout, one `key=value` per line.
+//!
+//! ```text
+//! egressor-traffic udp-send TARGET COUNT SIZE [echo]   COUNT datagrams of SIZE payload bytes
+//! egressor-traffic udp-spray IP FIRST_PORT PORTS SIZE  one datagram to each of PORTS ports
+//! egressor-traffic tcp-send TARGET BYTES               one connection, BYTES of payload
+//! egressor-traffic tcp-sink BIND                       accept one connection, read to EOF
+//! egressor-traffic raw-frames IFACE                    crafted odd frames over AF_PACKET
+//! ```
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["udp-send", target, count, size, rest @ ..] => {
+            udp_send(target.parse().expect("TARGET"), num(count), num(size), rest == ["echo"])
+        }
+        ["udp-spray", ip, first, ports, size] => {
+            udp_spray(ip, num(first) as u16, num(ports), num(size))
+        }
+        ["tcp-send", target, bytes] => tcp_send(target.parse().expect("TARGET"), num(bytes) as u64),
+        ["tcp-sink", bind] => tcp_sink(bind.parse().expect("BIND")),
+        ["raw-frames", iface] => raw_frames(iface),
+        _ => {
+            eprintln!("usage: see the module documentation of tests/src/bin/egressor-traffic.rs");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn num(s: &str) -> usize {
+    s.parse().unwrap_or_else(|_| panic!("not a number: {s}"))
+}
+
+fn bind_any(target: &SocketAddr) -> UdpSocket {
+    let any = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    UdpSocket::bind(any).expect("bind")
+}
+
+fn udp_send(target: SocketAddr, count: usize, size: usize, echo: bool) {
+    let socket = bind_any(&target);
+    socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let payload = vec![0x5a; size];
+    let mut buf = vec![0; size + 1];
+    let mut replies = 0;
+    for _ in 0..count {
+        socket.send_to(&payload, target).expect("send");
+        if echo {
+            let (n, _) = socket.recv_from(&mut buf).expect("echo reply");
+            assert_eq!(n, size, "echo size");
+            replies += 1;
+        }
+    }
+    println!("sent={count}\nreplies={replies}");
+}
+
+fn udp_spray(ip: &str, first: u16, ports: usize, size: usize) {
+    let payload = vec![0xa5; size];
+    let target: SocketAddr = format!("{ip}:{first}").parse().expect("IP");
+    let socket = bind_any(&target);
+    for i in 0..ports {
+        let mut t = target;
+        t.set_port(first + i as u16);
+        socket.send_to(&payload, t).expect("send");
+    }
+    println!("sent={ports}");
+}
+
+fn tcp_send(target: SocketAddr, bytes: u64) {
+    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).expect("connect");
+    let chunk = vec![0x42u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..n]).expect("write");
+        left -= n as u64;
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    // Wait for the peer to close: every byte has been acknowledged.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("read to EOF");
+    println!("sent={bytes}");
+}
+
+fn tcp_sink(bind: SocketAddr) {
+    let listener = TcpListener::bind(bind).expect("bind");
+    println!("listening={}", listener.local_addr().expect("addr"));
+    std::io::stdout().flush().expect("flush");
+    let (mut s, _) = listener.accept().expect("accept");
+    let mut buf = vec![0; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match s.read(&mut buf).expect("read") {
+            0 => break,
+            n => total += n as u64,
+        }
+    }
+    drop(s);
+    println!("received={total}");
+}
+
+/// Sends frames a flow parser must survive, from the namespace side of the veth. Prints
+/// `frames=` and `bytes=` (link-layer bytes handed to the kernel).
+fn raw_frames(iface: &str) {
+    let frames = crafted_frames();
+    let c_iface = std::ffi::CString::new(iface).expect("iface");
+    // SAFETY: plain libc calls with valid arguments; the socket is closed at the end.
+    unsafe {
+        let index = libc::if_nametoindex(c_iface.as_ptr());
+        assert!(index != 0, "no interface {iface}");
+        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        let mut total = 0;
+        for frame in &frames {
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = index as i32;
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let n = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(n, frame.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+            total += frame.len();
+        }
+        libc::close(fd);
+        println!("frames={}\nbytes={total}", frames.len());
+    }
+}
+
+fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0xff; 6]; // broadcast: every veth end accepts it
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn ipv4(proto: u8, frag: u16, total_len_field: u16, body: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&total_len_field.to_be_bytes());
+    h.extend_from_slice(&[0x12, 0x34]);
+    h.extend_from_slice(&frag.to_be_bytes());
+    h.extend_from_slice(&[64, proto, 0, 0]);
+    h.extend_from_slice(&[198, 51, 100, 2, 198, 51, 100, 1]);
+    h.extend_from_slice(body);
+    h
+}
+
+fn ipv6(next: u8, body: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    h.extend_from_slice(&[next, 64]);
+    h.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    h.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    h.extend_from_slice(body);
+    h
+}
+
+fn crafted_frames() -> Vec<Vec<u8>> {
+    let udp = [0x30, 0x39, 0x23, 0x28, 0, 12, 0, 0, b'o', b'd', b'd', b'!'];
+    // Hop-by-hop (8 bytes, PadN) → destination options (16 bytes) → routing (type 0 of
+    // length 0 would be refused; a type-4 SRH header of 8 bytes) → fragment (first) → UDP.
+    let mut chain = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    chain.extend_from_slice(&[43, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    chain.extend_from_slice(&[44, 0, 4, 0, 0, 0, 0, 0]);
+    chain.extend_from_slice(&[17, 0, 0, 1, 0, 0, 0, 7]);
+    chain.extend_from_slice(&udp);
+    // A chain longer than the parser walks: eight hop-by-hop-style destination options.
+    let mut long_chain = Vec::new();
+    for _ in 0..7 {
+        long_chain.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    long_chain.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+    long_chain.extend_from_slice(&udp);
+    vec![
+        // Unknown EtherType (IEEE 802 local experimental).
+        ethernet(0x88B5, b"egressor test frame, not IP at all"),
+        // Shorter than an IPv4 header.
+        ethernet(0x0800, &[0x45, 0, 0, 20, 0, 0]),
+        // IPv4 header claiming IHL 15 (60 bytes) on a 24-byte packet.
+        ethernet(0x0800, &{
+            let mut p = ipv4(17, 0, 24, &[0, 1, 2, 3]);
+            p[0] = 0x4f;
+            p
+        }),
+        // IHL below the minimum.
+        ethernet(0x0800, &{
+            let mut p = ipv4(6, 0, 20, &[]);
+            p[0] = 0x42;
+            p
+        }),
+        // TCP header cut after 6 bytes.
+        ethernet(0x0800, &ipv4(6, 0, 26, &[0x1f, 0x90, 0xd4, 0x31, 0, 0])),
+        // A non-first IPv4 fragment (offset 185 × 8): no transport header to read.
+        ethernet(0x0800, &ipv4(17, 185, 40, &[0xde; 20])),
+        // Shorter than an IPv6 header.
+        ethernet(0x86DD, &[0x60, 0, 0, 0, 0, 8, 17]),
+        // A walkable IPv6 extension chain ending in UDP.
+        ethernet(0x86DD, &ipv6(0, &chain)),
+        // A chain longer than the parser's bound.
+        ethernet(0x86DD, &ipv6(60, &long_chain)),
+        // A non-first IPv6 fragment.
+        ethernet(0x86DD, &ipv6(44, &[17, 0, 0x05, 0xc8, 0, 0, 0, 9, 1, 2, 3, 4])),
+        // An extension header whose length runs past the packet.
+        ethernet(0x86DD, &ipv6(60, &[17, 200, 1, 4, 0, 0, 0, 0])),
+        // VLAN-tagged IPv4 UDP (802.1Q).
+        ethernet(0x8100, &{
+            let mut p = vec![0, 7, 0x08, 0x00];
+            p.extend(ipv4(17, 0, 32, &udp));
+            p
+        }),
+        // A runt: nothing after the Ethernet header.
+        ethernet(0x0800, &[]),
+    ]
+}
