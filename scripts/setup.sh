@@ -15,7 +15,7 @@ LLVM_MAJOR=22
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
   libzstd-dev zlib1g-dev
-  prometheus iperf3 iproute2 ethtool python3
+  prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

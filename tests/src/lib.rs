@@ -551,3 +551,24 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write temp file");
     path
 }
+
+/// Runs `helper args…` as a process inside `cgroup` and `ns`: the shell moves itself into
+/// the cgroup first, then enters the namespace (`ip netns exec` remounts /sys, so the
+/// cgroup must be joined before).
+pub fn helper_in_cgroup(
+    cgroup: &Cgroup,
+    ns: &Netns,
+    helper: &str,
+    args: &[&str],
+) -> HashMap<String, String> {
+    let procs = cgroup.path.join("cgroup.procs");
+    let script = format!(
+        "echo $$ > '{}' && exec ip netns exec '{}' '{}' {}",
+        procs.display(),
+        ns.name,
+        helper,
+        args.join(" ")
+    );
+    let out = run(&["sh", "-c", &script]);
+    parse_kv(&String::from_utf8_lossy(&out.stdout))
+}

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! egressor-traffic udp-send TARGET COUNT SIZE [echo]   COUNT datagrams of SIZE payload bytes
+//! egressor-traffic udp-echo BIND COUNT                 echo COUNT datagrams back
 //! egressor-traffic udp-spray IP FIRST_PORT PORTS SIZE  one datagram to each of PORTS ports
 //! egressor-traffic tcp-send TARGET BYTES               one connection, BYTES of payload
 //! egressor-traffic tcp-sink BIND                       accept one connection, read to EOF
@@ -22,6 +23,7 @@ fn main() {
         ["udp-send", target, count, size, rest @ ..] => {
             udp_send(target.parse().expect("TARGET"), num(count), num(size), rest == ["echo"])
         }
+        ["udp-echo", bind, count] => udp_echo(bind.parse().expect("BIND"), num(count)),
         ["udp-spray", ip, first, ports, size] => {
             udp_spray(ip, num(first) as u16, num(ports), num(size))
         }
@@ -61,9 +63,21 @@ fn udp_send(target: SocketAddr, count: usize, size: usize, echo: bool) {
     println!("sent={count}\nreplies={replies}");
 }
 
+fn udp_echo(bind: SocketAddr, count: usize) {
+    let socket = UdpSocket::bind(bind).expect("bind");
+    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut buf = vec![0; 65_536];
+    for _ in 0..count {
+        let (n, from) = socket.recv_from(&mut buf).expect("datagram");
+        socket.send_to(&buf[..n], from).expect("echo");
+    }
+    println!("echoed={count}");
+}
+
 fn udp_spray(ip: &str, first: u16, ports: usize, size: usize) {
     let payload = vec![0xa5; size];
-    let target: SocketAddr = format!("{ip}:{first}").parse().expect("IP");
+    let ip: std::net::IpAddr = ip.parse().expect("IP");
+    let target = SocketAddr::new(ip, first);
     let socket = bind_any(&target);
     for i in 0..ports {
         let mut t = target;
