@@ -9,15 +9,19 @@ use std::sync::{
 use axum::{
     Router,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
 use prometheus_client::{encoding::text::encode, registry::Registry};
 
-/// Content type of the OpenMetrics text format.
+/// Content type of the OpenMetrics text format, served to clients that accept it
+/// (Prometheus asks for it).
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text format, served to every other client
+/// (curl, `promtool check metrics`, older scrapers).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -38,14 +42,58 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let mut body = String::with_capacity(64 * 1024);
-    match encode(&mut body, &state.registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
-        Err(e) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n")).into_response()
-        }
+    if let Err(e) = encode(&mut body, &state.registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}\n"))
+            .into_response();
     }
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], openmetrics_to_text(&body)).into_response()
+    }
+}
+
+/// Rewrites OpenMetrics text (as prometheus-client writes it) into the classic text format
+/// 0.0.4: counter families are named with their `_total` suffix in `# HELP` and `# TYPE`,
+/// `# UNIT` and `# EOF` are dropped, `unknown` becomes `untyped`. Samples are identical in
+/// both formats.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            // Held until the TYPE line says whether the name needs `_total`.
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -89,7 +137,13 @@ mod tests {
     }
 
     async fn get(app: Router, path: &str) -> (StatusCode, String, String) {
-        let r = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        get_accepting(app, path, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+            .await
+    }
+
+    async fn get_accepting(app: Router, path: &str, accept: &str) -> (StatusCode, String, String) {
+        let request = Request::get(path).header(header::ACCEPT, accept).body(Body::empty());
+        let r = app.oneshot(request.unwrap()).await.unwrap();
         let ct = r.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
         let status = r.status();
         let body = to_bytes(r.into_body(), 1 << 20).await.unwrap();
@@ -103,6 +157,32 @@ mod tests {
         assert_eq!(ct, OPENMETRICS_CONTENT_TYPE);
         assert!(body.contains("egressor_test_total 1\n") && body.ends_with("# EOF\n"), "{body}");
         assert_eq!(get(app(state(true)), "/metrics").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn other_clients_get_the_classic_text_format() {
+        let (status, ct, body) = get_accepting(app(state(true)), "/custom", "*/*").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ct, TEXT_CONTENT_TYPE);
+        assert_eq!(
+            body,
+            "# HELP egressor_test_total a test counter.\n# TYPE egressor_test_total counter\n\
+             egressor_test_total 1\n"
+        );
+    }
+
+    #[test]
+    fn conversion_keeps_gauges_and_histograms_and_drops_units() {
+        let om = "# HELP x_seconds Time.\n# TYPE x_seconds histogram\n# UNIT x_seconds seconds\n\
+                  x_seconds_sum 1.5\nx_seconds_count 2\nx_seconds_bucket{le=\"+Inf\"} 2\n\
+                  # HELP g A gauge.\n# TYPE g gauge\ng{a=\"b\"} 3\n# TYPE u unknown\nu 1\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP x_seconds Time.\n# TYPE x_seconds histogram\nx_seconds_sum 1.5\n\
+             x_seconds_count 2\nx_seconds_bucket{le=\"+Inf\"} 2\n# HELP g A gauge.\n\
+             # TYPE g gauge\ng{a=\"b\"} 3\n# TYPE u untyped\nu 1\n"
+        );
     }
 
     #[tokio::test]

@@ -208,7 +208,7 @@ impl Collector for FlowCollector {
             &mut encoder,
             "flow",
             "L3 bytes (IP header included, GSO super-packets counted per segment) by hook, \
-             interface, direction, traffic class, local workload and remote network",
+             interface, direction, traffic class, local workload and remote network.",
             Some(&Unit::Bytes),
             MetricType::Counter,
             series().map(|(l, t)| (l, ConstCounter::new(t.bytes))),
@@ -216,7 +216,7 @@ impl Collector for FlowCollector {
         Self::family(
             &mut encoder,
             "flow_packets",
-            "Packets (segments on the wire), same labels as egressor_flow_bytes_total",
+            "Packets (segments on the wire), same labels as egressor_flow_bytes_total.",
             None,
             MetricType::Counter,
             series().map(|(l, t)| (l, ConstCounter::new(t.packets))),
@@ -225,7 +225,7 @@ impl Collector for FlowCollector {
             &mut encoder,
             "flow_cost",
             "Data-transfer cost in USD: bytes / 2^30 x the price sheet's USD per GiB for the \
-             traffic class and direction (see egressor_price_usd_per_gib)",
+             traffic class and direction (see egressor_price_usd_per_gib).",
             Some(&Unit::Other("usd".into())),
             MetricType::Counter,
             series().map(|(l, t)| {
@@ -244,7 +244,7 @@ impl Collector for FlowCollector {
         Self::family(
             &mut encoder,
             "flow_overflow",
-            "L3 bytes counted while the kernel flow map was full (not attributed to a flow)",
+            "L3 bytes counted while the kernel flow map was full (not attributed to a flow).",
             Some(&Unit::Bytes),
             MetricType::Counter,
             overflow().map(|(l, c)| (l, ConstCounter::new(c.bytes))),
@@ -252,7 +252,7 @@ impl Collector for FlowCollector {
         Self::family(
             &mut encoder,
             "flow_overflow_packets",
-            "Packets counted while the kernel flow map was full",
+            "Packets counted while the kernel flow map was full.",
             None,
             MetricType::Counter,
             overflow().map(|(l, c)| (l, ConstCounter::new(c.packets))),
@@ -260,12 +260,12 @@ impl Collector for FlowCollector {
         for (name, help, value) in [
             (
                 "flow_map_entries",
-                "Entries in the kernel flow map at the last read",
+                "Entries in the kernel flow map at the last read.",
                 snap.map_entries,
             ),
             (
                 "flow_map_max_entries",
-                "Capacity of the kernel flow map (--flow-map.max-entries)",
+                "Capacity of the kernel flow map (--flow-map.max-entries).",
                 u64::from(self.map_capacity),
             ),
         ] {

@@ -113,13 +113,15 @@ pub struct LinkAddresses {
     pub v6: &'static str,
 }
 
-/// A veth pair: `host` in the root namespace, `peer` in `ns`. Created down; call
-/// [`Veth::up`] once the programs are attached, so the kernel's counters and the agent's
-/// start from the same packet. Deleted on drop.
+/// A veth pair: `host` in the root namespace (or in a second test namespace), `peer` in
+/// `ns`. Created down; call [`Veth::up`] once the programs are attached, so the kernel's
+/// counters and the agent's start from the same packet. Deleted on drop.
 pub struct Veth {
     pub host: String,
     pub peer: String,
     pub ns: String,
+    /// Namespace of the `host` end; `None` for the root namespace.
+    pub host_ns: Option<String>,
 }
 
 /// Host side of every test link (TEST-NET-2 and the documentation IPv6 prefix).
@@ -127,32 +129,51 @@ pub const HOST: LinkAddresses = LinkAddresses { v4: "198.51.100.1", v6: "2001:db
 /// Namespace side of every test link.
 pub const PEER: LinkAddresses = LinkAddresses { v4: "198.51.100.2", v6: "2001:db8:100::2" };
 
+fn ip_in(ns: Option<&str>, args: &[&str]) -> Output {
+    match ns {
+        None => run(&[&["ip"], args].concat()),
+        Some(ns) => run(&[&["ip", "-n", ns], args].concat()),
+    }
+}
+
+fn in_ns(ns: Option<&str>, args: &[&str]) -> Output {
+    match ns {
+        None => run(args),
+        Some(ns) => run(&[&["ip", "netns", "exec", ns], args].concat()),
+    }
+}
+
 impl Veth {
     /// Creates the pair with [`HOST`] and [`PEER`] addresses (/24 and /64), links down.
     /// With `offloads == false`, TSO, GSO, GRO and checksum offload are off on both ends.
     pub fn new(tag: &str, ns: &Netns, offloads: bool) -> Self {
+        Self::between(tag, None, ns, offloads)
+    }
+
+    /// As [`Veth::new`], with the `host` end in `host_ns` instead of the root namespace:
+    /// neither address then belongs to this machine's root namespace.
+    pub fn between(tag: &str, host_ns: Option<&Netns>, ns: &Netns, offloads: bool) -> Self {
         let host = unique_name(tag) + "h";
         let peer = unique_name(tag) + "p";
         run(&["ip", "link", "add", &host, "type", "veth", "peer", "name", &peer]);
-        let veth = Self { host, peer, ns: ns.name.clone() };
+        let veth =
+            Self { host, peer, ns: ns.name.clone(), host_ns: host_ns.map(|n| n.name.clone()) };
         run(&["ip", "link", "set", &veth.peer, "netns", &ns.name]);
-        for (dev, n) in [(&veth.host, None), (&veth.peer, Some(ns))] {
-            let ip = |args: &[&str]| match n {
-                None => run(&[&["ip"], args].concat()),
-                Some(ns) => run(&[&["ip", "-n", &ns.name], args].concat()),
-            };
-            let a = if n.is_none() { &HOST } else { &PEER };
+        if let Some(h) = &veth.host_ns {
+            run(&["ip", "link", "set", &veth.host, "netns", h]);
+        }
+        for (dev, n, a) in [
+            (&veth.host, veth.host_ns.as_deref(), &HOST),
+            (&veth.peer, Some(veth.ns.as_str()), &PEER),
+        ] {
             // No IPv6 link-local address, router solicitations or DAD: fewer stray packets.
-            ip(&["link", "set", "dev", dev, "addrgenmode", "none"]);
-            ip(&["addr", "add", &format!("{}/24", a.v4), "dev", dev]);
-            ip(&["addr", "add", &format!("{}/64", a.v6), "dev", dev, "nodad"]);
+            ip_in(n, &["link", "set", "dev", dev, "addrgenmode", "none"]);
+            ip_in(n, &["addr", "add", &format!("{}/24", a.v4), "dev", dev]);
+            ip_in(n, &["addr", "add", &format!("{}/64", a.v6), "dev", dev, "nodad"]);
             if !offloads {
                 let mut cmd = vec!["ethtool", "-K", dev.as_str()];
                 cmd.extend(["tso", "off", "gso", "off", "gro", "off", "tx", "off", "rx", "off"]);
-                match n {
-                    None => run(&cmd),
-                    Some(ns) => ns.run(&cmd),
-                };
+                in_ns(n, &cmd);
             }
         }
         veth
@@ -161,17 +182,14 @@ impl Veth {
     /// Brings both ends up and waits until both report operstate `up` (before that, the
     /// kernel's link watch may still drop packets at a not yet activated qdisc).
     pub fn up(&self) {
-        run(&["ip", "-n", &self.ns, "link", "set", &self.peer, "up"]);
-        run(&["ip", "link", "set", &self.host, "up"]);
+        ip_in(Some(&self.ns), &["link", "set", &self.peer, "up"]);
+        ip_in(self.host_ns.as_deref(), &["link", "set", &self.host, "up"]);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let peer_state = format!("/sys/class/net/{}/operstate", self.peer);
-        loop {
-            let host = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.host));
-            let peer = run(&["ip", "netns", "exec", &self.ns, "cat", &peer_state]).stdout;
-            if host.is_ok_and(|s| s.trim() == "up") && String::from_utf8_lossy(&peer).trim() == "up"
-            {
-                break;
-            }
+        let state = |ns: Option<&str>, dev: &str| {
+            let out = in_ns(ns, &["cat", &format!("/sys/class/net/{dev}/operstate")]);
+            String::from_utf8_lossy(&out.stdout).trim() == "up"
+        };
+        while !(state(self.host_ns.as_deref(), &self.host) && state(Some(&self.ns), &self.peer)) {
             assert!(Instant::now() < deadline, "{} did not come up", self.host);
             thread::sleep(Duration::from_millis(20));
         }
@@ -179,26 +197,22 @@ impl Veth {
         thread::sleep(Duration::from_millis(100));
     }
 
-    /// Adds another address pair (host, peer), prefix length `len`.
+    /// Adds another address pair (host end, peer end) with prefix length `len`.
     pub fn add_addresses(&self, host: &str, peer: &str, len: u8) {
-        run(&["ip", "addr", "add", &format!("{host}/{len}"), "dev", &self.host, "nodad"]);
-        run(&[
-            "ip",
-            "-n",
-            &self.ns,
-            "addr",
-            "add",
-            &format!("{peer}/{len}"),
-            "dev",
-            &self.peer,
-            "nodad",
-        ]);
+        let host_cidr = format!("{host}/{len}");
+        let peer_cidr = format!("{peer}/{len}");
+        ip_in(self.host_ns.as_deref(), &["addr", "add", &host_cidr, "dev", &self.host, "nodad"]);
+        ip_in(Some(&self.ns), &["addr", "add", &peer_cidr, "dev", &self.peer, "nodad"]);
     }
 }
 
 impl Drop for Veth {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.host]).stderr(Stdio::null()).status();
+        let mut cmd = Command::new("ip");
+        if let Some(ns) = &self.host_ns {
+            cmd.args(["-n", ns]);
+        }
+        let _ = cmd.args(["link", "del", &self.host]).stderr(Stdio::null()).status();
     }
 }
 
@@ -571,4 +585,73 @@ pub fn helper_in_cgroup(
     );
     let out = run(&["sh", "-c", &script]);
     parse_kv(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// A real Prometheus server (Debian's `prometheus`) scraping one target every second,
+/// stopped and its data removed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` (`host:port`) at `/metrics`.
+    pub fn start(target: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique_name("prom"));
+        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+                 scrape_configs:\n  - job_name: egressor\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+        )
+        .expect("write config");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus (apt-get install prometheus)");
+        Self { child, port, dir }
+    }
+
+    /// Runs an instant query and returns the first result's value, `None` when empty or
+    /// Prometheus is not answering yet.
+    pub fn query(&self, promql: &str) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+        let mut r = ureq::get(&url).query("query", promql).call().ok()?;
+        let body: serde_json::Value =
+            serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Polls `promql` until it returns `want` (within 1e-9 relative), or panics after 30 s
+    /// with the last value.
+    pub fn wait_for(&self, promql: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = self.query(promql);
+            if last.is_some_and(|v| (v - want).abs() <= want.abs() * 1e-9) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+        panic!("Prometheus: {promql} = {last:?}, want {want}");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
