@@ -150,7 +150,8 @@ fn raw_frames(iface: &str) {
             total += frame.len();
         }
         libc::close(fd);
-        println!("frames={}\nbytes={total}", frames.len());
+        // Link-layer bytes beyond the Ethernet header: one 802.1Q tag.
+        println!("frames={}\nbytes={total}\nvlan_tag_bytes=4", frames.len());
     }
 }
 

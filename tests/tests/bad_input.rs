@@ -1,0 +1,137 @@
+//! Bad input: malformed configuration, unknown interfaces, unusable cgroup paths, bad price
+//! sheets and missing privileges end with a clear message and the documented exit code;
+//! odd packets (fragments, truncated headers, unknown EtherTypes, IPv6 extension chains)
+//! never stop the agent nor lose a byte.
+
+use std::process::{Command, Output};
+
+use egressor_tests::*;
+
+const HELPER: &str = env!("CARGO_BIN_EXE_egressor-traffic");
+
+fn agent(args: &[&str]) -> Output {
+    let listen = format!("127.0.0.1:{}", free_port());
+    Command::new(egressor_bin())
+        .args(["agent", "--web.listen-address", &listen])
+        .args(args)
+        .output()
+        .expect("run egressor")
+}
+
+fn assert_usage_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code for bad input; stderr: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "stderr lacks {n:?}: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn malformed_config_names_file_field_and_line() {
+    let bad = temp_file(
+        "bad.yaml",
+        "node:\n  zone: use1-az1\nnetworks:\n  - cidr: 10.0.0.300/8\n    name: x\n",
+    );
+    let out = agent(&["--config.file", bad.to_str().unwrap()]);
+    assert_usage_error(&out, &[bad.to_str().unwrap(), "networks[0].cidr", "line 4"]);
+    let typo = temp_file("typo.yaml", "nodes: {}\n");
+    assert_usage_error(
+        &agent(&["--config.file", typo.to_str().unwrap()]),
+        &["unknown field `nodes`"],
+    );
+    let missing = agent(&["--config.file", "/nonexistent/egressor.yaml"]);
+    assert_usage_error(&missing, &["cannot read /nonexistent/egressor.yaml", "No such file"]);
+    let _ = std::fs::remove_file(bad);
+    let _ = std::fs::remove_file(typo);
+}
+
+#[test]
+fn bad_price_sheet_names_the_price() {
+    let sheet = temp_file(
+        "prices.yaml",
+        "provider: x\nregion: y\ncurrency: USD\nprices:\n  internet:\n    \
+         egress: {usd_per_gib: -0.09, source: s, as_of: '2026-01-01'}\n",
+    );
+    let out = agent(&["--prices", sheet.to_str().unwrap()]);
+    assert_usage_error(&out, &["prices.internet.egress.usd_per_gib"]);
+    let _ = std::fs::remove_file(sheet);
+}
+
+#[test]
+fn unknown_interface_and_unusable_cgroup_paths_are_usage_errors() {
+    assert_usage_error(
+        &agent(&["--interface", "egnope0"]),
+        &["--interface egnope0: no such network interface"],
+    );
+    assert_usage_error(
+        &agent(&["--cgroup.path", "/nonexistent/cg"]),
+        &["--cgroup.path /nonexistent/cg"],
+    );
+    let dir = std::env::temp_dir();
+    assert_usage_error(
+        &agent(&["--cgroup.path", dir.to_str().unwrap()]),
+        &["not a cgroup directory"],
+    );
+    assert_usage_error(&agent(&["--read-interval", "soon"]), &["--read-interval"]);
+    assert_usage_error(&agent(&["--flow-map.max-entries", "0"]), &["--flow-map.max-entries"]);
+}
+
+#[test]
+fn missing_privileges_name_the_capabilities() {
+    if !require_bpf("missing_privileges_name_the_capabilities") {
+        return;
+    }
+    // Run as nobody, without any capability.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let bin = egressor_bin();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(&bin)
+        .args(["agent", "--web.listen-address", &listen])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission denied") && stderr.contains("CAP_BPF"), "{stderr}");
+}
+
+#[test]
+fn odd_packets_neither_stop_the_agent_nor_lose_bytes() {
+    if !require_bpf("odd_packets_neither_stop_the_agent_nor_lose_bytes") {
+        return;
+    }
+    let ns = Netns::new("bi");
+    let veth = Veth::new("b", &ns, false);
+    let agent = Agent::start(&["--interface", &veth.host]);
+    veth.up();
+    // Crafted frames into the host (TC ingress) and out of it (TC egress), twice each.
+    for _ in 0..2 {
+        let sent = helper(&ns, HELPER, &["raw-frames", &veth.peer]);
+        assert_eq!(sent["frames"], "13");
+        let out = run(&[HELPER, "raw-frames", &veth.host]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("frames=13"));
+    }
+    // Real fragments: a 4000-byte datagram over a 1500-byte MTU, both families.
+    let echo4 = udp_echo(&format!("{}:9400", HOST.v4), 1);
+    let echo6 = udp_echo(&format!("[{}]:9400", HOST.v6), 1);
+    helper(&ns, HELPER, &["udp-send", &format!("{}:9400", HOST.v4), "1", "4000", "echo"]);
+    helper(&ns, HELPER, &["udp-send", &format!("[{}]:9400", HOST.v6), "1", "4000", "echo"]);
+    assert_eq!(echo4.join().unwrap() + echo6.join().unwrap(), 2);
+
+    let (kernel, rx, tx) = quiet_comparison(&agent, &veth.host);
+    // Link-layer bytes the kernel counts and L3 does not: the Ethernet header of every
+    // frame, and the 802.1Q tag of the two tagged frames each way.
+    let vlan_tags = 2 * 4;
+    let l3 = |bytes: u64, packets: u64| bytes - ETHERNET_HEADER * packets - vlan_tags;
+    assert_eq!(rx, (l3(kernel.rx_bytes, kernel.rx_packets), kernel.rx_packets), "ingress");
+    assert_eq!(tx, (l3(kernel.tx_bytes, kernel.tx_packets), kernel.tx_packets), "egress");
+    let m = agent.metrics();
+    assert_eq!(m.sum("egressor_read_errors_total", &[]), 0.0);
+    // The unknown EtherType frame (34-byte payload) in each direction, twice, counted as
+    // non-IP L3 bytes; ARP adds to the class, never subtracts.
+    let non_ip = m.sum("egressor_flow_bytes_total", &[("traffic_class", "non_ip")]);
+    assert!(non_ip >= 4.0 * 34.0, "non-IP bytes {non_ip}");
+    assert_eq!(agent.get("/healthz").map(|r| r.0), Some(200));
+    assert!(agent.stop().success());
+}
