@@ -52,12 +52,13 @@ fn unescape_octal(s: &str) -> PathBuf {
     let bytes = s.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() + 0 && bytes.len() >= i + 4 {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        if bytes[i] == b'\\'
+            && i + 4 <= bytes.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -155,10 +156,10 @@ pub fn workload_name(relative: &Path) -> String {
             return format!("container/{}", &id[..12]);
         }
     }
-    if let Some(last) = relative.file_name().map(|c| c.to_string_lossy()) {
-        if last.ends_with(".service") || last.ends_with(".scope") {
-            return last.into_owned();
-        }
+    if let Some(last) = relative.file_name().map(|c| c.to_string_lossy())
+        && (last.ends_with(".service") || last.ends_with(".scope"))
+    {
+        return last.into_owned();
     }
     format!("/{}", relative.to_string_lossy())
 }

@@ -158,9 +158,8 @@ impl Classifier {
             (Some(a), Some(b)) => Some(a == b),
             _ => None,
         };
-        match same(net.region.as_deref(), self.node_region.as_deref()) {
-            Some(false) => return TrafficClass::CrossRegion,
-            Some(true) | None => {}
+        if same(net.region.as_deref(), self.node_region.as_deref()) == Some(false) {
+            return TrafficClass::CrossRegion;
         }
         match same(net.zone.as_deref(), self.node_zone.as_deref()) {
             Some(true) => TrafficClass::SameZone,

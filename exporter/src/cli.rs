@@ -42,7 +42,8 @@ pub enum HookMode {
     Cgroup,
     /// TC on the `--interface` list only: per interface, as on the wire.
     Tc,
-    /// Both: every packet of a socket on a listed interface is counted twice, once per hook.
+    /// Both hooks: a socket's packet on a listed interface is counted once per hook, and
+    /// the `hook` label keeps the two apart.
     Both,
 }
 
