@@ -54,3 +54,16 @@ pub fn tc_egress_l3(ctx: TcContext) -> i32 {
     count_tc::<NO_L2>(&ctx.skb, Direction::Egress);
     TC_CONTINUE
 }
+
+/// Empty cgroup_skb program: the floor the data-plane benchmark measures next to
+/// `cgroup_ingress`/`cgroup_egress` (the agent never loads it).
+#[cgroup_skb]
+pub fn noop_cgroup(_ctx: SkBuffContext) -> i32 {
+    CGROUP_PASS
+}
+
+/// Empty TC program: the benchmark's floor for the TC programs (never loaded by the agent).
+#[classifier]
+pub fn noop_tc(_ctx: TcContext) -> i32 {
+    TC_CONTINUE
+}

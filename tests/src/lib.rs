@@ -345,6 +345,11 @@ impl Agent {
         }
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Everything the agent has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::cli::TcAttachMode;
 
 /// The eBPF object built by `exporter/build.rs` from `ebpf/`.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egressor"));
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egressor"));
 
 /// Flows read per `BPF_MAP_LOOKUP_BATCH` call.
 const LOOKUP_BATCH: usize = 4096;
@@ -186,6 +186,16 @@ impl Dataplane {
             attachments,
             _ebpf: ebpf,
         })
+    }
+
+    /// The kernel flow map, for tools and benchmarks that seed or inspect it directly.
+    pub fn flow_map_mut(&mut self) -> &mut PerCpuHashMap<MapData, FlowKey, FlowCounters> {
+        &mut self.flows
+    }
+
+    /// Number of possible CPUs: the length of every per-CPU value.
+    pub fn cpus(&self) -> usize {
+        self.cpus
     }
 
     /// Where the programs are attached.

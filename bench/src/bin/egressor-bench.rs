@@ -1,0 +1,340 @@
+//! egressor's benchmarks, run as root on a machine like CI's (bench/run.sh builds and runs
+//! this in release mode). Each number is printed next to a baseline measured in the same
+//! run, and as a ratio to its target:
+//!
+//! 1. data-plane cost per packet (`bpf_stats`: run_time_ns / run_cnt) of each program under
+//!    64-byte UDP and TCP bulk load over a test veth, next to an empty program of the same
+//!    type attached beside it (the floor); target ≤ 100 ns per packet, goal ≤ 60 ns;
+//! 2. iperf3 throughput without and with the programs attached;
+//! 3. one read cycle over 100 000 kernel map entries plus rendering `/metrics`, next to the
+//!    bare batch read of the same map; target ≤ 50 ms;
+//! 4. the agent's RSS with 10 000 active flows; target ≤ 30 MB.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
+    process::{Command, Stdio},
+    sync::{Arc, atomic::AtomicBool},
+    thread,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    EbpfLoader,
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SchedClassifier, TcAttachType},
+    sys::{Stats, enable_stats},
+};
+use egressor::{
+    accounting::Accounting,
+    attribution::Attributor,
+    cgroups::CgroupResolver,
+    classify::Classifier,
+    config::FileConfig,
+    dataplane::{Dataplane, DataplaneOptions, EBPF_OBJECT},
+    metrics::{SharedSnapshot, registry},
+    prices::PriceSheet,
+    reader::Reader,
+};
+use egressor_common::{FlowCounters, FlowKey, family};
+use egressor_tests::*;
+
+const AGENT_PROGRAMS: [&str; 4] = ["cgroup_ingress", "cgroup_egress", "tc_ingress", "tc_egress"];
+
+fn helper_bin() -> String {
+    egressor_bin().with_file_name("egressor-traffic").display().to_string()
+}
+
+fn main() {
+    if !require_bpf("egressor-bench") {
+        return;
+    }
+    // Optional arguments pick sections: packet, throughput, cycle, rss.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
+    println!(
+        "egressor benchmarks ({} CPUs)\n",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if want("packet") {
+        per_packet_cost();
+    }
+    if want("throughput") {
+        throughput();
+    }
+    if want("cycle") {
+        read_cycle();
+    }
+    if want("rss") {
+        rss_with_flows();
+    }
+}
+
+/// (run_time_ns, run_cnt) summed per program name, for programs whose id is in `ids`.
+fn program_stats(ids: &HashSet<u32>) -> HashMap<String, (u64, u64)> {
+    let mut out: HashMap<String, (u64, u64)> = HashMap::new();
+    for info in aya::programs::loaded_programs().filter_map(Result::ok) {
+        if !ids.contains(&info.id()) {
+            continue;
+        }
+        let name = info.name_as_str().unwrap_or("?").to_owned();
+        let e = out.entry(name).or_default();
+        e.0 += info.run_time().as_nanos() as u64;
+        e.1 += info.run_count();
+    }
+    out
+}
+
+fn program_ids() -> HashSet<u32> {
+    aya::programs::loaded_programs().filter_map(Result::ok).map(|i| i.id()).collect()
+}
+
+fn per_packet_cost() {
+    println!("## Data-plane cost per packet (bpf_stats run_time_ns / run_cnt)\n");
+    let ns = Netns::new("bp");
+    let veth = Veth::new("b", &ns, true);
+    let cgroup = Cgroup::new("bp");
+    let before = program_ids();
+    let agent = Agent::start(&["--hook", "both", "--interface", &veth.host]);
+    let mut ids: HashSet<u32> = program_ids().difference(&before).copied().collect();
+
+    // The floors: empty programs of the same types, attached at the same places.
+    let mut floor = EbpfLoader::new().load(EBPF_OBJECT).expect("load object");
+    let root = File::open(cgroup2_root()).expect("cgroup root");
+    let noop_cg: &mut CgroupSkb = floor.program_mut("noop_cgroup").unwrap().try_into().unwrap();
+    noop_cg.load().expect("load noop_cgroup");
+    noop_cg.attach(&root, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single).unwrap();
+    noop_cg.attach(&root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single).unwrap();
+    ids.insert(noop_cg.info().unwrap().id());
+    let noop_tc: &mut SchedClassifier = floor.program_mut("noop_tc").unwrap().try_into().unwrap();
+    noop_tc.load().expect("load noop_tc");
+    noop_tc.attach(&veth.host, TcAttachType::Ingress).unwrap();
+    noop_tc.attach(&veth.host, TcAttachType::Egress).unwrap();
+    ids.insert(noop_tc.info().unwrap().id());
+
+    let _stats = enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS");
+    veth.up();
+    let helper = helper_bin();
+
+    type Workload<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let workloads: [Workload; 2] = [
+        (
+            "UDP, 64-byte payload, 200k datagrams",
+            Box::new(|| {
+                let sink = udp_sink(&format!("{}:9500", HOST.v4));
+                helper_in_cgroup(
+                    &cgroup,
+                    &ns,
+                    &helper,
+                    &["udp-send", &format!("{}:9500", HOST.v4), "200000", "64"],
+                );
+                sink.join().unwrap();
+            }),
+        ),
+        (
+            "TCP bulk, 1 GB",
+            Box::new(|| {
+                let sink = tcp_sink(&format!("{}:9501", HOST.v4));
+                helper_in_cgroup(
+                    &cgroup,
+                    &ns,
+                    &helper,
+                    &["tcp-send", &format!("{}:9501", HOST.v4), "1000000000"],
+                );
+                sink.join().unwrap();
+            }),
+        ),
+    ];
+    println!(
+        "| workload | program | packets | ns/packet | floor ns/packet | ratio to 100 ns target |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, run) in workloads {
+        let start = program_stats(&ids);
+        run();
+        let end = program_stats(&ids);
+        let per_packet = |prog: &str| {
+            let (t0, c0) = start.get(prog).copied().unwrap_or_default();
+            let (t1, c1) = end.get(prog).copied().unwrap_or_default();
+            let runs = c1.saturating_sub(c0);
+            (runs, if runs == 0 { f64::NAN } else { (t1 - t0) as f64 / runs as f64 })
+        };
+        for prog in AGENT_PROGRAMS {
+            let (runs, ns_per) = per_packet(prog);
+            let floor_name = if prog.starts_with("cgroup") { "noop_cgroup" } else { "noop_tc" };
+            let (_, floor_ns) = per_packet(floor_name);
+            println!(
+                "| {name} | {prog} | {runs} | {ns_per:.1} | {floor_ns:.1} | {:.2} |",
+                ns_per / 100.0
+            );
+        }
+    }
+    drop(agent);
+    println!();
+}
+
+/// A UDP sink that reads until one second of silence; returns datagrams read.
+fn udp_sink(bind: &str) -> thread::JoinHandle<u64> {
+    let socket = std::net::UdpSocket::bind(bind).expect("bind sink");
+    socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match socket.recv_from(&mut buf) {
+                Ok(_) => n += 1,
+                Err(_) if n > 0 || Instant::now() > deadline => return n,
+                Err(_) => {}
+            }
+        }
+    })
+}
+
+fn iperf3(ns: &Netns, seconds: u32) -> f64 {
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-B", HOST.v4, "-p", "5299"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("iperf3 (apt-get install iperf3)");
+    thread::sleep(Duration::from_millis(300));
+    let out = ns.run(&["iperf3", "-c", HOST.v4, "-p", "5299", "-t", &seconds.to_string(), "-J"]);
+    let _ = server.wait();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    json["end"]["sum_received"]["bits_per_second"].as_f64().expect("bits_per_second") / 1e9
+}
+
+fn throughput() {
+    println!("## iperf3 TCP throughput over the test veth (Gbit/s, 3 s runs, alternating)\n");
+    let ns = Netns::new("bt");
+    let veth = Veth::new("t", &ns, true);
+    veth.up();
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        without.push(iperf3(&ns, 3));
+        let agent = Agent::start(&["--hook", "both", "--interface", &veth.host]);
+        with.push(iperf3(&ns, 3));
+        drop(agent);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(&mut without), median(&mut with));
+    println!("| no programs | cgroup + TC programs | ratio |\n|---|---|---|");
+    println!("| {a:.2} | {b:.2} | {:.3} |", b / a);
+    println!(
+        "(runs without: {without:.2?}; with: {with:.2?}; this VM varies 20–30 % run to run)\n"
+    );
+}
+
+fn read_cycle() {
+    println!("## One read cycle over 100 000 kernel map entries + rendering /metrics\n");
+    const FLOWS: u32 = 100_000;
+    let options = DataplaneOptions {
+        cgroup: None,
+        interfaces: Vec::new(),
+        tc_attach_mode: egressor::cli::TcAttachMode::Auto,
+        include_loopback: false,
+        max_flows: FLOWS + 1024,
+    };
+    let mut dataplane = Dataplane::load(&options).expect("load dataplane");
+    let cpus = dataplane.cpus();
+    let root = cgroup2_root();
+    for i in 0..FLOWS {
+        let mut key = FlowKey {
+            cgroup_id: 1 + u64::from(i % 50),
+            direction: (i % 2) as u8,
+            ..FlowKey::zeroed()
+        };
+        key.family = family::IPV4;
+        key.protocol = 6;
+        key.remote_addr[..4].copy_from_slice(&(0x0A00_0000u32 + i).to_be_bytes());
+        key.port = 443;
+        let values = vec![FlowCounters { bytes: 1500, packets: 1 }; cpus];
+        dataplane.flow_map_mut().insert(key, values.try_into().unwrap(), 0).expect("seed");
+    }
+    // Floor: the bare batch read.
+    let t = Instant::now();
+    let mut n = 0;
+    dataplane.read_flows(|_, _| n += 1).expect("read");
+    let bare = t.elapsed();
+    assert_eq!(n, FLOWS);
+
+    let snapshot = Arc::new(SharedSnapshot::default());
+    let (registry, metrics) =
+        registry(snapshot.clone(), Arc::new(PriceSheet::embedded()), &[], FLOWS);
+    let mut reader = Reader {
+        dataplane,
+        accounting: Accounting::new(12),
+        attributor: Attributor::new(
+            CgroupResolver::new(root),
+            Classifier::new(&FileConfig::default()),
+            HashMap::new(),
+        ),
+        snapshot,
+        metrics,
+        ready: Arc::new(AtomicBool::new(true)),
+    };
+    let mut cycle = |label: &str| {
+        let t = Instant::now();
+        reader.cycle().expect("cycle");
+        let read = t.elapsed();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let total = t.elapsed();
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            read.as_secs_f64() * 1e3,
+            (total - read).as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3,
+            total.as_secs_f64() / bare.as_secs_f64(),
+            total.as_secs_f64() * 1e3 / 50.0
+        );
+    };
+    println!("bare batch read of {FLOWS} entries: {:.1} ms\n", bare.as_secs_f64() * 1e3);
+    println!(
+        "| cycle | read+account ms | render ms | total ms | ratio to bare read | ratio to 50 ms target |"
+    );
+    println!("|---|---|---|---|---|---|");
+    cycle("first (every flow new)");
+    cycle("steady state");
+    cycle("steady state");
+    println!();
+}
+
+fn rss_with_flows() {
+    println!("## Agent RSS with 10 000 active flows\n");
+    let ns = Netns::new("br");
+    let veth = Veth::new("r", &ns, true);
+    let cgroup = Cgroup::new("br");
+    let agent = Agent::start(&[]);
+    veth.up();
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .unwrap()
+            .trim()
+            .trim_end_matches(" kB")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let idle = rss(agent.pid());
+    // 10 000 distinct service ports below the ephemeral range: 10 000 egress flows.
+    helper_in_cgroup(&cgroup, &ns, &helper_bin(), &["udp-spray", HOST.v4, "1", "10000", "32"]);
+    agent.settle();
+    agent.settle();
+    let entries = agent.metrics().sum("egressor_flow_map_entries", &[]);
+    let busy = rss(agent.pid());
+    println!(
+        "| flows in map | RSS idle (MB) | RSS with flows (MB) | ratio to 30 MB target |\n|---|---|---|---|"
+    );
+    println!(
+        "| {entries} | {:.1} | {:.1} | {:.2} |\n",
+        idle as f64 / 1024.0,
+        busy as f64 / 1024.0,
+        busy as f64 / 1024.0 / 30.0
+    );
+}
