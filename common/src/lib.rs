@@ -80,10 +80,13 @@ pub struct FlowKey {
     /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, …) of the transport header
     /// reached after skipping IPv6 extension headers; 0 when not IP.
     pub protocol: u8,
-    /// This host's (or socket's) address: IPv4 in the first 4 bytes, network byte order.
-    pub local_addr: [u8; 16],
+    /// This host's (or socket's) address as four 32-bit words holding the address bytes in
+    /// network order (`u32::to_ne_bytes` of each word gives the bytes back); IPv4 uses the
+    /// first word, the rest are zero. Words, not bytes, so the programs copy addresses with
+    /// four loads and stores instead of sixteen.
+    pub local_addr: [u32; 4],
     /// The peer's address, same encoding as `local_addr`.
-    pub remote_addr: [u8; 16],
+    pub remote_addr: [u32; 4],
     /// Service port (see [`EPHEMERAL_PORT_MIN`]) in host byte order, or the EtherType for
     /// non-IP frames.
     pub port: u16,
@@ -101,8 +104,8 @@ impl FlowKey {
             direction: 0,
             family: 0,
             protocol: 0,
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
+            local_addr: [0; 4],
+            remote_addr: [0; 4],
             port: 0,
             _pad: [0; 6],
         }
@@ -144,6 +147,26 @@ pub struct DataplaneConfig {
     pub _pad: [u8; 7],
 }
 
+impl FlowKey {
+    /// The address bytes (network order) of an address field.
+    pub fn address_bytes(words: &[u32; 4]) -> [u8; 16] {
+        let mut out = [0; 16];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        out
+    }
+
+    /// An address field from address bytes (network order).
+    pub fn address_words(bytes: &[u8; 16]) -> [u32; 4] {
+        let mut out = [0; 4];
+        for (word, chunk) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        out
+    }
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: all four types are `repr(C)`, `Copy`, made only of integers and byte arrays,
@@ -162,6 +185,12 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey>(), 56);
         assert_eq!(core::mem::size_of::<FlowCounters>(), 16);
         assert_eq!(core::mem::size_of::<DataplaneConfig>(), 8);
+    }
+
+    #[test]
+    fn address_words_round_trip() {
+        let bytes = [32, 1, 13, 184, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        assert_eq!(FlowKey::address_bytes(&FlowKey::address_words(&bytes)), bytes);
     }
 
     #[test]

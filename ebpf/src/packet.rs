@@ -1,25 +1,27 @@
 //! Header parsing: IPv4, IPv6 (walking the extension headers that can be walked safely), TCP,
-//! UDP, and the Ethernet/VLAN header in front of them on TC hooks.
+//! UDP, and the Ethernet/VLAN header in front of them on TC hooks. The parse writes straight
+//! into the flow key.
 //!
 //! Every read goes through [`read`], the one place that checks bounds. A header that cannot
-//! be read (truncated packet, non-linear data the helper cannot reach) stops the parse where
-//! it is: the packet is still counted, with whatever the parse had found so far.
+//! be read (truncated packet, data the helper cannot reach) stops the parse where it is: the
+//! packet is still counted, with whatever the parse had found so far.
+//!
+//! The header types here have word-sized fields (`network-types` has byte arrays, which BPF
+//! reads one byte at a time) so addresses move with 32-bit loads: a per-packet cost that
+//! matters at line rate.
 
 use core::mem::size_of;
 
 use aya_ebpf::programs::sk_buff::SkBuff;
-use egressor_common::{EPHEMERAL_PORT_MIN, family};
-use network_types::{
-    eth::EthHdr,
-    ip::{Ipv4Hdr, Ipv6Hdr},
-    tcp::TcpHdr,
-    udp::UdpHdr,
-};
+use egressor_common::{EPHEMERAL_PORT_MIN, FlowKey, family};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
+/// Offset of the EtherType in an Ethernet header; the header is 14 bytes.
+const ETHERTYPE_OFFSET: usize = 12;
+const ETHERNET_HEADER: usize = 14;
 /// Stacked VLAN tags skipped at most (QinQ).
 const MAX_VLAN_TAGS: usize = 2;
 
@@ -34,33 +36,35 @@ const IPPROTO_UDPLITE: u8 = 136;
 /// IPv6 extension headers walked at most; a longer chain stops at the last header reached
 /// (RFC 8200 §4.1 recommends no more than one of each, in a fixed order: six at most).
 const MAX_IPV6_EXT_HEADERS: usize = 6;
+const UDP_HEADER: u32 = 8;
 
-/// What one packet's headers say about its flow.
-pub struct Headers {
-    /// One of [`family`].
-    pub family: u8,
-    /// Transport protocol number, 0 when unknown.
-    pub protocol: u8,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
-    /// Service port (see [`EPHEMERAL_PORT_MIN`]), or the EtherType for non-IP frames.
-    pub port: u16,
-    /// Bytes of IP plus transport header that every GSO segment carries: what a super-packet
-    /// adds per extra segment on the wire.
-    pub per_segment_headers: u32,
+/// IPv4 header without options (RFC 791 §3.1), word-aligned fields.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4 {
+    version_ihl: u8,
+    tos: u8,
+    total_length: u16,
+    id: u16,
+    /// Flags (3 bits) and fragment offset (13 bits), network order.
+    fragment: u16,
+    ttl: u8,
+    protocol: u8,
+    checksum: u16,
+    src: u32,
+    dst: u32,
 }
 
-impl Headers {
-    const fn non_ip(ethertype: u16) -> Self {
-        Self {
-            family: family::NON_IP,
-            protocol: 0,
-            src: [0; 16],
-            dst: [0; 16],
-            port: ethertype,
-            per_segment_headers: 0,
-        }
-    }
+/// IPv6 fixed header (RFC 8200 §3), word-aligned fields.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv6 {
+    version_class_flow: u32,
+    payload_length: u16,
+    next_header: u8,
+    hop_limit: u8,
+    src: [u32; 4],
+    dst: [u32; 4],
 }
 
 /// Reads a `T` at `offset` bytes past `skb->data`: directly when the bytes lie in the linear
@@ -70,8 +74,13 @@ fn read<T: Copy>(skb: &SkBuff, offset: usize) -> Option<T> {
     // SAFETY: `skb.skb` is the context pointer the kernel passed to the program.
     let (start, end) = unsafe { ((*skb.skb).data as usize, (*skb.skb).data_end as usize) };
     if start + offset + size_of::<T>() <= end {
-        // SAFETY: the verifier-visible check above keeps the read inside the packet.
-        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+        // SAFETY: the check above keeps the read inside the packet, and the verifier checks
+        // it again. The address may not be aligned for `T` (an IPv4 header sits 14 bytes
+        // into a frame): a plain load, as C programs use, because the kernel accepts
+        // misaligned packet loads on the architectures egressor supports (x86-64, arm64:
+        // CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS) and `read_unaligned` would cost one
+        // byte load per byte on BPF.
+        Some(unsafe { core::ptr::read((start + offset) as *const T) })
     } else {
         skb.load::<T>(offset).ok()
     }
@@ -83,131 +92,128 @@ fn read<T: Copy>(skb: &SkBuff, offset: usize) -> Option<T> {
 /// frame is too short for an Ethernet header.
 #[inline(always)]
 pub fn skip_ethernet(skb: &SkBuff) -> Option<(usize, u16)> {
-    let eth: EthHdr = read(skb, 0)?;
-    let mut ethertype = u16::from_be(eth.ether_type);
-    let mut offset = EthHdr::LEN;
+    let mut ethertype = u16::from_be(read::<u16>(skb, ETHERTYPE_OFFSET)?);
+    let mut offset = ETHERNET_HEADER;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
         // A VLAN tag: 2 bytes TCI, then the inner EtherType.
-        let inner: [u8; 2] = read(skb, offset + 2)?;
-        ethertype = u16::from_be_bytes(inner);
+        ethertype = u16::from_be(read::<u16>(skb, offset + 2)?);
         offset += 4;
     }
     Some((offset, ethertype))
 }
 
-/// Parses the IP packet at `l3` (EtherType `ethertype`, host order).
+/// Parses the packet at `l3` (EtherType `ethertype`, host order) into `key`'s family,
+/// protocol, addresses (local and remote by `egress`) and port.
+///
+/// Returns the bytes of IP plus transport header that every GSO segment carries: what a
+/// super-packet adds per extra segment on the wire.
 #[inline(always)]
-pub fn parse(skb: &SkBuff, l3: usize, ethertype: u16) -> Headers {
+pub fn parse(skb: &SkBuff, l3: usize, ethertype: u16, egress: bool, key: &mut FlowKey) -> u32 {
     match ethertype {
-        ETH_P_IP => parse_ipv4(skb, l3),
-        ETH_P_IPV6 => parse_ipv6(skb, l3),
-        other => Headers::non_ip(other),
+        ETH_P_IP => parse_ipv4(skb, l3, egress, key),
+        ETH_P_IPV6 => parse_ipv6(skb, l3, egress, key),
+        other => {
+            key.family = family::NON_IP;
+            key.port = other;
+            0
+        }
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(skb: &SkBuff, l3: usize) -> Headers {
-    let mut h = Headers::non_ip(0);
-    h.family = family::IPV4;
-    let Some(ip) = read::<Ipv4Hdr>(skb, l3) else {
-        return h;
+fn parse_ipv4(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey) -> u32 {
+    key.family = family::IPV4;
+    let Some(ip) = read::<Ipv4>(skb, l3) else {
+        return 0;
     };
-    h.src[..4].copy_from_slice(&ip.src_addr);
-    h.dst[..4].copy_from_slice(&ip.dst_addr);
-    h.protocol = ip.proto;
-    let ihl = ip.ihl() as usize;
-    if ihl < Ipv4Hdr::LEN {
-        return h;
+    let (local, remote) = if egress { (ip.src, ip.dst) } else { (ip.dst, ip.src) };
+    key.local_addr[0] = local;
+    key.remote_addr[0] = remote;
+    key.protocol = ip.protocol;
+    let ihl = ((ip.version_ihl & 0x0F) as usize) * 4;
+    if ihl < size_of::<Ipv4>() {
+        return 0;
     }
-    h.per_segment_headers = ihl as u32;
     // Only the first fragment carries the transport header.
-    if ip.frag_offset() != 0 {
-        return h;
+    if u16::from_be(ip.fragment) & 0x1FFF != 0 {
+        return ihl as u32;
     }
-    transport(skb, l3 + ihl, &mut h);
-    h
+    ihl as u32 + transport(skb, l3 + ihl, ip.protocol, key)
 }
 
 #[inline(always)]
-fn parse_ipv6(skb: &SkBuff, l3: usize) -> Headers {
-    let mut h = Headers::non_ip(0);
-    h.family = family::IPV6;
-    let Some(ip) = read::<Ipv6Hdr>(skb, l3) else {
-        return h;
+fn parse_ipv6(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey) -> u32 {
+    key.family = family::IPV6;
+    let Some(ip) = read::<Ipv6>(skb, l3) else {
+        return 0;
     };
-    h.src = ip.src_addr;
-    h.dst = ip.dst_addr;
-    let mut next = ip.next_hdr;
-    let mut offset = l3 + Ipv6Hdr::LEN;
+    let (local, remote) = if egress { (ip.src, ip.dst) } else { (ip.dst, ip.src) };
+    key.local_addr = local;
+    key.remote_addr = remote;
+    let mut next = ip.next_header;
+    let mut offset = l3 + size_of::<Ipv6>();
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         let len = match next {
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                 // RFC 8200 §4.3–4.6: next header, length in 8-octet units not counting the
                 // first 8.
-                let Some(ext) = read::<[u8; 2]>(skb, offset) else {
+                let Some([nh, units]) = read::<[u8; 2]>(skb, offset) else {
                     break;
                 };
-                next = ext[0];
-                (ext[1] as usize + 1) * 8
+                next = nh;
+                (units as usize + 1) * 8
             }
             IPPROTO_FRAGMENT => {
                 // RFC 8200 §4.5: fixed 8 bytes; only the first fragment has the transport
                 // header.
-                let Some(frag) = read::<[u8; 4]>(skb, offset) else {
+                let Some([nh, _, hi, lo]) = read::<[u8; 4]>(skb, offset) else {
                     break;
                 };
-                next = frag[0];
-                let frag_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
-                if frag_offset != 0 {
-                    h.protocol = next;
-                    h.per_segment_headers = (offset + 8 - l3) as u32;
-                    return h;
+                next = nh;
+                if u16::from_be_bytes([hi, lo]) >> 3 != 0 {
+                    key.protocol = next;
+                    return (offset + 8 - l3) as u32;
                 }
                 8
             }
             IPPROTO_AH => {
                 // RFC 4302 §2.2: length in 4-octet units minus 2.
-                let Some(ext) = read::<[u8; 2]>(skb, offset) else {
+                let Some([nh, units]) = read::<[u8; 2]>(skb, offset) else {
                     break;
                 };
-                next = ext[0];
-                (ext[1] as usize + 2) * 4
+                next = nh;
+                (units as usize + 2) * 4
             }
             _ => break,
         };
         offset += len;
     }
-    h.protocol = next;
-    h.per_segment_headers = (offset - l3) as u32;
-    transport(skb, offset, &mut h);
-    h
+    key.protocol = next;
+    (offset - l3) as u32 + transport(skb, offset, next, key)
 }
 
-/// Reads the TCP/UDP ports at `l4`, sets the service port and adds the transport header to
-/// the per-segment header bytes.
+/// Reads the TCP/UDP ports at `l4` and sets the service port. Returns the transport header's
+/// length (0 for other protocols or when it cannot be read).
 #[inline(always)]
-fn transport(skb: &SkBuff, l4: usize, h: &mut Headers) {
-    let (sport, dport, header_len) = match h.protocol {
-        IPPROTO_TCP => {
-            let Some(tcp) = read::<TcpHdr>(skb, l4) else {
-                return;
-            };
-            let len = tcp.doff() as u32 * 4;
-            (u16::from_be_bytes(tcp.source), u16::from_be_bytes(tcp.dest), len)
-        }
-        IPPROTO_UDP | IPPROTO_UDPLITE => {
-            let Some(udp) = read::<UdpHdr>(skb, l4) else {
-                return;
-            };
-            (u16::from_be_bytes(udp.src), u16::from_be_bytes(udp.dst), UdpHdr::LEN as u32)
-        }
-        _ => return,
+fn transport(skb: &SkBuff, l4: usize, protocol: u8, key: &mut FlowKey) -> u32 {
+    let header_len = match protocol {
+        // Data offset: the high nibble of byte 12, in 32-bit words. (Read as two bytes: LLVM
+        // turns a one-byte bounds check into a form the verifier cannot follow.)
+        IPPROTO_TCP => match read::<[u8; 2]>(skb, l4 + 12) {
+            Some([doff, _]) => ((doff >> 4) as u32) * 4,
+            None => return 0,
+        },
+        IPPROTO_UDP | IPPROTO_UDPLITE => UDP_HEADER,
+        _ => return 0,
     };
-    h.per_segment_headers += header_len;
-    h.port = service_port(sport, dport);
+    let Some(ports) = read::<[u16; 2]>(skb, l4) else {
+        return 0;
+    };
+    key.port = service_port(u16::from_be(ports[0]), u16::from_be(ports[1]));
+    header_len
 }
 
 /// The service port rule: the lower port if it is below the ephemeral range, else 0.

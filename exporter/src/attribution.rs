@@ -76,10 +76,11 @@ pub fn local_address(key: &FlowKey) -> Option<IpAddr> {
     address(key.family, &key.local_addr)
 }
 
-fn address(fam: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
+fn address(fam: u8, words: &[u32; 4]) -> Option<IpAddr> {
+    let bytes = FlowKey::address_bytes(words);
     match fam {
         family::IPV4 => Some(IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))),
-        family::IPV6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
+        family::IPV6 => Some(IpAddr::V6(Ipv6Addr::from(bytes))),
         _ => None,
     }
 }

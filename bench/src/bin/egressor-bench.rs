@@ -248,7 +248,7 @@ fn read_cycle() {
         };
         key.family = family::IPV4;
         key.protocol = 6;
-        key.remote_addr[..4].copy_from_slice(&(0x0A00_0000u32 + i).to_be_bytes());
+        key.remote_addr[0] = u32::from_ne_bytes((0x0A00_0000u32 + i).to_be_bytes());
         key.port = 443;
         let values = vec![FlowCounters { bytes: 1500, packets: 1 }; cpus];
         dataplane.flow_map_mut().insert(key, values.try_into().unwrap(), 0).expect("seed");

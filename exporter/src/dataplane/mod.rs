@@ -441,7 +441,7 @@ fn program_error(program: &'static str, source: ProgramError) -> DataplaneError 
     })
 }
 
-/// Turns an error caused by EPERM/EACCES anywhere in its chain into
+/// Turns an error caused by EPERM anywhere in its chain into
 /// [`DataplaneError::Privileges`], anything else into `other(e)`.
 fn privileges_or<E: std::error::Error + Send + Sync + 'static>(
     action: &str,
@@ -451,7 +451,7 @@ fn privileges_or<E: std::error::Error + Send + Sync + 'static>(
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(c) = cause {
         if let Some(io) = c.downcast_ref::<io::Error>()
-            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+            && io.raw_os_error() == Some(libc::EPERM)
         {
             return DataplaneError::Privileges { action: action.to_owned(), source: Box::new(e) };
         }
