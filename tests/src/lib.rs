@@ -660,3 +660,33 @@ impl Drop for Prometheus {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Ids of every eBPF program loaded in the kernel.
+pub fn loaded_program_ids() -> std::collections::HashSet<u32> {
+    aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).collect()
+}
+
+/// Starts an agent and returns it with the ids of the programs it loaded (programs loaded
+/// by others in the meantime would be included: tests run one at a time).
+pub fn start_agent_tracking_programs(args: &[&str]) -> (Agent, std::collections::HashSet<u32>) {
+    let before = loaded_program_ids();
+    let agent = Agent::start(args);
+    let mine = loaded_program_ids().difference(&before).copied().collect();
+    (agent, mine)
+}
+
+/// Stops `agent` with SIGTERM and asserts a clean exit and that every program it loaded is
+/// gone from the kernel (links detached, programs unloaded).
+pub fn stop_and_assert_detached(agent: Agent, programs: &std::collections::HashSet<u32>) {
+    assert!(!programs.is_empty(), "the agent loaded programs");
+    assert!(agent.stop().success(), "clean exit on SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = loaded_program_ids().intersection(programs).copied().collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "programs still loaded after exit: {left:?}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}

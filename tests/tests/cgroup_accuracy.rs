@@ -14,7 +14,7 @@ fn cgroup_workload_gets_exactly_its_datagrams() {
     let ns = Netns::new("cg");
     let veth = Veth::new("c", &ns, true);
     let cgroup = Cgroup::new("cg");
-    let agent = Agent::start(&[]);
+    let (agent, programs) = start_agent_tracking_programs(&[]);
     veth.up();
 
     let (n, size) = (25u64, 700u64);
@@ -52,7 +52,7 @@ fn cgroup_workload_gets_exactly_its_datagrams() {
         .collect();
     // The peer addresses sit on this host's end of the veth: the remote is this host.
     assert!(classes.iter().all(|c| c == "same_host"), "{classes:?}");
-    assert!(agent.stop().success(), "clean shutdown");
+    stop_and_assert_detached(agent, &programs);
 }
 
 #[test]
@@ -86,4 +86,51 @@ fn loopback_is_excluded_unless_asked_for() {
     // 5 requests + 5 replies of 100 + 8 + 20 bytes, each seen leaving and arriving.
     assert_eq!(bytes(&with) as u64, 4 * 5 * 128, "--include-loopback counts lo");
     assert_eq!(bytes(&without), 0.0, "loopback excluded by default");
+}
+
+#[test]
+fn both_hooks_count_each_byte_once_per_hook() {
+    if !require_bpf("both_hooks_count_each_byte_once_per_hook") {
+        return;
+    }
+    let ns = Netns::new("bh");
+    let veth = Veth::new("h", &ns, false);
+    let cgroup = Cgroup::new("bh");
+    let config = temp_file("both.yaml", "networks:\n  - {cidr: 198.51.100.0/24, name: v4-link}\n");
+    let cfg = config.to_str().unwrap();
+    let agent = Agent::start(&["--hook", "both", "--interface", &veth.host, "--config.file", cfg]);
+    veth.up();
+    let (n, size) = (20u64, 500u64);
+    let echo = udp_echo(&format!("{}:9150", HOST.v4), n as usize);
+    let target = format!("{}:9150", HOST.v4);
+    helper_in_cgroup(
+        &cgroup,
+        &ns,
+        HELPER,
+        &["udp-send", &target, &n.to_string(), &size.to_string(), "echo"],
+    );
+    assert_eq!(echo.join().unwrap(), n as usize);
+
+    let (kernel, rx, tx) = quiet_comparison(&agent, &veth.host);
+    assert_eq!(rx, (kernel.rx_bytes - ETHERNET_HEADER * kernel.rx_packets, kernel.rx_packets));
+    assert_eq!(tx, (kernel.tx_bytes - ETHERNET_HEADER * kernel.tx_packets, kernel.tx_packets));
+    let m = agent.metrics();
+    for direction in ["egress", "ingress"] {
+        let l =
+            [("hook", "cgroup"), ("workload", cgroup.workload.as_str()), ("direction", direction)];
+        assert_eq!(m.sum("egressor_flow_bytes_total", &l) as u64, n * (size + 28), "{direction}");
+        assert_eq!(m.sum("egressor_flow_packets_total", &l) as u64, n);
+    }
+    // The same datagrams on the TC side, once each: the IPv4 link carries nothing else
+    // (ARP is non-IP), and from the host's interface the peer is the remote.
+    for direction in ["egress", "ingress"] {
+        let l = [("hook", "tc"), ("remote", "v4-link"), ("direction", direction)];
+        assert_eq!(
+            m.sum("egressor_flow_bytes_total", &l) as u64,
+            n * (size + 28),
+            "tc {direction}"
+        );
+        assert_eq!(m.sum("egressor_flow_packets_total", &l) as u64, n);
+    }
+    let _ = std::fs::remove_file(config);
 }

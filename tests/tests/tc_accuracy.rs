@@ -7,13 +7,36 @@ use egressor_tests::*;
 const HELPER: &str = env!("CARGO_BIN_EXE_egressor-traffic");
 
 #[test]
-fn tc_counters_equal_interface_counters_with_offloads_off() {
-    if !require_bpf("tc_counters_equal_interface_counters_with_offloads_off") {
-        return;
+fn tcx_counters_equal_interface_counters_with_offloads_off() {
+    if require_bpf("tcx_counters_equal_interface_counters_with_offloads_off") {
+        exact_counts("tcx");
     }
+}
+
+#[test]
+fn clsact_counters_equal_interface_counters_with_offloads_off() {
+    if require_bpf("clsact_counters_equal_interface_counters_with_offloads_off") {
+        exact_counts("clsact");
+    }
+}
+
+/// UDP and TCP both ways, IPv4 and IPv6, over a veth whose host end has the TC programs
+/// attached with `mode`; the agent's counters must equal the interface's.
+fn exact_counts(mode: &str) {
     let ns = Netns::new("tc");
     let veth = Veth::new("t", &ns, false);
-    let agent = Agent::start(&["--interface", &veth.host]);
+    let (agent, programs) =
+        start_agent_tracking_programs(&["--interface", &veth.host, "--tc.attach-mode", mode]);
+    let attached = agent.metrics();
+    for direction in ["ingress", "egress"] {
+        let l = [
+            ("hook", "tc"),
+            ("direction", direction),
+            ("target", veth.host.as_str()),
+            ("mechanism", mode),
+        ];
+        assert_eq!(attached.sum("egressor_program_attached", &l), 1.0, "{direction} via {mode}");
+    }
     veth.up();
 
     // UDP both ways (request from the namespace, echo from the host), IPv4 and IPv6.
@@ -57,7 +80,11 @@ fn tc_counters_equal_interface_counters_with_offloads_off() {
     assert_eq!(rx.0, kernel.rx_bytes - ETHERNET_HEADER * kernel.rx_packets, "ingress L3 bytes");
     assert_eq!(tx.1, kernel.tx_packets, "egress packets");
     assert_eq!(tx.0, kernel.tx_bytes - ETHERNET_HEADER * kernel.tx_packets, "egress L3 bytes");
-    assert!(agent.stop().success());
+    stop_and_assert_detached(agent, &programs);
+    if mode == "clsact" {
+        let filters = run(&["tc", "filter", "show", "dev", &veth.host, "ingress"]);
+        assert!(filters.stdout.is_empty(), "clsact filter left behind");
+    }
 }
 
 #[test]
