@@ -126,7 +126,7 @@ fn add_to_flow(key: &FlowKey, hook: Hook, direction: Direction, bytes: u64, pack
         return;
     }
     let fresh = FlowCounters { bytes, packets };
-    if FLOWS.insert(key, &fresh, BPF_NOEXIST).is_ok() {
+    if FLOWS.insert(key, fresh, BPF_NOEXIST).is_ok() {
         return;
     }
     // Either another CPU created the entry first (EEXIST) or the map is full (E2BIG).
