@@ -7,7 +7,7 @@
 //! are added too: an idle flow's removal loses nothing. If a key is created again later, its
 //! new total starts from zero and counts as a delta on its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map::Entry};
 
 use egressor_common::{FlowCounters, FlowKey};
 use foldhash::fast::RandomState;
@@ -32,6 +32,31 @@ struct Tracked {
     seen_in_cycle: u64,
 }
 
+/// Label sets and their totals, in creation order.
+#[derive(Debug, Default)]
+struct SeriesTable {
+    index: HashMap<FlowLabels, usize, RandomState>,
+    series: Vec<(FlowLabels, Totals)>,
+}
+
+impl SeriesTable {
+    fn series_for(&mut self, labels: FlowLabels) -> usize {
+        if let Some(&i) = self.index.get(&labels) {
+            return i;
+        }
+        let i = self.series.len();
+        self.series.push((labels.clone(), Totals::default()));
+        self.index.insert(labels, i);
+        i
+    }
+
+    fn add(&mut self, series: usize, delta: FlowCounters) {
+        let totals = &mut self.series[series].1;
+        totals.bytes = totals.bytes.wrapping_add(delta.bytes);
+        totals.packets = totals.packets.wrapping_add(delta.packets);
+    }
+}
+
 /// Per-flow state and per-label-set totals.
 #[derive(Debug, Default)]
 pub struct Accounting {
@@ -39,8 +64,7 @@ pub struct Accounting {
     // largest user-space cost of a 100k-flow cycle. Keys come from the kernel, not from
     // peers who could choose them to collide, and the seed is still random per process.
     flows: HashMap<FlowKey, Tracked, RandomState>,
-    index: HashMap<FlowLabels, usize, RandomState>,
-    series: Vec<(FlowLabels, Totals)>,
+    table: SeriesTable,
     cycle: u64,
     label_generation: u64,
     idle_after: u32,
@@ -62,35 +86,35 @@ impl Accounting {
     }
 
     /// Records the kernel's current totals for `key`. `labels` is called only for flows
-    /// seen for the first time (or after a relabel).
+    /// seen for the first time (or after a relabel). One hash lookup per call.
     pub fn observe(
         &mut self,
         key: FlowKey,
         now: FlowCounters,
         labels: &mut impl FnMut(&FlowKey) -> FlowLabels,
     ) {
-        let generation = self.label_generation;
-        let cycle = self.cycle;
-        let (previous, series) = match self.flows.get(&key) {
-            Some(t) if t.label_generation == generation => (t.last, t.series),
-            Some(t) => {
-                let last = t.last;
-                (last, self.series_for(labels(&key)))
+        let (generation, cycle) = (self.label_generation, self.cycle);
+        let table = &mut self.table;
+        let tracked = match self.flows.entry(key) {
+            Entry::Occupied(e) => {
+                let t = e.into_mut();
+                if t.label_generation != generation {
+                    t.series = table.series_for(labels(&key));
+                    t.label_generation = generation;
+                }
+                t
             }
-            None => (FlowCounters::default(), self.series_for(labels(&key))),
+            Entry::Vacant(e) => e.insert(Tracked {
+                last: FlowCounters::default(),
+                series: table.series_for(labels(&key)),
+                label_generation: generation,
+                idle_cycles: 0,
+                seen_in_cycle: cycle,
+            }),
         };
-        let delta = delta(previous, now);
-        self.add(series, delta);
-        let tracked = self.flows.entry(key).or_insert(Tracked {
-            last: now,
-            series,
-            label_generation: generation,
-            idle_cycles: 0,
-            seen_in_cycle: cycle,
-        });
+        let delta = delta(tracked.last, now);
+        table.add(tracked.series, delta);
         tracked.last = now;
-        tracked.series = series;
-        tracked.label_generation = generation;
         tracked.seen_in_cycle = cycle;
         if delta.packets == 0 && delta.bytes == 0 {
             tracked.idle_cycles += 1;
@@ -106,8 +130,14 @@ impl Accounting {
     /// whole total again when it reappears.
     pub fn end_cycle(&mut self) -> Vec<FlowKey> {
         let (cycle, idle_after) = (self.cycle, self.idle_after);
-        self.flows.retain(|_, t| cycle - t.seen_in_cycle <= u64::from(idle_after));
-        self.flows.iter().filter(|(_, t)| t.idle_cycles >= idle_after).map(|(k, _)| *k).collect()
+        let mut idle = Vec::new();
+        self.flows.retain(|key, t| {
+            if t.idle_cycles >= idle_after {
+                idle.push(*key);
+            }
+            cycle - t.seen_in_cycle <= u64::from(idle_after)
+        });
+        idle
     }
 
     /// Accounts the final totals of a flow removed from the kernel (`None` when it was
@@ -116,7 +146,7 @@ impl Accounting {
         if let Some(t) = self.flows.remove(key)
             && let Some(last) = last
         {
-            self.add(t.series, delta(t.last, last));
+            self.table.add(t.series, delta(t.last, last));
         }
     }
 
@@ -127,23 +157,7 @@ impl Accounting {
 
     /// Every label set with its totals.
     pub fn series(&self) -> &[(FlowLabels, Totals)] {
-        &self.series
-    }
-
-    fn series_for(&mut self, labels: FlowLabels) -> usize {
-        if let Some(&i) = self.index.get(&labels) {
-            return i;
-        }
-        let i = self.series.len();
-        self.series.push((labels.clone(), Totals::default()));
-        self.index.insert(labels, i);
-        i
-    }
-
-    fn add(&mut self, series: usize, delta: FlowCounters) {
-        let totals = &mut self.series[series].1;
-        totals.bytes = totals.bytes.wrapping_add(delta.bytes);
-        totals.packets = totals.packets.wrapping_add(delta.packets);
+        &self.table.series
     }
 }
 

@@ -95,7 +95,7 @@ pub struct Classifier {
     node_zone: Option<String>,
     node_region: Option<String>,
     networks: JointPrefixMap<IpNet, Network>,
-    host_addresses: HashSet<IpAddr>,
+    host_addresses: HashSet<IpAddr, foldhash::fast::RandomState>,
     empty: Arc<str>,
 }
 
@@ -117,7 +117,7 @@ impl Classifier {
             node_zone: config.node.zone.clone(),
             node_region: config.node.region.clone(),
             networks,
-            host_addresses: HashSet::new(),
+            host_addresses: HashSet::default(),
             empty: "".into(),
         }
     }
@@ -125,10 +125,12 @@ impl Classifier {
     /// Replaces the set of this host's own addresses. Returns whether it changed (callers
     /// then re-classify cached flows).
     pub fn set_host_addresses(&mut self, addresses: HashSet<IpAddr>) -> bool {
-        if addresses == self.host_addresses {
+        if addresses.len() == self.host_addresses.len()
+            && addresses.iter().all(|a| self.host_addresses.contains(a))
+        {
             return false;
         }
-        self.host_addresses = addresses;
+        self.host_addresses = addresses.into_iter().collect();
         true
     }
 
