@@ -64,9 +64,7 @@ impl FileConfig {
     /// that does not match the schema (the message names the field, line and column), and
     /// [`ConfigError::Invalid`] listing every semantic problem found.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text, path)
+        Self::parse(&ConfigError::read_file(path)?, path)
     }
 
     /// Parses and validates YAML text; `origin` names the source in errors.
@@ -78,10 +76,7 @@ impl FileConfig {
         let config: Self = if text.trim().is_empty() {
             Self::default()
         } else {
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
-                path: origin.to_owned(),
-                message: e.to_string(),
-            })?
+            ConfigError::parse_yaml(text, origin)?
         };
         let problems = config.problems();
         if problems.is_empty() {

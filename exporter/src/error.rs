@@ -35,6 +35,29 @@ pub enum ConfigError {
     Flag { flag: &'static str, problem: String },
 }
 
+impl ConfigError {
+    /// Reads a file named on the command line.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] naming the file.
+    pub fn read_file(path: &std::path::Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })
+    }
+
+    /// Parses YAML text into `T`; `origin` names the source.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] whose message names the field, line and column.
+    pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+        text: &str,
+        origin: &std::path::Path,
+    ) -> Result<T, ConfigError> {
+        serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
+    }
+}
+
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

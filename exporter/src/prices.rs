@@ -70,9 +70,7 @@ impl PriceSheet {
         let Some(path) = path else {
             return Ok(Self::embedded());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text, path)
+        Self::parse(&ConfigError::read_file(path)?, path)
     }
 
     /// Parses and validates a sheet; `origin` names it in errors.
@@ -80,8 +78,7 @@ impl PriceSheet {
     /// # Errors
     /// As [`PriceSheet::load`].
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let sheet: Self = serde_yaml_ng::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        let sheet: Self = ConfigError::parse_yaml(text, origin)?;
         let mut problems = Vec::new();
         if sheet.currency != "USD" {
             problems.push(format!("currency: {:?} is not supported, use USD", sheet.currency));

@@ -12,7 +12,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpListener, UdpSocket},
     time::Duration,
 };
 
@@ -88,18 +88,7 @@ fn udp_spray(ip: &str, first: u16, ports: usize, size: usize) {
 }
 
 fn tcp_send(target: SocketAddr, bytes: u64) {
-    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(5)).expect("connect");
-    let chunk = vec![0x42u8; 64 * 1024];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        s.write_all(&chunk[..n]).expect("write");
-        left -= n as u64;
-    }
-    s.shutdown(Shutdown::Write).expect("shutdown");
-    // Wait for the peer to close: every byte has been acknowledged.
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).expect("read to EOF");
+    egressor_tests::tcp_send(&target.to_string(), bytes);
     println!("sent={bytes}");
 }
 
