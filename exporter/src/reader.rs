@@ -35,8 +35,9 @@ impl Reader {
     /// runs a final cycle and returns, detaching the programs.
     pub fn run(mut self, interval: Duration, stop: Receiver<()>) {
         loop {
-            self.cycle_logged();
-            self.ready.store(true, Ordering::Release);
+            if self.cycle_logged() {
+                self.ready.store(true, Ordering::Release);
+            }
             match stop.recv_timeout(interval) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
@@ -46,20 +47,24 @@ impl Reader {
         debug!("reader stopped; detaching programs");
     }
 
-    fn cycle_logged(&mut self) {
+    /// Runs one cycle, records its outcome in the self metrics; returns whether it worked.
+    fn cycle_logged(&mut self) -> bool {
         let start = Instant::now();
-        match self.cycle() {
+        let ok = match self.cycle() {
             Ok(()) => {
                 self.metrics.read_cycles.inc();
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
                 self.metrics.last_read_timestamp.set(now.as_secs_f64());
+                true
             }
             Err(e) => {
                 self.metrics.read_errors.inc();
                 warn!(error = %error_chain(&e), "read cycle failed; counts are kept, retrying next cycle");
+                false
             }
-        }
+        };
         self.metrics.read_duration.observe(start.elapsed().as_secs_f64());
+        ok
     }
 
     /// One cycle. Public for benchmarks.

@@ -102,7 +102,7 @@ pub enum DataplaneError {
     },
 }
 
-/// Where a program is attached, for the log and the `egressor_programs_attached` metric.
+/// Where a program is attached, for the log and the `egressor_program_attached` metric.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attachment {
     pub hook: Hook,
