@@ -77,23 +77,48 @@ fn unknown_interface_and_unusable_cgroup_paths_are_usage_errors() {
     assert_usage_error(&agent(&["--flow-map.max-entries", "0"]), &["--flow-map.max-entries"]);
 }
 
-#[test]
-fn missing_privileges_name_the_capabilities() {
-    if !require_bpf("missing_privileges_name_the_capabilities") {
-        return;
-    }
-    // Run as nobody, without any capability.
+/// Runs the agent as `nobody` with exactly the capabilities in `caps` (setpriv syntax,
+/// e.g. `+bpf,+perfmon`), for at most `seconds`.
+fn agent_with_capabilities(caps: &str, seconds: &str) -> Output {
     let listen = format!("127.0.0.1:{}", free_port());
-    let bin = egressor_bin();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-        .arg(&bin)
+    let set = format!("-all{caps}");
+    Command::new("timeout")
+        .args([seconds, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([format!("--inh-caps={set}"), format!("--ambient-caps={set}")])
+        .arg(format!("--bounding-set={set}"))
+        .arg(egressor_bin())
         .args(["agent", "--web.listen-address", &listen])
         .output()
-        .expect("setpriv (util-linux)");
+        .expect("setpriv (util-linux)")
+}
+
+#[test]
+fn missing_capabilities_are_named() {
+    if !require_bpf("missing_capabilities_are_named") {
+        return;
+    }
+    for (caps, missing) in [
+        ("", "missing CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN"),
+        (",+bpf,+net_admin", "missing CAP_PERFMON:"),
+        (",+bpf,+perfmon", "missing CAP_NET_ADMIN:"),
+    ] {
+        let out = agent_with_capabilities(caps, "10");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{caps}: {stderr}");
+        assert!(stderr.contains(missing), "{caps}: {stderr}");
+    }
+}
+
+#[test]
+fn bpf_perfmon_and_net_admin_are_enough() {
+    if !require_bpf("bpf_perfmon_and_net_admin_are_enough") {
+        return;
+    }
+    // Still running when `timeout` stops it (exit 124) means it loaded and attached.
+    let out = agent_with_capabilities(",+bpf,+perfmon,+net_admin", "3");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("permission denied") && stderr.contains("CAP_BPF"), "{stderr}");
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    assert!(stderr.contains("serving OpenMetrics"), "{stderr}");
 }
 
 #[test]

@@ -57,7 +57,15 @@ pub struct Interface {
 /// Loading, attaching or reading failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
-    /// The process may not use bpf(2) or attach programs.
+    /// The process lacks capabilities the programs need (checked before loading).
+    #[error(
+        "missing {}: the agent needs CAP_BPF and CAP_PERFMON to load its programs (or \
+         CAP_SYS_ADMIN for both) and CAP_NET_ADMIN to load and attach networking programs; \
+         run as root or grant them (e.g. setcap, or the container's securityContext)",
+        missing.join(", ")
+    )]
+    MissingCapabilities { missing: Vec<&'static str> },
+    /// The kernel refused an operation with EPERM.
     #[error(
         "{action}: permission denied. The agent needs CAP_BPF and CAP_PERFMON to load its \
          programs, CAP_NET_ADMIN to attach them (or root)"
@@ -134,6 +142,7 @@ impl Dataplane {
     /// [`DataplaneError::Privileges`] when the kernel says EPERM anywhere, otherwise the step
     /// that failed with the kernel's reason (the verifier log for a rejected program).
     pub fn load(options: &DataplaneOptions) -> Result<Self, DataplaneError> {
+        check_capabilities()?;
         raise_memlock_limit();
         let config = DataplaneConfig {
             include_loopback: u8::from(options.include_loopback),
@@ -460,11 +469,71 @@ fn privileges_or<E: std::error::Error + Send + Sync + 'static>(
     other(e)
 }
 
+/// Capability numbers (include/uapi/linux/capability.h).
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Checks the effective capabilities (`CapEff` in /proc/self/status) before loading: the
+/// kernel's own refusals are EPERM at best and a verifier log about pointer arithmetic at
+/// worst (no CAP_PERFMON). Measured: CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN suffice; without
+/// CAP_PERFMON the verifier rejects packet pointer arithmetic, without CAP_NET_ADMIN the
+/// cgroup link is refused.
+///
+/// # Errors
+/// [`DataplaneError::MissingCapabilities`] naming each missing capability.
+fn check_capabilities() -> Result<(), DataplaneError> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Ok(()); // Cannot tell: let the kernel decide.
+    };
+    let Some(effective) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+    else {
+        return Ok(());
+    };
+    let missing = missing_capabilities(effective);
+    if missing.is_empty() { Ok(()) } else { Err(DataplaneError::MissingCapabilities { missing }) }
+}
+
+/// The capabilities egressor needs that the `effective` set lacks. CAP_SYS_ADMIN stands in
+/// for CAP_BPF and CAP_PERFMON, as the kernel allows.
+fn missing_capabilities(effective: u64) -> Vec<&'static str> {
+    let has = |cap: u32| effective & (1 << cap) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_PERFMON");
+    }
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    missing
+}
+
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raise it (best effort).
 fn raise_memlock_limit() {
     let limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid, initialised struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) } != 0 {
         debug!("could not raise RLIMIT_MEMLOCK: {}", io::Error::last_os_error());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_checked_as_the_kernel_does() {
+        let set = |caps: &[u32]| caps.iter().fold(0u64, |acc, c| acc | 1 << c);
+        assert!(missing_capabilities(set(&[CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN])).is_empty());
+        assert!(missing_capabilities(set(&[CAP_SYS_ADMIN, CAP_NET_ADMIN])).is_empty());
+        assert_eq!(missing_capabilities(set(&[CAP_BPF, CAP_NET_ADMIN])), ["CAP_PERFMON"]);
+        assert_eq!(missing_capabilities(0), ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"]);
     }
 }
