@@ -32,28 +32,90 @@ struct Tracked {
     seen_in_cycle: u64,
 }
 
-/// Label sets and their totals, in creation order.
+#[derive(Debug)]
+struct Series {
+    labels: FlowLabels,
+    totals: Totals,
+    /// Tracked flows counted under these labels.
+    flows: u32,
+    /// Cycle in which the totals last grew (or the series was created).
+    changed_in_cycle: u64,
+}
+
+/// Label sets and their totals. Slots are stable while a series lives (flows hold their
+/// index); an expired series' slot is reused.
 #[derive(Debug, Default)]
 struct SeriesTable {
     index: HashMap<FlowLabels, usize, RandomState>,
-    series: Vec<(FlowLabels, Totals)>,
+    slots: Vec<Option<Series>>,
+    free: Vec<usize>,
 }
 
 impl SeriesTable {
-    fn series_for(&mut self, labels: FlowLabels) -> usize {
-        if let Some(&i) = self.index.get(&labels) {
-            return i;
-        }
-        let i = self.series.len();
-        self.series.push((labels.clone(), Totals::default()));
-        self.index.insert(labels, i);
+    /// The slot of `labels`, created if needed, with one more flow counted under it.
+    fn attach(&mut self, labels: FlowLabels, cycle: u64) -> usize {
+        let i = match self.index.get(&labels) {
+            Some(&i) => i,
+            None => {
+                let series = Series {
+                    labels: labels.clone(),
+                    totals: Totals::default(),
+                    flows: 0,
+                    changed_in_cycle: cycle,
+                };
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.slots[i] = Some(series);
+                        i
+                    }
+                    None => {
+                        self.slots.push(Some(series));
+                        self.slots.len() - 1
+                    }
+                };
+                self.index.insert(labels, i);
+                i
+            }
+        };
+        self.live(i).flows += 1;
         i
     }
 
-    fn add(&mut self, series: usize, delta: FlowCounters) {
-        let totals = &mut self.series[series].1;
-        totals.bytes = totals.bytes.wrapping_add(delta.bytes);
-        totals.packets = totals.packets.wrapping_add(delta.packets);
+    /// One flow fewer under slot `i`.
+    fn detach(&mut self, i: usize) {
+        let series = self.live(i);
+        series.flows = series.flows.saturating_sub(1);
+    }
+
+    fn add(&mut self, i: usize, delta: FlowCounters, cycle: u64) {
+        if delta.bytes == 0 && delta.packets == 0 {
+            return;
+        }
+        let series = self.live(i);
+        series.totals.bytes = series.totals.bytes.wrapping_add(delta.bytes);
+        series.totals.packets = series.totals.packets.wrapping_add(delta.packets);
+        series.changed_in_cycle = cycle;
+    }
+
+    /// Drops series no flow counts under any more and whose totals have not grown for more
+    /// than `idle_after` cycles. Returns how many were dropped.
+    fn expire(&mut self, cycle: u64, idle_after: u64) -> usize {
+        let mut dropped = 0;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let expired = slot
+                .as_ref()
+                .is_some_and(|s| s.flows == 0 && cycle - s.changed_in_cycle > idle_after);
+            if expired && let Some(series) = slot.take() {
+                self.index.remove(&series.labels);
+                self.free.push(i);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    fn live(&mut self, i: usize) -> &mut Series {
+        self.slots[i].as_mut().expect("a tracked flow points at a live series")
     }
 }
 
@@ -68,12 +130,16 @@ pub struct Accounting {
     cycle: u64,
     label_generation: u64,
     idle_after: u32,
+    series_idle_after: u64,
 }
 
 impl Accounting {
     /// `idle_after`: reads without change before a flow's kernel entry is removed (≥ 1).
-    pub fn new(idle_after: u32) -> Self {
-        Self { idle_after: idle_after.max(1), ..Default::default() }
+    /// `series_idle_after`: reads without growth before a label set no flow counts under
+    /// any more leaves the exposition (bounds memory and series on nodes where workloads
+    /// come and go).
+    pub fn new(idle_after: u32, series_idle_after: u64) -> Self {
+        Self { idle_after: idle_after.max(1), series_idle_after, ..Default::default() }
     }
 
     /// Starts a read cycle. With `relabel`, every flow's labels are computed afresh at its
@@ -99,21 +165,23 @@ impl Accounting {
             Entry::Occupied(e) => {
                 let t = e.into_mut();
                 if t.label_generation != generation {
-                    t.series = table.series_for(labels(&key));
+                    let series = table.attach(labels(&key), cycle);
+                    table.detach(t.series);
+                    t.series = series;
                     t.label_generation = generation;
                 }
                 t
             }
             Entry::Vacant(e) => e.insert(Tracked {
                 last: FlowCounters::default(),
-                series: table.series_for(labels(&key)),
+                series: table.attach(labels(&key), cycle),
                 label_generation: generation,
                 idle_cycles: 0,
                 seen_in_cycle: cycle,
             }),
         };
         let delta = delta(tracked.last, now);
-        table.add(tracked.series, delta);
+        table.add(tracked.series, delta, cycle);
         tracked.last = now;
         tracked.seen_in_cycle = cycle;
         if delta.packets == 0 && delta.bytes == 0 {
@@ -124,29 +192,36 @@ impl Accounting {
     }
 
     /// Ends a read cycle: returns the keys that have been idle long enough to be removed
-    /// (pass each to [`Accounting::removed`]), and forgets flows the kernel has not shown for
-    /// as long. Only the agent deletes kernel entries, so a flow missing from one read is a
-    /// read that missed it, not a flow that ended: forgetting it at once would count its
-    /// whole total again when it reappears.
+    /// (pass each to [`Accounting::removed`]), forgets flows the kernel has not shown for as
+    /// long, and expires idle label sets. Only the agent deletes kernel entries, so a flow
+    /// missing from one read is a read that missed it, not a flow that ended: forgetting it
+    /// at once would count its whole total again when it reappears.
     pub fn end_cycle(&mut self) -> Vec<FlowKey> {
         let (cycle, idle_after) = (self.cycle, self.idle_after);
+        let table = &mut self.table;
         let mut idle = Vec::new();
         self.flows.retain(|key, t| {
             if t.idle_cycles >= idle_after {
                 idle.push(*key);
             }
-            cycle - t.seen_in_cycle <= u64::from(idle_after)
+            let keep = cycle - t.seen_in_cycle <= u64::from(idle_after);
+            if !keep {
+                table.detach(t.series);
+            }
+            keep
         });
+        self.table.expire(cycle, self.series_idle_after);
         idle
     }
 
     /// Accounts the final totals of a flow removed from the kernel (`None` when it was
     /// already gone) and forgets it.
     pub fn removed(&mut self, key: &FlowKey, last: Option<FlowCounters>) {
-        if let Some(t) = self.flows.remove(key)
-            && let Some(last) = last
-        {
-            self.table.add(t.series, delta(t.last, last));
+        if let Some(t) = self.flows.remove(key) {
+            if let Some(last) = last {
+                self.table.add(t.series, delta(t.last, last), self.cycle);
+            }
+            self.table.detach(t.series);
         }
     }
 
@@ -155,9 +230,9 @@ impl Accounting {
         self.flows.len()
     }
 
-    /// Every label set with its totals.
-    pub fn series(&self) -> &[(FlowLabels, Totals)] {
-        &self.table.series
+    /// Every live label set with its totals.
+    pub fn series(&self) -> impl Iterator<Item = (&FlowLabels, &Totals)> {
+        self.table.slots.iter().flatten().map(|s| (&s.labels, &s.totals))
     }
 }
 
@@ -205,12 +280,12 @@ mod tests {
     }
 
     fn totals(a: &Accounting, workload: &str) -> Totals {
-        a.series().iter().find(|(l, _)| &*l.workload == workload).map(|(_, t)| *t).unwrap()
+        a.series().find(|(l, _)| &*l.workload == workload).map(|(_, t)| *t).unwrap()
     }
 
     #[test]
     fn deltas_accumulate_into_label_sets() {
-        let mut a = Accounting::new(3);
+        let mut a = Accounting::new(3, 1000);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(1), c(100, 1), &mut f);
@@ -221,12 +296,12 @@ mod tests {
         a.observe(key(2), c(50, 1), &mut f);
         a.end_cycle();
         assert_eq!(totals(&a, "web"), Totals { bytes: 350, packets: 4 });
-        assert_eq!(a.series().len(), 1);
+        assert_eq!(a.series().count(), 1);
     }
 
     #[test]
     fn idle_flows_are_removed_with_their_last_delta() {
-        let mut a = Accounting::new(2);
+        let mut a = Accounting::new(2, 1000);
         let mut f = labels_by_port;
         for (cycle, total) in [(1, 10), (2, 10), (3, 10)] {
             a.begin_cycle(false);
@@ -253,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_flow_missing_from_one_read_is_not_counted_twice() {
-        let mut a = Accounting::new(3);
+        let mut a = Accounting::new(3, 1000);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(9), c(100, 1), &mut f);
@@ -268,7 +343,7 @@ mod tests {
 
     #[test]
     fn flows_gone_from_the_kernel_are_forgotten_after_the_idle_time() {
-        let mut a = Accounting::new(2);
+        let mut a = Accounting::new(2, 1000);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(9), c(1, 1), &mut f);
@@ -286,7 +361,7 @@ mod tests {
 
     #[test]
     fn relabel_moves_future_deltas_only() {
-        let mut a = Accounting::new(5);
+        let mut a = Accounting::new(5, 1000);
         let mut first = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(1), c(10, 1), &mut first);
@@ -297,5 +372,34 @@ mod tests {
         a.end_cycle();
         assert_eq!(totals(&a, "web"), Totals { bytes: 10, packets: 1 });
         assert_eq!(totals(&a, "moved"), Totals { bytes: 15, packets: 1 });
+    }
+
+    #[test]
+    fn idle_label_sets_without_flows_expire_and_come_back_from_zero() {
+        let mut a = Accounting::new(1, 3);
+        let mut f = labels_by_port;
+        a.begin_cycle(false);
+        a.observe(key(5), c(10, 1), &mut f);
+        a.observe(key(1), c(10, 1), &mut f);
+        a.end_cycle();
+        // Key 5 goes idle and is evicted; key 1 keeps growing.
+        a.begin_cycle(false);
+        a.observe(key(5), c(10, 1), &mut f);
+        a.observe(key(1), c(20, 2), &mut f);
+        for k in a.end_cycle() {
+            a.removed(&k, Some(c(10, 1)));
+        }
+        for n in 3..=6 {
+            a.begin_cycle(false);
+            a.observe(key(1), c(10 * n, n), &mut f);
+            a.end_cycle();
+        }
+        let names: Vec<_> = a.series().map(|(l, _)| l.workload.to_string()).collect();
+        assert_eq!(names, ["web"], "p5 expired after 3 idle cycles without flows");
+        a.begin_cycle(false);
+        a.observe(key(5), c(4, 1), &mut f);
+        a.end_cycle();
+        assert_eq!(totals(&a, "p5"), Totals { bytes: 4, packets: 1 }, "a new series");
+        assert_eq!(totals(&a, "web"), Totals { bytes: 60, packets: 6 });
     }
 }

@@ -150,10 +150,13 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let interfaces: HashMap<u32, Arc<str>> =
         plan.dataplane.interfaces.iter().map(|i| (i.index, Arc::from(i.name.as_str()))).collect();
     let cgroup_root = plan.dataplane.cgroup.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let idle_cycles = idle_cycles(args.flow_idle_timeout, args.read_interval);
+    let idle_cycles = cycles_in(args.flow_idle_timeout, args.read_interval);
     let reader = Reader {
         dataplane,
-        accounting: Accounting::new(idle_cycles),
+        accounting: Accounting::new(
+            idle_cycles,
+            u64::from(cycles_in(args.series_idle_timeout, args.read_interval)),
+        ),
         attributor: Attributor::new(
             CgroupResolver::new(cgroup_root),
             Classifier::new(&plan.file),
@@ -190,8 +193,8 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     served.map_err(|source| AgentError::Http { address, source })
 }
 
-/// Reads without change before an idle flow's kernel entry is removed.
-fn idle_cycles(timeout: std::time::Duration, interval: std::time::Duration) -> u32 {
+/// Read cycles in `timeout` (at least one), rounded up.
+fn cycles_in(timeout: std::time::Duration, interval: std::time::Duration) -> u32 {
     let cycles = timeout.as_secs_f64() / interval.as_secs_f64();
     cycles.ceil().clamp(1.0, u32::MAX as f64) as u32
 }
@@ -238,10 +241,10 @@ mod tests {
     }
 
     #[test]
-    fn idle_cycles_round_up() {
-        assert_eq!(idle_cycles(Duration::from_secs(120), Duration::from_secs(10)), 12);
-        assert_eq!(idle_cycles(Duration::from_secs(5), Duration::from_secs(10)), 1);
-        assert_eq!(idle_cycles(Duration::from_millis(1500), Duration::from_secs(1)), 2);
+    fn cycles_round_up() {
+        assert_eq!(cycles_in(Duration::from_secs(120), Duration::from_secs(10)), 12);
+        assert_eq!(cycles_in(Duration::from_secs(5), Duration::from_secs(10)), 1);
+        assert_eq!(cycles_in(Duration::from_millis(1500), Duration::from_secs(1)), 2);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
 pub const DEFAULT_READ_INTERVAL: &str = "10s";
 /// Default time a flow may stay unchanged before its kernel map entry is removed.
 pub const DEFAULT_FLOW_IDLE_TIMEOUT: &str = "2m";
+/// Default time a label set without flows keeps being exposed after its last growth.
+pub const DEFAULT_SERIES_IDLE_TIMEOUT: &str = "1h";
 
 /// egressor: who moves data where, and what it costs.
 #[derive(Debug, Parser)]
@@ -127,6 +129,14 @@ pub struct AgentArgs {
           default_value = DEFAULT_FLOW_IDLE_TIMEOUT, value_parser = parse_duration,
           value_name = "DURATION")]
     pub flow_idle_timeout: Duration,
+
+    /// A label set (workload × remote × class …) that no flow counts under any more leaves
+    /// /metrics after this long without growth, so series of workloads that are gone do not
+    /// accumulate. If it comes back, its counters restart from zero (a counter reset).
+    #[arg(long = "series.idle-timeout", env = "EGRESSOR_SERIES_IDLE_TIMEOUT",
+          default_value = DEFAULT_SERIES_IDLE_TIMEOUT, value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub series_idle_timeout: Duration,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
     #[arg(

@@ -91,7 +91,7 @@ impl Reader {
         }
         let overflow = self.dataplane.read_overflow()?;
         self.snapshot.store(Snapshot {
-            series: self.accounting.series().to_vec(),
+            series: self.accounting.series().map(|(l, t)| (l.clone(), *t)).collect(),
             overflow,
             map_entries: entries,
         });
