@@ -1,5 +1,9 @@
 //! Flow accounting: turns the kernel's per-flow totals into monotonic counters per label set.
 //!
+//! Label sets are identified by a small `Copy` key (`L`, the agent's
+//! [`LabelKey`](crate::labels::LabelKey)): hashing it is cheap, which matters when a cycle
+//! meets tens of thousands of new flows.
+//!
 //! Each read cycle sees every kernel entry's total since the entry was created. The
 //! difference from the previous read is the flow's delta, added to its label set's
 //! counters. A flow whose total has not moved for `idle_cycles` reads is removed from the
@@ -7,12 +11,13 @@
 //! are added too: an idle flow's removal loses nothing. If a key is created again later, its
 //! new total starts from zero and counts as a delta on its own.
 
-use std::collections::{HashMap, hash_map::Entry};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    hash::Hash,
+};
 
 use egressor_common::{FlowCounters, FlowKey};
 use foldhash::fast::RandomState;
-
-use crate::labels::FlowLabels;
 
 /// Totals of one label set since the agent started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,8 +38,8 @@ struct Tracked {
 }
 
 #[derive(Debug)]
-struct Series {
-    labels: FlowLabels,
+struct Series<L> {
+    labels: L,
     totals: Totals,
     /// Tracked flows counted under these labels.
     flows: u32,
@@ -44,25 +49,27 @@ struct Series {
 
 /// Label sets and their totals. Slots are stable while a series lives (flows hold their
 /// index); an expired series' slot is reused.
-#[derive(Debug, Default)]
-struct SeriesTable {
-    index: HashMap<FlowLabels, usize, RandomState>,
-    slots: Vec<Option<Series>>,
+#[derive(Debug)]
+struct SeriesTable<L> {
+    index: HashMap<L, usize, RandomState>,
+    slots: Vec<Option<Series<L>>>,
     free: Vec<usize>,
 }
 
-impl SeriesTable {
+impl<L> Default for SeriesTable<L> {
+    fn default() -> Self {
+        Self { index: HashMap::default(), slots: Vec::new(), free: Vec::new() }
+    }
+}
+
+impl<L: Copy + Eq + Hash> SeriesTable<L> {
     /// The slot of `labels`, created if needed, with one more flow counted under it.
-    fn attach(&mut self, labels: FlowLabels, cycle: u64) -> usize {
+    fn attach(&mut self, labels: L, cycle: u64) -> usize {
         let i = match self.index.get(&labels) {
             Some(&i) => i,
             None => {
-                let series = Series {
-                    labels: labels.clone(),
-                    totals: Totals::default(),
-                    flows: 0,
-                    changed_in_cycle: cycle,
-                };
+                let series =
+                    Series { labels, totals: Totals::default(), flows: 0, changed_in_cycle: cycle };
                 let i = match self.free.pop() {
                     Some(i) => {
                         self.slots[i] = Some(series);
@@ -114,32 +121,46 @@ impl SeriesTable {
         dropped
     }
 
-    fn live(&mut self, i: usize) -> &mut Series {
+    fn live(&mut self, i: usize) -> &mut Series<L> {
         self.slots[i].as_mut().expect("a tracked flow points at a live series")
     }
 }
 
-/// Per-flow state and per-label-set totals.
-#[derive(Debug, Default)]
-pub struct Accounting {
+/// Per-flow state and per-label-set totals; `L` identifies a label set.
+#[derive(Debug)]
+pub struct Accounting<L> {
     // foldhash: a read cycle hashes every flow key (56 bytes) once; SipHash made that the
     // largest user-space cost of a 100k-flow cycle. Keys come from the kernel, not from
     // peers who could choose them to collide, and the seed is still random per process.
     flows: HashMap<FlowKey, Tracked, RandomState>,
-    table: SeriesTable,
+    table: SeriesTable<L>,
     cycle: u64,
     label_generation: u64,
     idle_after: u32,
     series_idle_after: u64,
 }
 
-impl Accounting {
+impl<L: Copy + Eq + Hash> Accounting<L> {
     /// `idle_after`: reads without change before a flow's kernel entry is removed (≥ 1).
     /// `series_idle_after`: reads without growth before a label set no flow counts under
     /// any more leaves the exposition (bounds memory and series on nodes where workloads
     /// come and go).
     pub fn new(idle_after: u32, series_idle_after: u64) -> Self {
-        Self { idle_after: idle_after.max(1), series_idle_after, ..Default::default() }
+        Self::with_capacity(idle_after, series_idle_after, 0)
+    }
+
+    /// As [`Accounting::new`], with room for `flows` flows reserved up front (the kernel
+    /// map's capacity): the first cycle then inserts without rehashing. Only the table's
+    /// control bytes are touched until flows arrive.
+    pub fn with_capacity(idle_after: u32, series_idle_after: u64, flows: usize) -> Self {
+        Self {
+            flows: HashMap::with_capacity_and_hasher(flows, RandomState::default()),
+            table: SeriesTable::default(),
+            cycle: 0,
+            label_generation: 0,
+            idle_after: idle_after.max(1),
+            series_idle_after,
+        }
     }
 
     /// Starts a read cycle. With `relabel`, every flow's labels are computed afresh at its
@@ -157,7 +178,7 @@ impl Accounting {
         &mut self,
         key: FlowKey,
         now: FlowCounters,
-        labels: &mut impl FnMut(&FlowKey) -> FlowLabels,
+        labels: &mut impl FnMut(&FlowKey) -> L,
     ) {
         let (generation, cycle) = (self.label_generation, self.cycle);
         let table = &mut self.table;
@@ -231,7 +252,7 @@ impl Accounting {
     }
 
     /// Every live label set with its totals.
-    pub fn series(&self) -> impl Iterator<Item = (&FlowLabels, &Totals)> {
+    pub fn series(&self) -> impl Iterator<Item = (&L, &Totals)> {
         self.table.slots.iter().flatten().map(|s| (&s.labels, &s.totals))
     }
 }
@@ -248,13 +269,7 @@ fn delta(previous: FlowCounters, now: FlowCounters) -> FlowCounters {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::{
-        classify::TrafficClass,
-        labels::{DirectionLabel, HookLabel},
-    };
 
     fn key(port: u16) -> FlowKey {
         FlowKey { port, ..FlowKey::zeroed() }
@@ -264,23 +279,19 @@ mod tests {
         FlowCounters { bytes, packets }
     }
 
-    fn labels_by_port(k: &FlowKey) -> FlowLabels {
-        // Ports 1 and 2 share a label set; others get their own.
-        let workload: Arc<str> =
-            if k.port <= 2 { "web".into() } else { format!("p{}", k.port).into() };
-        FlowLabels {
-            hook: HookLabel::Cgroup,
-            interface: "".into(),
-            direction: DirectionLabel::Egress,
-            traffic_class: TrafficClass::Internet,
-            workload,
-            remote: "".into(),
-            remote_zone: "".into(),
+    /// Ports 1 and 2 share the label set "web"; others get their own.
+    fn labels_by_port(k: &FlowKey) -> &'static str {
+        match k.port {
+            1 | 2 => "web",
+            5 => "p5",
+            7 => "p7",
+            9 => "p9",
+            _ => "other",
         }
     }
 
-    fn totals(a: &Accounting, workload: &str) -> Totals {
-        a.series().find(|(l, _)| &*l.workload == workload).map(|(_, t)| *t).unwrap()
+    fn totals(a: &Accounting<&'static str>, labels: &str) -> Totals {
+        a.series().find(|(l, _)| **l == labels).map(|(_, t)| *t).unwrap()
     }
 
     #[test]
@@ -366,7 +377,7 @@ mod tests {
         a.begin_cycle(false);
         a.observe(key(1), c(10, 1), &mut first);
         a.end_cycle();
-        let mut second = |k: &FlowKey| FlowLabels { workload: "moved".into(), ..labels_by_port(k) };
+        let mut second = |_: &FlowKey| "moved";
         a.begin_cycle(true);
         a.observe(key(1), c(25, 2), &mut second);
         a.end_cycle();
@@ -394,7 +405,7 @@ mod tests {
             a.observe(key(1), c(10 * n, n), &mut f);
             a.end_cycle();
         }
-        let names: Vec<_> = a.series().map(|(l, _)| l.workload.to_string()).collect();
+        let names: Vec<_> = a.series().map(|(l, _)| *l).collect();
         assert_eq!(names, ["web"], "p5 expired after 3 idle cycles without flows");
         a.begin_cycle(false);
         a.observe(key(5), c(4, 1), &mut f);

@@ -1,36 +1,94 @@
 //! Attribution: turns a kernel [`FlowKey`] into the [`FlowLabels`] its bytes are counted
-//! under: local workload (cgroup), interface, and the remote's class, name and zone.
+//! under: local workload (cgroup), interface, and the remote's class, name and zone. Per
+//! flow it produces a compact [`LabelKey`] of interned ids; [`Attributor::labels`] turns a
+//! key back into label values once per series.
 
 use std::{
     collections::{HashMap, HashSet},
+    hash::Hash,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
 
 use egressor_common::{Direction, FlowKey, Hook, family};
+use foldhash::fast::RandomState;
 
 use crate::{
-    cgroups::CgroupResolver,
+    cgroups::{CgroupResolver, UNKNOWN_WORKLOAD},
     classify::Classifier,
-    labels::{FlowLabels, HookLabel},
+    config::FileConfig,
+    labels::{FlowLabels, HookLabel, LabelKey},
 };
+
+/// Interns label values: equal values get equal ids, id 0 is the empty value.
+struct Interner<T> {
+    ids: HashMap<T, u32, RandomState>,
+    values: Vec<T>,
+}
+
+impl<T: Clone + Eq + Hash> Interner<T> {
+    fn new(empty: T) -> Self {
+        let mut interner = Self { ids: HashMap::default(), values: Vec::new() };
+        interner.intern(empty);
+        interner
+    }
+
+    fn intern(&mut self, value: T) -> u32 {
+        if let Some(&id) = self.ids.get(&value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(value.clone());
+        self.ids.insert(value, id);
+        id
+    }
+
+    fn get(&self, id: u32) -> &T {
+        &self.values[id as usize]
+    }
+}
 
 /// Attributes flows; owns the cgroup resolver and the classifier.
 pub struct Attributor {
     cgroups: CgroupResolver,
     classifier: Classifier,
     interfaces: HashMap<u32, Arc<str>>,
-    empty: Arc<str>,
+    workloads: Interner<Arc<str>>,
+    /// Workload id of each cgroup id resolved so far (unknown ones are not cached).
+    workload_of_cgroup: HashMap<u64, u32, RandomState>,
+    remotes: Interner<(Arc<str>, Arc<str>)>,
+    /// Interned (name, zone) of each configured network, by its index.
+    remote_of_network: Vec<u32>,
 }
 
 impl Attributor {
-    /// `interfaces` maps TC interface indexes to names.
+    /// `config` gives the networks' names and zones; `interfaces` maps TC interface
+    /// indexes to names.
     pub fn new(
         cgroups: CgroupResolver,
         classifier: Classifier,
+        config: &FileConfig,
         interfaces: HashMap<u32, Arc<str>>,
     ) -> Self {
-        Self { cgroups, classifier, interfaces, empty: "".into() }
+        let empty: Arc<str> = "".into();
+        let mut remotes = Interner::new((empty.clone(), empty.clone()));
+        let remote_of_network = config
+            .networks
+            .iter()
+            .map(|n| {
+                let zone = n.zone.as_deref().map_or_else(|| empty.clone(), Arc::from);
+                remotes.intern((n.name.as_str().into(), zone))
+            })
+            .collect();
+        Self {
+            cgroups,
+            classifier,
+            interfaces,
+            workloads: Interner::new(empty),
+            workload_of_cgroup: HashMap::default(),
+            remotes,
+            remote_of_network,
+        }
     }
 
     /// Called once per read cycle: refreshes the host's own addresses. Returns whether
@@ -40,29 +98,57 @@ impl Attributor {
         self.classifier.set_host_addresses(host_addresses)
     }
 
-    /// The labels `key`'s bytes are counted under.
-    pub fn labels(&mut self, key: &FlowKey) -> FlowLabels {
+    /// The label set `key`'s bytes are counted under, as a compact key.
+    pub fn label_key(&mut self, key: &FlowKey) -> LabelKey {
         let hook = if key.hook == Hook::Tc as u8 { HookLabel::Tc } else { HookLabel::Cgroup };
         let (workload, interface) = match hook {
-            HookLabel::Cgroup => (self.cgroups.resolve(key.cgroup_id), self.empty.clone()),
-            HookLabel::Tc => (
-                self.empty.clone(),
-                self.interfaces
-                    .get(&key.ifindex)
-                    .cloned()
-                    .unwrap_or_else(|| format!("if{}", key.ifindex).into()),
-            ),
+            HookLabel::Cgroup => (self.workload(key.cgroup_id), 0),
+            HookLabel::Tc => (0, key.ifindex),
         };
         let remote = self.classifier.classify(remote_address(key));
-        FlowLabels {
+        LabelKey {
             hook,
-            interface,
             direction: Direction::from_u8(key.direction).into(),
             traffic_class: remote.class,
+            interface,
             workload,
-            remote: remote.name,
-            remote_zone: remote.zone,
+            remote: remote.network.map_or(0, |i| self.remote_of_network[i]),
         }
+    }
+
+    /// The labels a [`LabelKey`] stands for.
+    pub fn labels(&self, key: &LabelKey) -> FlowLabels {
+        let (remote, remote_zone) = self.remotes.get(key.remote).clone();
+        let interface = match key.hook {
+            HookLabel::Cgroup => self.workloads.get(0).clone(),
+            HookLabel::Tc => self
+                .interfaces
+                .get(&key.interface)
+                .cloned()
+                .unwrap_or_else(|| format!("if{}", key.interface).into()),
+        };
+        FlowLabels {
+            hook: key.hook,
+            interface,
+            direction: key.direction,
+            traffic_class: key.traffic_class,
+            workload: self.workloads.get(key.workload).clone(),
+            remote,
+            remote_zone,
+        }
+    }
+
+    fn workload(&mut self, cgroup_id: u64) -> u32 {
+        if let Some(&id) = self.workload_of_cgroup.get(&cgroup_id) {
+            return id;
+        }
+        let name = self.cgroups.resolve(cgroup_id);
+        let known = &*name != UNKNOWN_WORKLOAD;
+        let id = self.workloads.intern(name);
+        if known {
+            self.workload_of_cgroup.insert(cgroup_id, id);
+        }
+        id
     }
 }
 
@@ -100,4 +186,56 @@ pub fn host_addresses() -> HashSet<IpAddr> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{os::unix::fs::MetadataExt, path::Path};
+
+    use egressor_common::Direction;
+
+    use super::*;
+    use crate::classify::TrafficClass;
+
+    #[test]
+    fn equal_labels_get_equal_keys_and_keys_give_the_labels_back() {
+        let root = std::env::temp_dir().join(format!("egressor-attr-{}", std::process::id()));
+        for dir in ["a/app.service", "b/app.service", "c/db.service"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let ino = |d: &str| std::fs::metadata(root.join(d)).unwrap().ino();
+        let config = FileConfig::parse(
+            "node: {zone: z1}\nnetworks:\n  - {cidr: 10.1.0.0/16, name: peer, zone: z2}\n  \
+             - {cidr: 10.2.0.0/16, name: peer, zone: z2}\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let mut a = Attributor::new(
+            CgroupResolver::new(root.clone()),
+            Classifier::new(&config),
+            &config,
+            HashMap::new(),
+        );
+        let flow = |cgroup: u64, remote: [u8; 4]| {
+            let mut k = FlowKey {
+                cgroup_id: cgroup,
+                direction: Direction::Egress as u8,
+                family: family::IPV4,
+                ..FlowKey::zeroed()
+            };
+            k.remote_addr[0] = u32::from_ne_bytes(remote);
+            k
+        };
+        let app_a = a.label_key(&flow(ino("a/app.service"), [10, 1, 0, 1]));
+        let app_b = a.label_key(&flow(ino("b/app.service"), [10, 2, 0, 1]));
+        let db = a.label_key(&flow(ino("c/db.service"), [10, 1, 0, 1]));
+        assert_eq!(app_a, app_b, "same workload name, same network name and zone");
+        assert_ne!(app_a, db);
+        let labels = a.labels(&app_a);
+        assert_eq!(&*labels.workload, "app.service");
+        assert_eq!((&*labels.remote, &*labels.remote_zone), ("peer", "z2"));
+        assert_eq!(labels.traffic_class, TrafficClass::CrossZone);
+        assert_eq!(&*labels.interface, "");
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -91,9 +91,9 @@ pub struct CgroupResolver {
     root: PathBuf,
     names: HashMap<u64, Arc<str>>,
     unknown: Arc<str>,
-    /// Scan generation in which each still-unknown id was last looked for.
-    missing: HashMap<u64, u64>,
+    /// Read cycle, and the last cycle in which the tree was walked.
     generation: u64,
+    scanned_in: Option<u64>,
 }
 
 impl CgroupResolver {
@@ -103,8 +103,8 @@ impl CgroupResolver {
             root,
             names: HashMap::new(),
             unknown: UNKNOWN_WORKLOAD.into(),
-            missing: HashMap::new(),
             generation: 0,
+            scanned_in: None,
         }
     }
 
@@ -113,24 +113,23 @@ impl CgroupResolver {
         self.generation += 1;
     }
 
-    /// The workload name of cgroup `id`; rescans the tree at most once per cycle.
+    /// The workload name of cgroup `id`; walks the tree at most once per cycle, so ids of
+    /// cgroups removed before the agent saw them cost one walk per cycle, not one each.
     pub fn resolve(&mut self, id: u64) -> Arc<str> {
         if let Some(name) = self.names.get(&id) {
             return name.clone();
         }
-        if self.missing.get(&id) != Some(&self.generation) {
+        if self.scanned_in != Some(self.generation) {
             self.rescan();
             if let Some(name) = self.names.get(&id) {
                 return name.clone();
             }
-            // Every id still unknown after this scan waits for the next cycle.
-            self.missing.insert(id, self.generation);
         }
         self.unknown.clone()
     }
 
     fn rescan(&mut self) {
-        let generation = self.generation;
+        self.scanned_in = Some(self.generation);
         for entry in walkdir::WalkDir::new(&self.root).into_iter().filter_map(Result::ok) {
             if !entry.file_type().is_dir() {
                 continue;
@@ -143,8 +142,6 @@ impl CgroupResolver {
             let relative = entry.path().strip_prefix(&self.root).unwrap_or(entry.path());
             self.names.insert(id, workload_name(relative).into());
         }
-        // Remember that this cycle already scanned, whatever id asked for it.
-        self.missing.retain(|_, g| *g == generation);
     }
 }
 
@@ -214,8 +211,14 @@ mod tests {
         std::fs::create_dir_all(dir.join("app.service")).unwrap();
         let ino = std::fs::metadata(dir.join("app.service")).unwrap().ino();
         let mut r = CgroupResolver::new(dir.clone());
-        assert_eq!(&*r.resolve(ino), "app.service");
         assert_eq!(&*r.resolve(u64::MAX), UNKNOWN_WORKLOAD);
+        // Created after this cycle's walk: found in the next cycle.
+        std::fs::create_dir_all(dir.join("late.service")).unwrap();
+        let late = std::fs::metadata(dir.join("late.service")).unwrap().ino();
+        assert_eq!(&*r.resolve(late), UNKNOWN_WORKLOAD);
+        r.next_cycle();
+        assert_eq!(&*r.resolve(late), "late.service");
+        assert_eq!(&*r.resolve(ino), "app.service");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

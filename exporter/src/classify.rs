@@ -17,7 +17,6 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -74,18 +73,16 @@ impl TrafficClass {
 }
 
 /// What the classifier says about one remote address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Remote {
     pub class: TrafficClass,
-    /// Name of the configured network, empty when none matched.
-    pub name: Arc<str>,
-    /// Zone of the configured network, empty when unknown.
-    pub zone: Arc<str>,
+    /// Index of the matching network in the configuration's `networks`, if any.
+    pub network: Option<usize>,
 }
 
 struct Network {
-    name: Arc<str>,
-    zone: Option<Arc<str>>,
+    index: usize,
+    zone: Option<String>,
     region: Option<String>,
 }
 
@@ -96,21 +93,17 @@ pub struct Classifier {
     node_region: Option<String>,
     networks: JointPrefixMap<IpNet, Network>,
     host_addresses: HashSet<IpAddr, foldhash::fast::RandomState>,
-    empty: Arc<str>,
 }
 
 impl Classifier {
     /// Builds a classifier from the validated configuration.
     pub fn new(config: &FileConfig) -> Self {
         let mut networks = JointPrefixMap::new();
-        for NetworkConfig { cidr, name, zone, region } in &config.networks {
+        for (index, NetworkConfig { cidr, zone, region, .. }) in config.networks.iter().enumerate()
+        {
             networks.insert(
                 cidr.trunc(),
-                Network {
-                    name: name.as_str().into(),
-                    zone: zone.as_deref().map(Into::into),
-                    region: region.clone(),
-                },
+                Network { index, zone: zone.clone(), region: region.clone() },
             );
         }
         Self {
@@ -118,7 +111,6 @@ impl Classifier {
             node_region: config.node.region.clone(),
             networks,
             host_addresses: HashSet::default(),
-            empty: "".into(),
         }
     }
 
@@ -143,11 +135,7 @@ impl Classifier {
             return self.unnamed(TrafficClass::SameHost);
         }
         if let Some((_, net)) = self.networks.get_lpm(&IpNet::from(addr)) {
-            return Remote {
-                class: self.place(net),
-                name: net.name.clone(),
-                zone: net.zone.clone().unwrap_or_else(|| self.empty.clone()),
-            };
+            return Remote { class: self.place(net), network: Some(net.index) };
         }
         if is_private(addr) {
             return self.unnamed(TrafficClass::Private);
@@ -171,7 +159,7 @@ impl Classifier {
     }
 
     fn unnamed(&self, class: TrafficClass) -> Remote {
-        Remote { class, name: self.empty.clone(), zone: self.empty.clone() }
+        Remote { class, network: None }
     }
 }
 
@@ -229,7 +217,7 @@ mod tests {
         assert_eq!(class(&c, "10.9.0.1"), TrafficClass::CrossRegion);
         assert_eq!(class(&c, "2001:db8:1::5"), TrafficClass::CrossZone);
         let r = c.classify(Some("10.0.2.7".parse().unwrap()));
-        assert_eq!((&*r.name, &*r.zone), ("az2", "use1-az2"));
+        assert_eq!(r.network, Some(2), "the az2 entry");
     }
 
     #[test]

@@ -84,6 +84,21 @@ pub struct FlowLabels {
     pub remote_zone: Arc<str>,
 }
 
+/// A compact stand-in for [`FlowLabels`], what the accounting hashes per flow: interned
+/// ids instead of strings. Equal keys ⟺ equal labels (the attributor interns by value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LabelKey {
+    pub hook: HookLabel,
+    pub direction: DirectionLabel,
+    pub traffic_class: TrafficClass,
+    /// Interface index for `tc`, 0 for `cgroup`.
+    pub interface: u32,
+    /// Interned workload name (0 = empty).
+    pub workload: u32,
+    /// Interned (remote, remote_zone) pair (0 = both empty).
+    pub remote: u32,
+}
+
 /// Labels of the overflow counters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct HookDirectionLabels {

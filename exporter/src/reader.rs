@@ -17,13 +17,14 @@ use crate::{
     accounting::Accounting,
     attribution::{Attributor, host_addresses},
     dataplane::{Dataplane, DataplaneError},
+    labels::LabelKey,
     metrics::{SelfMetrics, SharedSnapshot, Snapshot},
 };
 
 /// Owns the dataplane (dropping it detaches the programs) and the accounting state.
 pub struct Reader {
     pub dataplane: Dataplane,
-    pub accounting: Accounting,
+    pub accounting: Accounting<LabelKey>,
     pub attributor: Attributor,
     pub snapshot: Arc<SharedSnapshot>,
     pub metrics: SelfMetrics,
@@ -78,7 +79,7 @@ impl Reader {
         {
             let accounting = &mut self.accounting;
             let attributor = &mut self.attributor;
-            let mut labels = |k: &egressor_common::FlowKey| attributor.labels(k);
+            let mut labels = |k: &egressor_common::FlowKey| attributor.label_key(k);
             self.dataplane.read_flows(|key, counters| {
                 entries += 1;
                 accounting.observe(key, counters, &mut labels);
@@ -91,7 +92,11 @@ impl Reader {
         }
         let overflow = self.dataplane.read_overflow()?;
         self.snapshot.store(Snapshot {
-            series: self.accounting.series().map(|(l, t)| (l.clone(), *t)).collect(),
+            series: self
+                .accounting
+                .series()
+                .map(|(key, totals)| (self.attributor.labels(key), *totals))
+                .collect(),
             overflow,
             map_entries: entries,
         });

@@ -271,10 +271,11 @@ fn read_cycle() {
         registry(snapshot.clone(), Arc::new(PriceSheet::embedded()), &[], FLOWS);
     let mut reader = Reader {
         dataplane,
-        accounting: Accounting::new(12, 360),
+        accounting: Accounting::with_capacity(12, 360, (FLOWS + 1024) as usize),
         attributor: Attributor::new(
             CgroupResolver::new(root),
             Classifier::new(&FileConfig::default()),
+            &FileConfig::default(),
             HashMap::new(),
         ),
         snapshot,
