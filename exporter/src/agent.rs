@@ -153,10 +153,9 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let idle_cycles = cycles_in(args.flow_idle_timeout, args.read_interval);
     let reader = Reader {
         dataplane,
-        accounting: Accounting::with_capacity(
+        accounting: Accounting::new(
             idle_cycles,
             u64::from(cycles_in(args.series_idle_timeout, args.read_interval)),
-            args.flow_map_max_entries as usize,
         ),
         attributor: Attributor::new(
             CgroupResolver::new(cgroup_root),

@@ -271,7 +271,7 @@ fn read_cycle() {
         registry(snapshot.clone(), Arc::new(PriceSheet::embedded()), &[], FLOWS);
     let mut reader = Reader {
         dataplane,
-        accounting: Accounting::with_capacity(12, 360, (FLOWS + 1024) as usize),
+        accounting: Accounting::new(12, 360),
         attributor: Attributor::new(
             CgroupResolver::new(root),
             Classifier::new(&FileConfig::default()),
