@@ -28,8 +28,11 @@ use crate::{
 /// Everything the agent needs, validated.
 #[derive(Debug)]
 pub struct AgentPlan {
+    /// The validated configuration file.
     pub file: FileConfig,
+    /// The price sheet in use.
     pub prices: PriceSheet,
+    /// What to load and where to attach it.
     pub dataplane: DataplaneOptions,
 }
 

@@ -75,6 +75,7 @@ impl TrafficClass {
 /// What the classifier says about one remote address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Remote {
+    /// Where the remote lives.
     pub class: TrafficClass,
     /// Index of the matching network in the configuration's `networks`, if any.
     pub network: Option<usize>,

@@ -25,10 +25,12 @@ pub const DEFAULT_SERIES_IDLE_TIMEOUT: &str = "1h";
 #[command(name = "egressor", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
+    /// What to run.
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
+/// egressor's subcommands.
 pub enum Command {
     /// Load the eBPF programs, count this machine's traffic and serve OpenMetrics.
     Agent(AgentArgs),
@@ -61,6 +63,7 @@ pub enum TcAttachMode {
 }
 
 #[derive(Debug, Args)]
+/// Flags of `egressor agent`; each has an `EGRESSOR_*` environment variable.
 pub struct AgentArgs {
     /// Address to serve /metrics, /healthz and /readyz on.
     #[arg(long = "web.listen-address", env = "EGRESSOR_WEB_LISTEN_ADDRESS",

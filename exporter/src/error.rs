@@ -14,25 +14,50 @@ pub enum ConfigError {
     /// A file named on the command line cannot be read.
     #[error("cannot read {path}")]
     Read {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// Why it could not be read.
         source: std::io::Error,
     },
     /// A file is not valid YAML for its schema; `message` names the field, line and column.
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
     /// A file parsed but some values are wrong; every problem is listed.
     #[error("{path}: {}", problems.join("; "))]
-    Invalid { path: PathBuf, problems: Vec<String> },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// One line per problem, naming the field.
+        problems: Vec<String>,
+    },
     /// `--interface` names an interface this machine does not have.
     #[error("--interface {name}: no such network interface (see `ip link`)")]
-    UnknownInterface { name: String },
+    UnknownInterface {
+        /// The name given.
+        name: String,
+    },
     /// The cgroup v2 directory to attach to is missing or not cgroup v2.
     #[error("--cgroup.path {path}: {problem}")]
-    CgroupPath { path: PathBuf, problem: String },
+    CgroupPath {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A flag value or combination that cannot work.
     #[error("{flag}: {problem}")]
-    Flag { flag: &'static str, problem: String },
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl ConfigError {
@@ -70,8 +95,10 @@ pub enum AgentError {
     /// The HTTP listener could not be opened or failed.
     #[error("serving HTTP on {address}")]
     Http {
+        /// The listen address.
         address: std::net::SocketAddr,
         #[source]
+        /// The socket error.
         source: std::io::Error,
     },
 }

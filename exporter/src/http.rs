@@ -26,9 +26,11 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The registry to encode on each scrape.
     pub registry: Arc<Registry>,
     /// Set once the programs are attached and the first read cycle has completed.
     pub ready: Arc<AtomicBool>,
+    /// Path of the metrics (`--web.telemetry-path`).
     pub telemetry_path: String,
 }
 

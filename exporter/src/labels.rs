@@ -13,7 +13,9 @@ use crate::classify::TrafficClass;
 /// `hook` label: which kernel hook counted the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HookLabel {
+    /// cgroup_skb programs.
     Cgroup,
+    /// TC programs.
     Tc,
 }
 
@@ -39,7 +41,9 @@ impl From<Hook> for HookLabel {
 /// `direction` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DirectionLabel {
+    /// Received.
     Ingress,
+    /// Sent.
     Egress,
 }
 
@@ -74,7 +78,9 @@ pub struct FlowLabels {
     pub hook: HookLabel,
     /// Interface name for `tc`, empty for `cgroup`.
     pub interface: Arc<str>,
+    /// `ingress` or `egress`.
     pub direction: DirectionLabel,
+    /// Where the remote lives.
     pub traffic_class: TrafficClass,
     /// Local workload (see `cgroups`), empty for `tc`.
     pub workload: Arc<str>,
@@ -88,8 +94,11 @@ pub struct FlowLabels {
 /// ids instead of strings. Equal keys ⟺ equal labels (the attributor interns by value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LabelKey {
+    /// Which hook.
     pub hook: HookLabel,
+    /// Which direction.
     pub direction: DirectionLabel,
+    /// Where the remote lives.
     pub traffic_class: TrafficClass,
     /// Interface index for `tc`, 0 for `cgroup`.
     pub interface: u32,
@@ -102,14 +111,18 @@ pub struct LabelKey {
 /// Labels of the overflow counters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct HookDirectionLabels {
+    /// Which hook.
     pub hook: HookLabel,
+    /// Which direction.
     pub direction: DirectionLabel,
 }
 
 /// Labels of `egressor_price_usd_per_gib`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct PriceLabels {
+    /// The class priced.
     pub traffic_class: TrafficClass,
+    /// The direction priced.
     pub direction: DirectionLabel,
 }
 

@@ -3,6 +3,8 @@
 //! The `egressor` binary's library. `agent` is the entry point of `egressor agent`; the
 //! other modules are its parts, one concern each.
 
+#![warn(missing_docs)]
+
 pub mod accounting;
 pub mod agent;
 pub mod attribution;

@@ -61,10 +61,15 @@ impl SharedSnapshot {
 /// The agent's own metrics, updated by the reader.
 #[derive(Debug, Clone)]
 pub struct SelfMetrics {
+    /// `egressor_read_cycle_duration_seconds`.
     pub read_duration: Histogram,
+    /// `egressor_read_cycles_total`.
     pub read_cycles: Counter,
+    /// `egressor_read_errors_total`.
     pub read_errors: Counter,
+    /// `egressor_flow_evictions_total`.
     pub flow_evictions: Counter,
+    /// `egressor_last_read_timestamp_seconds`.
     pub last_read_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 

@@ -35,7 +35,9 @@ pub struct Price {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DirectionalPrice {
+    /// Price of bytes sent.
     pub egress: Option<Price>,
+    /// Price of bytes received.
     pub ingress: Option<Price>,
 }
 

@@ -23,11 +23,17 @@ use crate::{
 
 /// Owns the dataplane (dropping it detaches the programs) and the accounting state.
 pub struct Reader {
+    /// The loaded programs and their maps.
     pub dataplane: Dataplane,
+    /// Per-flow state and per-label-set totals.
     pub accounting: Accounting<LabelKey>,
+    /// Turns flow keys into labels.
     pub attributor: Attributor,
+    /// Where each cycle publishes for scrapes.
     pub snapshot: Arc<SharedSnapshot>,
+    /// The agent's own metrics.
     pub metrics: SelfMetrics,
+    /// Set after the first successful cycle (`/readyz`).
     pub ready: Arc<AtomicBool>,
 }
 

@@ -38,7 +38,9 @@ pub struct DataplaneOptions {
     pub cgroup: Option<PathBuf>,
     /// Interfaces for the TC programs.
     pub interfaces: Vec<Interface>,
+    /// How TC programs attach.
     pub tc_attach_mode: TcAttachMode,
+    /// Whether loopback traffic is counted by the cgroup programs.
     pub include_loopback: bool,
     /// `max_entries` of the flow map.
     pub max_flows: u32,
@@ -47,7 +49,9 @@ pub struct DataplaneOptions {
 /// An interface to attach TC programs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
+    /// Interface name.
     pub name: String,
+    /// Interface index.
     pub index: u32,
     /// Whether frames start with an Ethernet header (`ARPHRD_ETHER`, loopback) or with the
     /// IP header (WireGuard, tun, GRE, …).
@@ -64,15 +68,20 @@ pub enum DataplaneError {
          run as root or grant them (e.g. setcap, or the container's securityContext)",
         missing.join(", ")
     )]
-    MissingCapabilities { missing: Vec<&'static str> },
+    MissingCapabilities {
+        /// Names of the missing capabilities.
+        missing: Vec<&'static str>,
+    },
     /// The kernel refused an operation with EPERM.
     #[error(
         "{action}: permission denied. The agent needs CAP_BPF and CAP_PERFMON to load its \
          programs, CAP_NET_ADMIN to attach them (or root)"
     )]
     Privileges {
+        /// What was being done.
         action: String,
         #[source]
+        /// The kernel's refusal.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The object or its maps could not be loaded.
@@ -81,31 +90,41 @@ pub enum DataplaneError {
     /// The kernel refused a program (the source holds the verifier log).
     #[error("loading program {program}")]
     Program {
+        /// Program name.
         program: &'static str,
         #[source]
+        /// The load error, with the verifier log.
         source: ProgramError,
     },
     /// A program could not be attached.
     #[error("attaching {program} to {target}")]
     Attach {
+        /// Program name.
         program: &'static str,
+        /// cgroup directory or interface.
         target: String,
         #[source]
+        /// The attach error.
         source: ProgramError,
     },
     /// A map is missing from the object or cannot be read.
     #[error("map {map}")]
     Map {
+        /// Map name.
         map: &'static str,
         #[source]
+        /// The map error.
         source: MapError,
     },
     /// A raw map syscall failed.
     #[error("{op} on map {map}")]
     Syscall {
+        /// The operation.
         op: &'static str,
+        /// Map name.
         map: &'static str,
         #[source]
+        /// The syscall error.
         source: io::Error,
     },
 }
@@ -113,7 +132,9 @@ pub enum DataplaneError {
 /// Where a program is attached, for the log and the `egressor_program_attached` metric.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Attachment {
+    /// Which hook.
     pub hook: Hook,
+    /// Which direction.
     pub direction: Direction,
     /// The cgroup directory or the interface name.
     pub target: String,
