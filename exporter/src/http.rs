@@ -1,5 +1,6 @@
 //! The HTTP surface: OpenMetrics on the telemetry path, `/healthz` (the process serves),
-//! `/readyz` (programs attached and a first read cycle done) and a landing page.
+//! `/readyz` (programs attached and a first read cycle done) and a landing page. Responses
+//! are gzip-compressed for clients that accept it (Prometheus does), as client_golang does.
 
 use std::sync::{
     Arc,
@@ -14,6 +15,7 @@ use axum::{
     routing::get,
 };
 use prometheus_client::{encoding::text::encode, registry::Registry};
+use tower_http::compression::CompressionLayer;
 
 /// Content type of the OpenMetrics text format, served to clients that accept it
 /// (Prometheus asks for it).
@@ -42,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/", get(landing))
         .with_state(state)
+        .layer(CompressionLayer::new().gzip(true))
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -171,6 +174,22 @@ mod tests {
             "# HELP egressor_test_total a test counter.\n# TYPE egressor_test_total counter\n\
              egressor_test_total 1\n"
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_gzipped_for_clients_that_accept_it() {
+        let request = Request::get("/custom")
+            .header(header::ACCEPT, "application/openmetrics-text; version=1.0.0")
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap();
+        let r = app(state(true)).oneshot(request).await.unwrap();
+        assert_eq!(r.headers().get(header::CONTENT_ENCODING).unwrap(), "gzip");
+        let body = to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+            .unwrap();
+        assert!(text.contains("egressor_test_total 1\n") && text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]
