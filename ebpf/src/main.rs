@@ -1,9 +1,9 @@
 //! egressor's eBPF programs: per-flow byte and packet counters, no per-packet events.
 //!
-//! - `cgroup_ingress` / `cgroup_egress` (cgroup_skb, attached to the cgroup v2 root) see every
+//! - `egr_cg_ingress` / `egr_cg_egress` (cgroup_skb, attached to the cgroup v2 root) see every
 //!   socket's packets with the socket's cgroup, before NAT, in any network namespace.
-//! - `tc_ingress` / `tc_egress` (TC on Ethernet interfaces) and `tc_ingress_l3` /
-//!   `tc_egress_l3` (TC on interfaces without a link-layer header, such as WireGuard or tun)
+//! - `egr_tc_ingress` / `egr_tc_egress` (TC on Ethernet interfaces) and `egr_tc_ingress3` /
+//!   `egr_tc_egress3` (TC on interfaces without a link-layer header, such as WireGuard or tun)
 //!   see an interface's packets as the wire carries them.
 //!
 //! All of them add to one per-CPU hash map `FLOWS` (`FlowKey` → `FlowCounters`); a packet

@@ -20,50 +20,50 @@ const ETHERNET: bool = true;
 const NO_L2: bool = false;
 
 #[cgroup_skb(ingress)]
-pub fn cgroup_ingress(ctx: SkBuffContext) -> i32 {
+pub fn egr_cg_ingress(ctx: SkBuffContext) -> i32 {
     count_cgroup(&ctx.skb, Direction::Ingress);
     CGROUP_PASS
 }
 
 #[cgroup_skb(egress)]
-pub fn cgroup_egress(ctx: SkBuffContext) -> i32 {
+pub fn egr_cg_egress(ctx: SkBuffContext) -> i32 {
     count_cgroup(&ctx.skb, Direction::Egress);
     CGROUP_PASS
 }
 
 #[classifier]
-pub fn tc_ingress(ctx: TcContext) -> i32 {
+pub fn egr_tc_ingress(ctx: TcContext) -> i32 {
     count_tc::<ETHERNET>(&ctx.skb, Direction::Ingress);
     TC_CONTINUE
 }
 
 #[classifier]
-pub fn tc_egress(ctx: TcContext) -> i32 {
+pub fn egr_tc_egress(ctx: TcContext) -> i32 {
     count_tc::<ETHERNET>(&ctx.skb, Direction::Egress);
     TC_CONTINUE
 }
 
 #[classifier]
-pub fn tc_ingress_l3(ctx: TcContext) -> i32 {
+pub fn egr_tc_ingress3(ctx: TcContext) -> i32 {
     count_tc::<NO_L2>(&ctx.skb, Direction::Ingress);
     TC_CONTINUE
 }
 
 #[classifier]
-pub fn tc_egress_l3(ctx: TcContext) -> i32 {
+pub fn egr_tc_egress3(ctx: TcContext) -> i32 {
     count_tc::<NO_L2>(&ctx.skb, Direction::Egress);
     TC_CONTINUE
 }
 
 /// Empty cgroup_skb program: the floor the data-plane benchmark measures next to
-/// `cgroup_ingress`/`cgroup_egress` (the agent never loads it).
+/// `egr_cg_ingress`/`egr_cg_egress` (the agent never loads it).
 #[cgroup_skb]
-pub fn noop_cgroup(_ctx: SkBuffContext) -> i32 {
+pub fn egr_noop_cg(_ctx: SkBuffContext) -> i32 {
     CGROUP_PASS
 }
 
 /// Empty TC program: the benchmark's floor for the TC programs (never loaded by the agent).
 #[classifier]
-pub fn noop_tc(_ctx: TcContext) -> i32 {
+pub fn egr_noop_tc(_ctx: TcContext) -> i32 {
     TC_CONTINUE
 }

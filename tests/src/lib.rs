@@ -385,6 +385,14 @@ impl Agent {
         thread::sleep(Duration::from_millis(600));
     }
 
+    /// Kills the agent with SIGKILL (no cleanup runs) and waits for it.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the agent with SIGTERM and returns its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate().expect("agent was running")

@@ -133,3 +133,28 @@ fn gso_super_packets_count_as_wire_segments() {
     assert_eq!(got_bytes, expected, "payload + per-segment headers");
     let _ = std::fs::remove_file(config);
 }
+
+#[test]
+fn clsact_filters_left_by_a_killed_agent_are_replaced() {
+    if !require_bpf("clsact_filters_left_by_a_killed_agent_are_replaced") {
+        return;
+    }
+    let ns = Netns::new("ks");
+    let veth = Veth::new("k", &ns, false);
+    let args = ["--interface", veth.host.as_str(), "--tc.attach-mode", "clsact"];
+    let filters = || {
+        let out = run(&["tc", "filter", "show", "dev", &veth.host, "ingress"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("egr_tc_ingress"))
+            .count()
+    };
+    let killed = Agent::start(&args);
+    killed.kill();
+    assert_eq!(filters(), 1, "SIGKILL leaves the netlink filter behind");
+    let agent = Agent::start(&args);
+    assert_eq!(filters(), 1, "the new agent replaced it instead of adding a second");
+    assert!(agent.log().contains("removed a filter left by an egressor"), "{}", agent.log());
+    assert!(agent.stop().success());
+    assert_eq!(filters(), 0, "a clean exit removes its filter");
+}

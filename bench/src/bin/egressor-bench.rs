@@ -38,7 +38,8 @@ use egressor::{
 use egressor_common::{FlowCounters, FlowKey, family};
 use egressor_tests::*;
 
-const AGENT_PROGRAMS: [&str; 4] = ["cgroup_ingress", "cgroup_egress", "tc_ingress", "tc_egress"];
+const AGENT_PROGRAMS: [&str; 4] =
+    ["egr_cg_ingress", "egr_cg_egress", "egr_tc_ingress", "egr_tc_egress"];
 
 fn helper_bin() -> String {
     egressor_bin().with_file_name("egressor-traffic").display().to_string()
@@ -100,12 +101,13 @@ fn per_packet_cost() {
     // The floors: empty programs of the same types, attached at the same places.
     let mut floor = EbpfLoader::new().load(EBPF_OBJECT).expect("load object");
     let root = File::open(cgroup2_root()).expect("cgroup root");
-    let noop_cg: &mut CgroupSkb = floor.program_mut("noop_cgroup").unwrap().try_into().unwrap();
+    let noop_cg: &mut CgroupSkb = floor.program_mut("egr_noop_cg").unwrap().try_into().unwrap();
     noop_cg.load().expect("load noop_cgroup");
     noop_cg.attach(&root, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single).unwrap();
     noop_cg.attach(&root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single).unwrap();
     ids.insert(noop_cg.info().unwrap().id());
-    let noop_tc: &mut SchedClassifier = floor.program_mut("noop_tc").unwrap().try_into().unwrap();
+    let noop_tc: &mut SchedClassifier =
+        floor.program_mut("egr_noop_tc").unwrap().try_into().unwrap();
     noop_tc.load().expect("load noop_tc");
     noop_tc.attach(&veth.host, TcAttachType::Ingress).unwrap();
     noop_tc.attach(&veth.host, TcAttachType::Egress).unwrap();
@@ -165,7 +167,7 @@ fn per_packet_cost() {
                 // one-way UDP flood): too few runs for a per-packet figure.
                 continue;
             }
-            let floor_name = if prog.starts_with("cgroup") { "noop_cgroup" } else { "noop_tc" };
+            let floor_name = if prog.starts_with("egr_cg") { "egr_noop_cg" } else { "egr_noop_tc" };
             let (_, floor_ns) = per_packet(floor_name);
             println!(
                 "| {name} | {prog} | {runs} | {ns_per:.1} | {floor_ns:.1} | {:.1} | {:.2} |",

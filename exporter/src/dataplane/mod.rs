@@ -14,7 +14,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, SchedClassifier,
         TcAttachType,
-        tc::{NlOptions, TcAttachOptions, qdisc_add_clsact},
+        tc::{NlOptions, TcAttachOptions, qdisc_add_clsact, qdisc_detach_program},
     },
 };
 use egressor_common::{
@@ -357,13 +357,13 @@ fn attach_cgroup(
     attachments: &mut Vec<Attachment>,
 ) -> Result<(), DataplaneError> {
     let dir = std::fs::File::open(cgroup).map_err(|e| DataplaneError::Attach {
-        program: "cgroup_ingress",
+        program: "egr_cg_ingress",
         target: cgroup.display().to_string(),
         source: ProgramError::IOError(e),
     })?;
     for (program, attach_type, direction) in [
-        ("cgroup_ingress", CgroupSkbAttachType::Ingress, Direction::Ingress),
-        ("cgroup_egress", CgroupSkbAttachType::Egress, Direction::Egress),
+        ("egr_cg_ingress", CgroupSkbAttachType::Ingress, Direction::Ingress),
+        ("egr_cg_egress", CgroupSkbAttachType::Egress, Direction::Egress),
     ] {
         let prog: &mut CgroupSkb = program_mut(ebpf, program)?;
         prog.load().map_err(|e| program_error(program, e))?;
@@ -405,7 +405,7 @@ fn attach_tc(
     if !tcx {
         match qdisc_add_clsact(&interface.name) {
             Ok(()) => debug!(interface = %interface.name, "added clsact qdisc"),
-            Err(e) if e.to_string().contains("exists") => {}
+            Err(e) if caused_by_errno(&e, libc::EEXIST) => {}
             Err(e) => {
                 return Err(DataplaneError::Attach {
                     program: "tc",
@@ -417,16 +417,19 @@ fn attach_tc(
     }
     let programs: [(&'static str, TcAttachType, Direction); 2] = if interface.ethernet {
         [
-            ("tc_ingress", TcAttachType::Ingress, Direction::Ingress),
-            ("tc_egress", TcAttachType::Egress, Direction::Egress),
+            ("egr_tc_ingress", TcAttachType::Ingress, Direction::Ingress),
+            ("egr_tc_egress", TcAttachType::Egress, Direction::Egress),
         ]
     } else {
         [
-            ("tc_ingress_l3", TcAttachType::Ingress, Direction::Ingress),
-            ("tc_egress_l3", TcAttachType::Egress, Direction::Egress),
+            ("egr_tc_ingress3", TcAttachType::Ingress, Direction::Ingress),
+            ("egr_tc_egress3", TcAttachType::Egress, Direction::Egress),
         ]
     };
     for (program, attach_type, direction) in programs {
+        if !tcx {
+            remove_stale_filter(&interface.name, attach_type, program);
+        }
         let prog: &mut SchedClassifier = program_mut(ebpf, program)?;
         if prog.fd().is_err() {
             prog.load().map_err(|e| program_error(program, e))?;
@@ -453,6 +456,20 @@ fn attach_tc(
     Ok(())
 }
 
+/// Removes clsact filters named like ours. TCX and cgroup links go away with the process
+/// that made them; netlink filters stay when an agent is killed (SIGKILL, OOM), and each
+/// restart would add another copy of the program to every packet's path.
+fn remove_stale_filter(interface: &str, attach_type: TcAttachType, program: &str) {
+    match qdisc_detach_program(interface, attach_type, program) {
+        Ok(()) => warn!(
+            interface,
+            program, "removed a filter left by an egressor that did not exit cleanly"
+        ),
+        Err(aya::programs::tc::TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => debug!(interface, program, error = %e, "looking for stale filters"),
+    }
+}
+
 fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataplaneError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
@@ -471,6 +488,18 @@ fn program_error(program: &'static str, source: ProgramError) -> DataplaneError 
     })
 }
 
+/// Whether `errno` is the cause of `e`, anywhere in its source chain.
+fn caused_by_errno(e: &(dyn std::error::Error + 'static), errno: i32) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<io::Error>().is_some_and(|io| io.raw_os_error() == Some(errno)) {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Turns an error caused by EPERM anywhere in its chain into
 /// [`DataplaneError::Privileges`], anything else into `other(e)`.
 fn privileges_or<E: std::error::Error + Send + Sync + 'static>(
@@ -478,14 +507,8 @@ fn privileges_or<E: std::error::Error + Send + Sync + 'static>(
     e: E,
     other: impl FnOnce(E) -> DataplaneError,
 ) -> DataplaneError {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<io::Error>()
-            && io.raw_os_error() == Some(libc::EPERM)
-        {
-            return DataplaneError::Privileges { action: action.to_owned(), source: Box::new(e) };
-        }
-        cause = c.source();
+    if caused_by_errno(&e, libc::EPERM) {
+        return DataplaneError::Privileges { action: action.to_owned(), source: Box::new(e) };
     }
     other(e)
 }
