@@ -58,8 +58,8 @@ pub fn count_cgroup(skb: &SkBuff, direction: Direction) {
     // SAFETY: bpf_skb_cgroup_id is allowed for cgroup_skb and only reads the socket.
     key.cgroup_id = unsafe { bpf_skb_cgroup_id(raw) };
     let egress = direction == Direction::Egress;
-    let headers = parse(skb, 0, u16::from_be(protocol as u16), egress, key);
-    record(skb, key, headers, skb.len());
+    let per_segment_headers = parse(skb, 0, u16::from_be(protocol as u16), egress, key);
+    record(skb, key, per_segment_headers, skb.len());
 }
 
 /// Counts a packet seen by a TC program. With `ETHERNET`, `skb->data` is at the Ethernet
@@ -74,7 +74,7 @@ pub fn count_tc<const ETHERNET: bool>(skb: &SkBuff, direction: Direction) {
     let key = new_key(&mut slot, Hook::Tc, direction);
     key.ifindex = ifindex;
     let egress = direction == Direction::Egress;
-    let (headers, l3_len) = if ETHERNET {
+    let (per_segment_headers, l3_len) = if ETHERNET {
         match skip_ethernet(skb) {
             Some((l3, ethertype)) => {
                 (parse(skb, l3, ethertype, egress, key), len.saturating_sub(l3 as u32))
@@ -85,7 +85,7 @@ pub fn count_tc<const ETHERNET: bool>(skb: &SkBuff, direction: Direction) {
     } else {
         (parse(skb, 0, u16::from_be(protocol as u16), egress, key), len)
     };
-    record(skb, key, headers, l3_len);
+    record(skb, key, per_segment_headers, l3_len);
 }
 
 /// Zeroes `slot` in place with seven 8-byte stores and sets hook and direction. Volatile
