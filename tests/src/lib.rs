@@ -288,6 +288,18 @@ pub fn cgroup2_root() -> PathBuf {
         .expect("a cgroup2 mount")
 }
 
+/// Waits for a quiet window on `dev` and asserts that the agent's TC totals (attributed plus
+/// overflow) equal the kernel's interface counters exactly in both directions, less the
+/// link-layer bytes the kernel counts and L3 does not: the Ethernet header of every frame,
+/// plus `extra_link_layer` bytes each way (VLAN tags). Returns the kernel's counters.
+pub fn assert_agent_matches_kernel(agent: &Agent, dev: &str, extra_link_layer: u64) -> IfStats {
+    let (kernel, rx, tx) = quiet_comparison(agent, dev);
+    let l3 = |bytes: u64, packets: u64| bytes - ETHERNET_HEADER * packets - extra_link_layer;
+    assert_eq!(rx, (l3(kernel.rx_bytes, kernel.rx_packets), kernel.rx_packets), "ingress");
+    assert_eq!(tx, (l3(kernel.tx_bytes, kernel.tx_packets), kernel.tx_packets), "egress");
+    kernel
+}
+
 /// Path of the `egressor` binary (built by scripts/test.sh before the tests run).
 pub fn egressor_bin() -> PathBuf {
     if let Ok(p) = std::env::var("EGRESSOR_BIN") {
