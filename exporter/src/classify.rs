@@ -14,10 +14,7 @@
 //! Documentation ranges (RFC 5737 TEST-NET, RFC 3849 2001:db8::/32) are *not* special here:
 //! tests use them as stand-ins for internet peers.
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::{collections::HashSet, net::IpAddr};
 
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
@@ -175,7 +172,6 @@ fn is_private(addr: IpAddr) -> bool {
                 || a.is_broadcast()
                 || a.is_unspecified()
                 || cgnat
-                || a == Ipv4Addr::UNSPECIFIED
         }
         IpAddr::V6(a) => {
             let seg0 = a.segments()[0];
@@ -183,7 +179,6 @@ fn is_private(addr: IpAddr) -> bool {
                 || (seg0 & 0xFFC0) == 0xFE80 // RFC 4291 link-local
                 || a.is_multicast()
                 || a.is_unspecified()
-                || a == Ipv6Addr::LOCALHOST
         }
     }
 }
