@@ -189,7 +189,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     );
     let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await;
 
-    info!("shutting down: final read, then detaching programs");
+    info!("shutting down: detaching programs");
     let _ = stop_tx.send(());
     if reader.join().is_err() {
         warn!("the reader thread panicked");

@@ -1,6 +1,6 @@
 //! The read loop: every interval, read the kernel maps, account the deltas, evict idle
 //! flows and publish a snapshot for scrapes. Runs on its own thread (map reads are
-//! syscalls) and does one last cycle before it stops, so a clean shutdown loses nothing.
+//! syscalls); when it stops, the dataplane it owns is dropped and the programs detach.
 
 use std::{
     sync::{
@@ -39,7 +39,7 @@ pub struct Reader {
 
 impl Reader {
     /// Runs cycles every `interval` until `stop` receives (or its sender is dropped), then
-    /// runs a final cycle and returns, detaching the programs.
+    /// returns, detaching the programs.
     pub fn run(mut self, interval: Duration, stop: Receiver<()>) {
         loop {
             if self.cycle_logged() {
@@ -50,7 +50,6 @@ impl Reader {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        self.cycle_logged();
         debug!("reader stopped; detaching programs");
     }
 
