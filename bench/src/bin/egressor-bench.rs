@@ -102,13 +102,13 @@ fn per_packet_cost() {
     let mut floor = EbpfLoader::new().load(EBPF_OBJECT).expect("load object");
     let root = File::open(cgroup2_root()).expect("cgroup root");
     let noop_cg: &mut CgroupSkb = floor.program_mut("egr_noop_cg").unwrap().try_into().unwrap();
-    noop_cg.load().expect("load noop_cgroup");
+    noop_cg.load().expect("load egr_noop_cg");
     noop_cg.attach(&root, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single).unwrap();
     noop_cg.attach(&root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single).unwrap();
     ids.insert(noop_cg.info().unwrap().id());
     let noop_tc: &mut SchedClassifier =
         floor.program_mut("egr_noop_tc").unwrap().try_into().unwrap();
-    noop_tc.load().expect("load noop_tc");
+    noop_tc.load().expect("load egr_noop_tc");
     noop_tc.attach(&veth.host, TcAttachType::Ingress).unwrap();
     noop_tc.attach(&veth.host, TcAttachType::Egress).unwrap();
     ids.insert(noop_tc.info().unwrap().id());
