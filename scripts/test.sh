@@ -11,6 +11,14 @@ bash scripts/setup.sh
 
 step() { printf '\n[test] %s\n' "$*" >&2; }
 
+# Every `cargo test` run is logged here so the last line can sum them up.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo_test() {
+  cargo test "$@" 2>&1 | tee -a "$results"
+  return "${PIPESTATUS[0]}"
+}
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -21,9 +29,13 @@ step "cargo clippy (eBPF programs, bpfel-unknown-none, -D warnings)"
 (cd ebpf && cargo +nightly clippy --locked --release --target bpfel-unknown-none -Z build-std=core -- -D warnings)
 
 step "unit tests"
-cargo test --locked -p egressor-common -p egressor
+cargo_test --locked -p egressor-common -p egressor
 
 step "end-to-end tests (real programs, real kernel, real traffic)"
 cargo build --locked -p egressor
 # One at a time: each test owns the cgroup root's hooks and its own namespaces.
-cargo test --locked -p egressor-tests -- --test-threads=1
+cargo_test --locked -p egressor-tests -- --test-threads=1
+
+# One closing line for everything above, e.g. "all: 62 passed, 0 failed".
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+     END { printf "all: %d passed, %d failed\n", p, f }' "$results"

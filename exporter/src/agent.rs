@@ -144,6 +144,14 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         .map_err(|source| AgentError::Http { address: args.listen_address, source })?;
 
     let dataplane = tokio::task::block_in_place(|| Dataplane::load(&plan.dataplane))?;
+    info!(
+        flow_map_max_entries = plan.dataplane.max_flows,
+        prices = %format!("{} {}", plan.prices.provider, plan.prices.region),
+        node_zone = plan.file.node.zone.as_deref().unwrap_or("(unknown)"),
+        node_region = plan.file.node.region.as_deref().unwrap_or("(unknown)"),
+        networks = plan.file.networks.len(),
+        "counting"
+    );
     let prices = Arc::new(plan.prices);
     let snapshot = Arc::new(SharedSnapshot::default());
     let (registry, self_metrics) =
