@@ -169,34 +169,44 @@ impl<L: Copy + Eq + Hash> Accounting<L> {
         }
     }
 
-    /// Records the kernel's current totals for `key`. `labels` is called only for flows
-    /// seen for the first time (or after a relabel). One hash lookup per call.
+    /// Records the kernel's current totals for `key`. One hash lookup per call.
+    ///
+    /// `labels` returns a flow's label set and whether it is settled. It is called for flows
+    /// seen for the first time, after a relabel, and at every observation of a flow whose
+    /// labels were not settled (its cgroup was not found yet): such a flow's later deltas
+    /// move to the right label set as soon as attribution succeeds.
     pub fn observe(
         &mut self,
         key: FlowKey,
         now: FlowCounters,
-        labels: &mut impl FnMut(&FlowKey) -> L,
+        labels: &mut impl FnMut(&FlowKey) -> (L, bool),
     ) {
         let (generation, cycle) = (self.label_generation, self.cycle);
         let table = &mut self.table;
+        // A generation no cycle ever has: the flow is labelled again at its next read.
+        let generation_of = |settled: bool| if settled { generation } else { u64::MAX };
         let tracked = match self.flows.entry(key) {
             Entry::Occupied(e) => {
                 let t = e.into_mut();
                 if t.label_generation != generation {
-                    let series = table.attach(labels(&key), cycle);
+                    let (labels, settled) = labels(&key);
+                    let series = table.attach(labels, cycle);
                     table.detach(t.series);
                     t.series = series;
-                    t.label_generation = generation;
+                    t.label_generation = generation_of(settled);
                 }
                 t
             }
-            Entry::Vacant(e) => e.insert(Tracked {
-                last: FlowCounters::default(),
-                series: table.attach(labels(&key), cycle),
-                label_generation: generation,
-                idle_cycles: 0,
-                seen_in_cycle: cycle,
-            }),
+            Entry::Vacant(e) => {
+                let (labels, settled) = labels(&key);
+                e.insert(Tracked {
+                    last: FlowCounters::default(),
+                    series: table.attach(labels, cycle),
+                    label_generation: generation_of(settled),
+                    idle_cycles: 0,
+                    seen_in_cycle: cycle,
+                })
+            }
         };
         let delta = delta(tracked.last, now);
         table.add(tracked.series, delta, cycle);
@@ -277,14 +287,15 @@ mod tests {
     }
 
     /// Ports 1 and 2 share the label set "web"; others get their own.
-    fn labels_by_port(k: &FlowKey) -> &'static str {
-        match k.port {
+    fn labels_by_port(k: &FlowKey) -> (&'static str, bool) {
+        let labels = match k.port {
             1 | 2 => "web",
             5 => "p5",
             7 => "p7",
             9 => "p9",
             _ => "other",
-        }
+        };
+        (labels, true)
     }
 
     fn totals(a: &Accounting<&'static str>, labels: &str) -> Totals {
@@ -374,7 +385,7 @@ mod tests {
         a.begin_cycle(false);
         a.observe(key(1), c(10, 1), &mut first);
         a.end_cycle();
-        let mut second = |_: &FlowKey| "moved";
+        let mut second = |_: &FlowKey| ("moved", true);
         a.begin_cycle(true);
         a.observe(key(1), c(25, 2), &mut second);
         a.end_cycle();
@@ -409,5 +420,24 @@ mod tests {
         a.end_cycle();
         assert_eq!(totals(&a, "p5"), Totals { bytes: 4, packets: 1 }, "a new series");
         assert_eq!(totals(&a, "web"), Totals { bytes: 60, packets: 6 });
+    }
+
+    #[test]
+    fn unsettled_labels_are_retried_and_later_deltas_move() {
+        let mut a = Accounting::new(5, 1000);
+        let mut unknown = |_: &FlowKey| ("unknown", false);
+        a.begin_cycle(false);
+        a.observe(key(3), c(10, 1), &mut unknown);
+        a.end_cycle();
+        let mut found = |_: &FlowKey| ("app", true);
+        a.begin_cycle(false);
+        a.observe(key(3), c(25, 2), &mut found);
+        a.end_cycle();
+        let mut never_again = |_: &FlowKey| -> (&'static str, bool) { panic!("settled") };
+        a.begin_cycle(false);
+        a.observe(key(3), c(30, 3), &mut never_again);
+        a.end_cycle();
+        assert_eq!(totals(&a, "unknown"), Totals { bytes: 10, packets: 1 });
+        assert_eq!(totals(&a, "app"), Totals { bytes: 20, packets: 2 });
     }
 }

@@ -98,22 +98,28 @@ impl Attributor {
         self.classifier.set_host_addresses(host_addresses)
     }
 
-    /// The label set `key`'s bytes are counted under, as a compact key.
-    pub fn label_key(&mut self, key: &FlowKey) -> LabelKey {
+    /// The label set `key`'s bytes are counted under, as a compact key, and whether it is
+    /// settled: `false` while the flow's cgroup has not been found (it may have been created
+    /// after this cycle's walk of the tree), so that the caller asks again next cycle.
+    pub fn label_key(&mut self, key: &FlowKey) -> (LabelKey, bool) {
         let hook = if key.hook == Hook::Tc as u8 { HookLabel::Tc } else { HookLabel::Cgroup };
-        let (workload, interface) = match hook {
-            HookLabel::Cgroup => (self.workload(key.cgroup_id), 0),
-            HookLabel::Tc => (0, key.ifindex),
+        let (workload, interface, settled) = match hook {
+            HookLabel::Cgroup => {
+                let (workload, known) = self.workload(key.cgroup_id);
+                (workload, 0, known)
+            }
+            HookLabel::Tc => (0, key.ifindex, true),
         };
         let remote = self.classifier.classify(remote_address(key));
-        LabelKey {
+        let labels = LabelKey {
             hook,
             direction: Direction::from_u8(key.direction).into(),
             traffic_class: remote.class,
             interface,
             workload,
             remote: remote.network.map_or(0, |i| self.remote_of_network[i]),
-        }
+        };
+        (labels, settled)
     }
 
     /// The labels a [`LabelKey`] stands for.
@@ -138,9 +144,10 @@ impl Attributor {
         }
     }
 
-    fn workload(&mut self, cgroup_id: u64) -> u32 {
+    /// The interned workload of a cgroup, and whether the cgroup was found.
+    fn workload(&mut self, cgroup_id: u64) -> (u32, bool) {
         if let Some(&id) = self.workload_of_cgroup.get(&cgroup_id) {
-            return id;
+            return (id, true);
         }
         let name = self.cgroups.resolve(cgroup_id);
         let known = &*name != UNKNOWN_WORKLOAD;
@@ -148,7 +155,7 @@ impl Attributor {
         if known {
             self.workload_of_cgroup.insert(cgroup_id, id);
         }
-        id
+        (id, known)
     }
 }
 
@@ -226,9 +233,13 @@ mod tests {
             k.remote_addr[0] = u32::from_ne_bytes(remote);
             k
         };
-        let app_a = a.label_key(&flow(ino("a/app.service"), [10, 1, 0, 1]));
-        let app_b = a.label_key(&flow(ino("b/app.service"), [10, 2, 0, 1]));
-        let db = a.label_key(&flow(ino("c/db.service"), [10, 1, 0, 1]));
+        let (app_a, settled) = a.label_key(&flow(ino("a/app.service"), [10, 1, 0, 1]));
+        assert!(settled);
+        let (app_b, _) = a.label_key(&flow(ino("b/app.service"), [10, 2, 0, 1]));
+        let (db, _) = a.label_key(&flow(ino("c/db.service"), [10, 1, 0, 1]));
+        let (gone, settled) = a.label_key(&flow(u64::MAX, [10, 1, 0, 1]));
+        assert!(!settled, "an unknown cgroup is asked about again");
+        assert_eq!(&*a.labels(&gone).workload, UNKNOWN_WORKLOAD);
         assert_eq!(app_a, app_b, "same workload name, same network name and zone");
         assert_ne!(app_a, db);
         let labels = a.labels(&app_a);

@@ -272,9 +272,15 @@ fn read_cycle() {
     let mut dataplane = Dataplane::load(&options).expect("load dataplane");
     let cpus = dataplane.cpus();
     let root = cgroup2_root();
+    // 50 real workloads (cgroups), so attribution resolves them as on a busy node.
+    let cgroups: Vec<Cgroup> = (0..50).map(|_| Cgroup::new("rc")).collect();
+    let ids: Vec<u64> = cgroups
+        .iter()
+        .map(|c| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&c.path).unwrap()))
+        .collect();
     for i in 0..FLOWS {
         let mut key = FlowKey {
-            cgroup_id: 1 + u64::from(i % 50),
+            cgroup_id: ids[i as usize % ids.len()],
             direction: (i % 2) as u8,
             ..FlowKey::zeroed()
         };
