@@ -1,8 +1,9 @@
 //! Host attribution: cgroup id → cgroup path → workload name.
 //!
 //! The kernel keys flows by `bpf_skb_cgroup_id`, which is the inode number of the socket's
-//! cgroup v2 directory. [`CgroupResolver`] walks the cgroup2 tree to map ids to paths and
-//! names each path's workload:
+//! cgroup v2 directory. [`CgroupResolver`] opens the directory straight from the id
+//! (`open_by_handle_at` with a kernfs file handle, as systemd and bpftool do; it needs
+//! CAP_DAC_READ_SEARCH) and falls back to walking the tree, then names the path's workload:
 //! - a container (`docker-<id>.scope`, `cri-containerd-<id>.scope`, `crio-<id>.scope`,
 //!   `libpod-<id>.scope`, or a bare 64-hex-digit directory) → `container/<first 12 hex>`;
 //! - a systemd unit (`*.service`, `*.scope`) → the unit's name;
@@ -89,6 +90,8 @@ pub fn check_cgroup_dir(path: &Path) -> Result<(), ConfigError> {
 /// Maps cgroup ids to workload names, rescanning the tree when it meets an unknown id.
 pub struct CgroupResolver {
     root: PathBuf,
+    /// The cgroup2 root, open for `open_by_handle_at`; `None` once the kernel refused it.
+    root_dir: Option<std::fs::File>,
     names: HashMap<u64, Arc<str>>,
     unknown: Arc<str>,
     /// Read cycle, and the last cycle in which the tree was walked.
@@ -99,7 +102,11 @@ pub struct CgroupResolver {
 impl CgroupResolver {
     /// A resolver for the cgroup tree under `root` (the attach point).
     pub fn new(root: PathBuf) -> Self {
+        // File handles only mean cgroup ids on the cgroup2 file system itself.
+        let is_cgroup2 = nix::sys::statfs::statfs(&root)
+            .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
         Self {
+            root_dir: if is_cgroup2 { std::fs::File::open(&root).ok() } else { None },
             root,
             names: HashMap::new(),
             unknown: UNKNOWN_WORKLOAD.into(),
@@ -113,11 +120,28 @@ impl CgroupResolver {
         self.generation += 1;
     }
 
-    /// The workload name of cgroup `id`; walks the tree at most once per cycle, so ids of
-    /// cgroups removed before the agent saw them cost one walk per cycle, not one each.
+    /// The workload name of cgroup `id`. Without `open_by_handle_at`, walks the tree at most
+    /// once per cycle, so ids of cgroups removed before the agent saw them cost one walk per
+    /// cycle, not one each.
     pub fn resolve(&mut self, id: u64) -> Arc<str> {
         if let Some(name) = self.names.get(&id) {
             return name.clone();
+        }
+        if let Some(dir) = &self.root_dir {
+            match path_of_cgroup_id(dir, id) {
+                Ok(Some(path)) => {
+                    let relative = path.strip_prefix(&self.root).unwrap_or(&path);
+                    let name: Arc<str> = workload_name(relative).into();
+                    self.names.insert(id, name.clone());
+                    return name;
+                }
+                // No such cgroup (any more): walking the tree would not find it either.
+                Ok(None) => return self.unknown.clone(),
+                Err(e) => {
+                    tracing::info!(error = %e, "cgroup ids resolve by walking the tree (open_by_handle_at needs CAP_DAC_READ_SEARCH)");
+                    self.root_dir = None;
+                }
+            }
         }
         if self.scanned_in != Some(self.generation) {
             self.rescan();
@@ -143,6 +167,45 @@ impl CgroupResolver {
             self.names.insert(id, workload_name(relative).into());
         }
     }
+}
+
+/// `handle_type` of kernfs file handles (`FILEID_KERNFS`, include/linux/exportfs.h): the
+/// handle is the 64-bit kernfs node id, which is what `bpf_skb_cgroup_id` returns.
+const FILEID_KERNFS: i32 = 0xfe;
+
+/// The absolute path of cgroup `id` under the cgroup2 mount `root`: `Ok(None)` when no such
+/// cgroup exists; an error when the kernel refuses file handles (no CAP_DAC_READ_SEARCH,
+/// or a file system without them).
+fn path_of_cgroup_id(root: &std::fs::File, id: u64) -> std::io::Result<Option<PathBuf>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// `struct file_handle` with room for the 8-byte kernfs id.
+    #[repr(C)]
+    struct KernfsHandle {
+        handle_bytes: u32,
+        handle_type: i32,
+        id: u64,
+    }
+    let handle = KernfsHandle { handle_bytes: 8, handle_type: FILEID_KERNFS, id };
+    // SAFETY: open_by_handle_at reads a file_handle of `handle_bytes` payload from a valid
+    // pointer; the returned descriptor, if any, is ours to own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            root.as_raw_fd(),
+            &handle as *const KernfsHandle,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ESTALE) | Some(libc::ENOENT) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: a descriptor the kernel just returned to us.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).map(Some)
 }
 
 /// Names the workload that owns cgroup `relative` (a path below the cgroup root).
@@ -193,6 +256,31 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(workload_name(Path::new(path)), want, "{path}");
         }
+    }
+
+    #[test]
+    fn cgroup_ids_open_by_handle() {
+        // Needs root (CAP_DAC_READ_SEARCH) and a cgroup2 mount; the resolver falls back to
+        // walking the tree otherwise, which the test below covers.
+        let Ok(root) = find_cgroup2_mount() else {
+            eprintln!("SKIPPED cgroup_ids_open_by_handle: no cgroup2 mount");
+            return;
+        };
+        let dir = root.join(format!("egressor-handle-{}", std::process::id()));
+        if std::fs::create_dir(&dir).is_err() {
+            let required = std::env::var("EGRESSOR_REQUIRE_BPF").as_deref() == Ok("1");
+            assert!(!required, "cannot create a cgroup under {}", root.display());
+            eprintln!("SKIPPED cgroup_ids_open_by_handle: cannot create a cgroup (not root)");
+            return;
+        }
+        let id = std::fs::metadata(&dir).unwrap().ino();
+        let root_dir = std::fs::File::open(&root).unwrap();
+        let found = path_of_cgroup_id(&root_dir, id);
+        std::fs::remove_dir(&dir).unwrap();
+        assert_eq!(found.unwrap(), Some(dir.clone()));
+        assert_eq!(path_of_cgroup_id(&root_dir, id).unwrap(), None, "removed: no such cgroup");
+        let mut resolver = CgroupResolver::new(root);
+        assert_eq!(&*resolver.resolve(id), UNKNOWN_WORKLOAD);
     }
 
     #[test]
