@@ -710,3 +710,31 @@ pub fn stop_and_assert_detached(agent: Agent, programs: &std::collections::HashS
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Every key of the `FLOWS` map of the agent whose programs are `programs` (ids from
+/// [`start_agent_tracking_programs`]): the kernel's own view of the flows, to check what
+/// the parser put in a key.
+pub fn kernel_flow_keys(
+    programs: &std::collections::HashSet<u32>,
+) -> Vec<egressor_common::FlowKey> {
+    use aya::maps::{Map, MapData, PerCpuHashMap};
+    use egressor_common::{FlowCounters, FlowKey};
+    let map_ids: std::collections::HashSet<u32> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| programs.contains(&p.id()))
+        .filter_map(|p| p.map_ids().ok().flatten())
+        .flatten()
+        .collect();
+    for id in map_ids {
+        let Ok(info) = aya::maps::MapInfo::from_id(id) else { continue };
+        if info.name_as_str() != Some(egressor_common::FLOWS_MAP) {
+            continue;
+        }
+        let data = MapData::from_id(id).expect("open FLOWS by id");
+        let map = Map::from_map_data(data).expect("FLOWS as a map");
+        let flows: PerCpuHashMap<_, FlowKey, FlowCounters> =
+            PerCpuHashMap::try_from(map).expect("FLOWS is a per-CPU hash");
+        return flows.keys().filter_map(Result::ok).collect();
+    }
+    panic!("no FLOWS map among the agent's programs' maps");
+}

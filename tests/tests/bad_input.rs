@@ -5,6 +5,7 @@
 
 use std::process::{Command, Output};
 
+use egressor_common::{Direction, FlowKey, Hook};
 use egressor_tests::*;
 
 const HELPER: &str = env!("CARGO_BIN_EXE_egressor-traffic");
@@ -128,7 +129,7 @@ fn odd_packets_neither_stop_the_agent_nor_lose_bytes() {
     }
     let ns = Netns::new("bi");
     let veth = Veth::new("b", &ns, false);
-    let agent = Agent::start(&["--interface", &veth.host]);
+    let (agent, programs) = start_agent_tracking_programs(&["--interface", &veth.host]);
     veth.up();
     // Crafted frames into the host (TC ingress) and out of it (TC egress), twice each.
     for _ in 0..2 {
@@ -153,5 +154,57 @@ fn odd_packets_neither_stop_the_agent_nor_lose_bytes() {
     let non_ip = m.sum("egressor_flow_bytes_total", &[("traffic_class", "non_ip")]);
     assert!(non_ip >= 4.0 * 34.0, "non-IP bytes {non_ip}");
     assert_eq!(agent.get("/healthz").map(|r| r.0), Some(200));
-    assert!(agent.stop().success());
+
+    // What the parser put in the kernel's keys for the crafted frames that arrived (TC
+    // ingress), each checked against the frame as built in egressor-traffic.
+    let keys: Vec<FlowKey> = kernel_flow_keys(&programs)
+        .into_iter()
+        .filter(|k| k.hook == Hook::Tc as u8 && k.direction == Direction::Ingress as u8)
+        .collect();
+    let has = |family: u8, protocol: u8, port: u16, remote: Option<&str>| {
+        keys.iter().any(|k| {
+            k.family == family
+                && k.protocol == protocol
+                && k.port == port
+                && remote.is_none_or(|r| k.remote_addr == words(r))
+        })
+    };
+    let (v4, v6) = (egressor_common::family::IPV4, egressor_common::family::IPV6);
+    let cases = [
+        (
+            "IPv6 hop-by-hop → routing → dest-opts → fragment → UDP: service port 9000",
+            has(v6, 17, 9000, Some(PEER.v6)),
+        ),
+        (
+            "IPv6 non-first fragment: protocol from the fragment header, no port",
+            has(v6, 17, 0, Some(PEER.v6)),
+        ),
+        (
+            "IPv6 chain longer than the walk: stops at the 7th header (dest-opts, 60)",
+            has(v6, 60, 0, Some(PEER.v6)),
+        ),
+        ("802.1Q-tagged IPv4 UDP: service port 9000", has(v4, 17, 9000, Some(PEER.v4))),
+        ("IPv4 non-first fragment: no port", has(v4, 17, 0, Some(PEER.v4))),
+        ("TCP header cut short: protocol kept, no port", has(v4, 6, 0, Some(PEER.v4))),
+        (
+            "unknown EtherType kept in the port field",
+            has(egressor_common::family::NON_IP, 0, 0x88B5, None),
+        ),
+    ];
+    let missing: Vec<_> = cases.iter().filter(|(_, ok)| !ok).map(|(what, _)| *what).collect();
+    assert!(missing.is_empty(), "keys missing: {missing:?}\nkeys: {keys:#?}");
+    stop_and_assert_detached(agent, &programs);
+}
+
+/// An address as the key stores it.
+fn words(addr: &str) -> [u32; 4] {
+    let bytes = match addr.parse::<std::net::IpAddr>().expect("address") {
+        std::net::IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            b
+        }
+        std::net::IpAddr::V6(a) => a.octets(),
+    };
+    FlowKey::address_words(&bytes)
 }
