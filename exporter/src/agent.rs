@@ -183,7 +183,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let reader = std::thread::Builder::new()
         .name("egressor-reader".into())
         .spawn(move || reader.run(interval, stop_rx))
-        .map_err(|source| AgentError::Http { address: args.listen_address, source })?;
+        .map_err(AgentError::Reader)?;
 
     let state = AppState {
         registry: Arc::new(registry),

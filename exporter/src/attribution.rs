@@ -54,11 +54,10 @@ pub struct Attributor {
     classifier: Classifier,
     interfaces: HashMap<u32, Arc<str>>,
     workloads: Interner<Arc<str>>,
-    /// Workload id of each cgroup id resolved so far (unknown ones are not cached).
-    workload_of_cgroup: HashMap<u64, u32, RandomState>,
     remotes: Interner<(Arc<str>, Arc<str>)>,
     /// Interned (name, zone) of each configured network, by its index.
     remote_of_network: Vec<u32>,
+    empty: Arc<str>,
 }
 
 impl Attributor {
@@ -84,9 +83,9 @@ impl Attributor {
             cgroups,
             classifier,
             interfaces,
-            workloads: Interner::new(empty),
-            workload_of_cgroup: HashMap::default(),
+            workloads: Interner::new(empty.clone()),
             remotes,
+            empty,
             remote_of_network,
         }
     }
@@ -126,7 +125,7 @@ impl Attributor {
     pub fn labels(&self, key: &LabelKey) -> FlowLabels {
         let (remote, remote_zone) = self.remotes.get(key.remote).clone();
         let interface = match key.hook {
-            HookLabel::Cgroup => self.workloads.get(0).clone(),
+            HookLabel::Cgroup => self.empty.clone(),
             HookLabel::Tc => self
                 .interfaces
                 .get(&key.interface)
@@ -144,29 +143,18 @@ impl Attributor {
         }
     }
 
-    /// The interned workload of a cgroup, and whether the cgroup was found.
+    /// The interned workload of a cgroup (the resolver caches names by id), and whether the
+    /// cgroup was found. Called when a flow is first seen, not per read.
     fn workload(&mut self, cgroup_id: u64) -> (u32, bool) {
-        if let Some(&id) = self.workload_of_cgroup.get(&cgroup_id) {
-            return (id, true);
-        }
         let name = self.cgroups.resolve(cgroup_id);
         let known = &*name != UNKNOWN_WORKLOAD;
-        let id = self.workloads.intern(name);
-        if known {
-            self.workload_of_cgroup.insert(cgroup_id, id);
-        }
-        (id, known)
+        (self.workloads.intern(name), known)
     }
 }
 
 /// The remote address of a flow key, `None` for non-IP frames.
 pub fn remote_address(key: &FlowKey) -> Option<IpAddr> {
     address(key.family, &key.remote_addr)
-}
-
-/// The local address of a flow key, `None` for non-IP frames.
-pub fn local_address(key: &FlowKey) -> Option<IpAddr> {
-    address(key.family, &key.local_addr)
 }
 
 fn address(fam: u8, words: &[u32; 4]) -> Option<IpAddr> {

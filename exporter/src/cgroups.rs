@@ -92,7 +92,7 @@ pub struct CgroupResolver {
     root: PathBuf,
     /// The cgroup2 root, open for `open_by_handle_at`; `None` once the kernel refused it.
     root_dir: Option<std::fs::File>,
-    names: HashMap<u64, Arc<str>>,
+    names: HashMap<u64, Arc<str>, foldhash::fast::RandomState>,
     unknown: Arc<str>,
     /// Read cycle, and the last cycle in which the tree was walked.
     generation: u64,
@@ -108,7 +108,7 @@ impl CgroupResolver {
         Self {
             root_dir: if is_cgroup2 { std::fs::File::open(&root).ok() } else { None },
             root,
-            names: HashMap::new(),
+            names: HashMap::default(),
             unknown: UNKNOWN_WORKLOAD.into(),
             generation: 0,
             scanned_in: None,

@@ -92,6 +92,9 @@ pub enum AgentError {
     /// Loading or attaching the eBPF programs failed.
     #[error(transparent)]
     Dataplane(#[from] crate::dataplane::DataplaneError),
+    /// The reader thread could not be started.
+    #[error("starting the map reader thread")]
+    Reader(#[source] std::io::Error),
     /// The HTTP listener could not be opened or failed.
     #[error("serving HTTP on {address}")]
     Http {

@@ -11,8 +11,8 @@
 //! ```
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, UdpSocket},
+    io::Write,
+    net::{SocketAddr, UdpSocket},
     time::Duration,
 };
 
@@ -64,14 +64,8 @@ fn udp_send(target: SocketAddr, count: usize, size: usize, echo: bool) {
 }
 
 fn udp_echo(bind: SocketAddr, count: usize) {
-    let socket = UdpSocket::bind(bind).expect("bind");
-    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut buf = vec![0; 65_536];
-    for _ in 0..count {
-        let (n, from) = socket.recv_from(&mut buf).expect("datagram");
-        socket.send_to(&buf[..n], from).expect("echo");
-    }
-    println!("echoed={count}");
+    let echoed = egressor_tests::udp_echo(&bind.to_string(), count).join().expect("echo");
+    println!("echoed={echoed}");
 }
 
 fn udp_spray(ip: &str, first: u16, ports: usize, size: usize) {
@@ -93,20 +87,11 @@ fn tcp_send(target: SocketAddr, bytes: u64) {
 }
 
 fn tcp_sink(bind: SocketAddr) {
-    let listener = TcpListener::bind(bind).expect("bind");
-    println!("listening={}", listener.local_addr().expect("addr"));
+    // The harness binds before it returns: the peer may connect once this line is out.
+    let sink = egressor_tests::tcp_sink(&bind.to_string());
+    println!("listening={bind}");
     std::io::stdout().flush().expect("flush");
-    let (mut s, _) = listener.accept().expect("accept");
-    let mut buf = vec![0; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        match s.read(&mut buf).expect("read") {
-            0 => break,
-            n => total += n as u64,
-        }
-    }
-    drop(s);
-    println!("received={total}");
+    println!("received={}", sink.join().expect("sink"));
 }
 
 /// Sends frames a flow parser must survive, from the namespace side of the veth. Prints
