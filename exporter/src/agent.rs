@@ -16,6 +16,7 @@ use crate::{
     cgroups::{CgroupResolver, check_cgroup_dir, find_cgroup2_mount},
     classify::Classifier,
     cli::{AgentArgs, HookMode},
+    cloud::sources::{CloudRanges, SourceMetrics},
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, Interface},
     error::{AgentError, ConfigError},
@@ -58,6 +59,10 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
         None => FileConfig::default(),
     };
     let prices = PriceSheet::load(args.prices.as_deref())?;
+    // Unless told otherwise, the node runs where its price sheet applies.
+    let mut file = file;
+    file.node.provider.get_or_insert(prices.provider);
+    file.node.region.get_or_insert_with(|| prices.region.clone());
 
     let (use_cgroup, use_tc) = match args.hook {
         HookMode::Auto => (args.interfaces.is_empty(), !args.interfaces.is_empty()),
@@ -154,8 +159,17 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     );
     let prices = Arc::new(plan.prices);
     let snapshot = Arc::new(SharedSnapshot::default());
-    let (registry, self_metrics) =
+    let (mut registry, self_metrics) =
         registry(snapshot.clone(), prices.clone(), dataplane.attachments(), dataplane.capacity());
+    let range_metrics = SourceMetrics::default();
+    range_metrics.register(&mut registry);
+    let ranges = tokio::task::block_in_place(|| {
+        CloudRanges::start(plan.file.cloud_ranges.clone(), range_metrics)
+    });
+    let cloud_table = ranges.shared();
+    if ranges.has_urls() {
+        tokio::spawn(ranges.refresh_forever());
+    }
     let ready = Arc::new(AtomicBool::new(false));
 
     let interfaces: HashMap<u32, Arc<str>> =
@@ -170,7 +184,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         ),
         attributor: Attributor::new(
             CgroupResolver::new(cgroup_root),
-            Classifier::new(&plan.file),
+            Classifier::new(&plan.file, cloud_table),
             &plan.file,
             interfaces,
         ),

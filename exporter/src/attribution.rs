@@ -54,10 +54,23 @@ pub struct Attributor {
     classifier: Classifier,
     interfaces: HashMap<u32, Arc<str>>,
     workloads: Interner<Arc<str>>,
-    remotes: Interner<(Arc<str>, Arc<str>)>,
-    /// Interned (name, zone) of each configured network, by its index.
+    remotes: Interner<RemoteLabels>,
+    /// Interned remote labels of each configured network, by its index.
     remote_of_network: Vec<u32>,
+    /// Interned remote labels by [`CloudMatch::id`](crate::cloud::CloudMatch) of the current
+    /// cloud table (cleared when the table changes).
+    remote_of_cloud: HashMap<u64, u32, RandomState>,
     empty: Arc<str>,
+}
+
+/// The labels that describe the remote end.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+struct RemoteLabels {
+    name: Arc<str>,
+    zone: Arc<str>,
+    region: Arc<str>,
+    provider: &'static str,
+    service: Arc<str>,
 }
 
 impl Attributor {
@@ -70,13 +83,25 @@ impl Attributor {
         interfaces: HashMap<u32, Arc<str>>,
     ) -> Self {
         let empty: Arc<str> = "".into();
-        let mut remotes = Interner::new((empty.clone(), empty.clone()));
+        let mut remotes = Interner::new(RemoteLabels {
+            name: empty.clone(),
+            zone: empty.clone(),
+            region: empty.clone(),
+            provider: "",
+            service: empty.clone(),
+        });
+        let text = |v: &Option<String>| v.as_deref().map_or_else(|| empty.clone(), Arc::from);
         let remote_of_network = config
             .networks
             .iter()
             .map(|n| {
-                let zone = n.zone.as_deref().map_or_else(|| empty.clone(), Arc::from);
-                remotes.intern((n.name.as_str().into(), zone))
+                remotes.intern(RemoteLabels {
+                    name: n.name.as_str().into(),
+                    zone: text(&n.zone),
+                    region: text(&n.region),
+                    provider: "",
+                    service: empty.clone(),
+                })
             })
             .collect();
         Self {
@@ -87,6 +112,7 @@ impl Attributor {
             remotes,
             empty,
             remote_of_network,
+            remote_of_cloud: HashMap::default(),
         }
     }
 
@@ -94,7 +120,11 @@ impl Attributor {
     /// cached labels must be recomputed.
     pub fn next_cycle(&mut self, host_addresses: HashSet<IpAddr>) -> bool {
         self.cgroups.next_cycle();
-        self.classifier.set_host_addresses(host_addresses)
+        let cloud_changed = self.classifier.refresh_cloud();
+        if cloud_changed {
+            self.remote_of_cloud.clear();
+        }
+        self.classifier.set_host_addresses(host_addresses) | cloud_changed
     }
 
     /// The label set `key`'s bytes are counted under, as a compact key, and whether it is
@@ -110,20 +140,33 @@ impl Attributor {
             HookLabel::Tc => (0, key.ifindex, true),
         };
         let remote = self.classifier.classify(remote_address(key));
+        let remote_id = match (remote.network, remote.cloud) {
+            (Some(i), _) => self.remote_of_network[i],
+            (None, Some(m)) => *self.remote_of_cloud.entry(m.id).or_insert_with(|| {
+                self.remotes.intern(RemoteLabels {
+                    name: self.empty.clone(),
+                    zone: self.empty.clone(),
+                    region: m.region.into(),
+                    provider: m.provider.as_str(),
+                    service: m.service.into(),
+                })
+            }),
+            (None, None) => 0,
+        };
         let labels = LabelKey {
             hook,
             direction: Direction::from_u8(key.direction).into(),
             traffic_class: remote.class,
             interface,
             workload,
-            remote: remote.network.map_or(0, |i| self.remote_of_network[i]),
+            remote: remote_id,
         };
         (labels, settled)
     }
 
     /// The labels a [`LabelKey`] stands for.
     pub fn labels(&self, key: &LabelKey) -> FlowLabels {
-        let (remote, remote_zone) = self.remotes.get(key.remote).clone();
+        let remote = self.remotes.get(key.remote).clone();
         let interface = match key.hook {
             HookLabel::Cgroup => self.empty.clone(),
             HookLabel::Tc => self
@@ -138,8 +181,11 @@ impl Attributor {
             direction: key.direction,
             traffic_class: key.traffic_class,
             workload: self.workloads.get(key.workload).clone(),
-            remote,
-            remote_zone,
+            remote: remote.name,
+            remote_zone: remote.zone,
+            remote_region: remote.region,
+            remote_provider: remote.provider,
+            remote_service: remote.service,
         }
     }
 
@@ -207,7 +253,7 @@ mod tests {
         .unwrap();
         let mut a = Attributor::new(
             CgroupResolver::new(root.clone()),
-            Classifier::new(&config),
+            Classifier::new(&config, Arc::default()),
             &config,
             HashMap::new(),
         );

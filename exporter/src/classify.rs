@@ -9,18 +9,25 @@
 //! 4. special-purpose addresses that never leave a private network — RFC 1918, RFC 4193
 //!    unique local, RFC 6598 CGNAT, RFC 3927 / RFC 4291 link-local, multicast, broadcast,
 //!    unspecified → `private`;
-//! 5. everything else → `internet`.
+//! 5. a published range of this node's cloud provider ([`crate::cloud`]): in this node's
+//!    region → `cloud_same_region`, in another (or `GLOBAL`) → `cloud_cross_region`; the
+//!    provider, service and region become labels;
+//! 6. everything else → `internet`, including other providers' ranges (they bill as the
+//!    internet), which keep their provider, service and region labels.
 //!
 //! Documentation ranges (RFC 5737 TEST-NET, RFC 3849 2001:db8::/32) are *not* special here:
 //! tests use them as stand-ins for internet peers.
 
-use std::{collections::HashSet, net::IpAddr};
+use std::{collections::HashSet, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
 use serde::Deserialize;
 
-use crate::config::{FileConfig, NetworkConfig};
+use crate::{
+    cloud::{CloudMatch, CloudTable, Provider, sources::SharedCloudTable},
+    config::{FileConfig, NetworkConfig},
+};
 
 /// Where the remote end of a flow lives, relative to this node. The value of the
 /// `traffic_class` label.
@@ -35,6 +42,12 @@ pub enum TrafficClass {
     CrossZone,
     /// A configured network in another region.
     CrossRegion,
+    /// A public address of this node's cloud provider in this node's region (S3, DynamoDB,
+    /// another instance's public IP).
+    CloudSameRegion,
+    /// A public address of this node's cloud provider in another region, or a global
+    /// service (`GLOBAL` in AWS's file: CloudFront, Global Accelerator).
+    CloudCrossRegion,
     /// A private or special-purpose address not placed by the configuration.
     Private,
     /// Any other address: the public internet.
@@ -45,11 +58,13 @@ pub enum TrafficClass {
 
 impl TrafficClass {
     /// Every class, in label order.
-    pub const ALL: [TrafficClass; 7] = [
+    pub const ALL: [TrafficClass; 9] = [
         Self::SameHost,
         Self::SameZone,
         Self::CrossZone,
         Self::CrossRegion,
+        Self::CloudSameRegion,
+        Self::CloudCrossRegion,
         Self::Private,
         Self::Internet,
         Self::NonIp,
@@ -62,20 +77,30 @@ impl TrafficClass {
             Self::SameZone => "same_zone",
             Self::CrossZone => "cross_zone",
             Self::CrossRegion => "cross_region",
+            Self::CloudSameRegion => "cloud_same_region",
+            Self::CloudCrossRegion => "cloud_cross_region",
             Self::Private => "private",
             Self::Internet => "internet",
             Self::NonIp => "non_ip",
         }
     }
+
+    /// Whether traffic of this class leaves the private network (and may take a NAT gateway,
+    /// an internet gateway or a VPC endpoint).
+    pub fn is_public(self) -> bool {
+        matches!(self, Self::Internet | Self::CloudSameRegion | Self::CloudCrossRegion)
+    }
 }
 
 /// What the classifier says about one remote address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Remote {
+pub struct Remote<'a> {
     /// Where the remote lives.
     pub class: TrafficClass,
     /// Index of the matching network in the configuration's `networks`, if any.
     pub network: Option<usize>,
+    /// The cloud range it lies in, if any (public addresses only).
+    pub cloud: Option<CloudMatch<'a>>,
 }
 
 struct Network {
@@ -89,13 +114,17 @@ struct Network {
 pub struct Classifier {
     node_zone: Option<String>,
     node_region: Option<String>,
+    node_provider: Option<Provider>,
     networks: JointPrefixMap<IpNet, Network>,
     host_addresses: HashSet<IpAddr, foldhash::fast::RandomState>,
+    cloud_source: Arc<SharedCloudTable>,
+    cloud: (u64, Arc<CloudTable>),
 }
 
 impl Classifier {
-    /// Builds a classifier from the validated configuration.
-    pub fn new(config: &FileConfig) -> Self {
+    /// Builds a classifier from the validated configuration and the cloud ranges (read again
+    /// by [`Classifier::refresh_cloud`] when their version moves).
+    pub fn new(config: &FileConfig, cloud: Arc<SharedCloudTable>) -> Self {
         let mut networks = JointPrefixMap::new();
         for (index, NetworkConfig { cidr, zone, region, .. }) in config.networks.iter().enumerate()
         {
@@ -107,9 +136,22 @@ impl Classifier {
         Self {
             node_zone: config.node.zone.clone(),
             node_region: config.node.region.clone(),
+            node_provider: config.node.provider,
             networks,
             host_addresses: HashSet::default(),
+            cloud: cloud.current(),
+            cloud_source: cloud,
         }
+    }
+
+    /// Picks up a new cloud table if one was published. Returns whether it changed (callers
+    /// then re-classify cached flows).
+    pub fn refresh_cloud(&mut self) -> bool {
+        if self.cloud_source.version() == self.cloud.0 {
+            return false;
+        }
+        self.cloud = self.cloud_source.current();
+        true
     }
 
     /// Replaces the set of this host's own addresses. Returns whether it changed (callers
@@ -125,7 +167,7 @@ impl Classifier {
     }
 
     /// Classifies a remote address; `None` means the packet was not IP.
-    pub fn classify(&self, remote: Option<IpAddr>) -> Remote {
+    pub fn classify(&self, remote: Option<IpAddr>) -> Remote<'_> {
         let Some(addr) = remote.map(|a| a.to_canonical()) else {
             return self.unnamed(TrafficClass::NonIp);
         };
@@ -133,12 +175,23 @@ impl Classifier {
             return self.unnamed(TrafficClass::SameHost);
         }
         if let Some((_, net)) = self.networks.get_lpm(&IpNet::from(addr)) {
-            return Remote { class: self.place(net), network: Some(net.index) };
+            return Remote { class: self.place(net), network: Some(net.index), cloud: None };
         }
         if is_private(addr) {
             return self.unnamed(TrafficClass::Private);
         }
-        self.unnamed(TrafficClass::Internet)
+        let cloud = self.cloud.1.lookup(addr);
+        let class = match cloud {
+            Some(m) if Some(m.provider) == self.node_provider => {
+                if self.node_region.as_deref() == Some(m.region) {
+                    TrafficClass::CloudSameRegion
+                } else {
+                    TrafficClass::CloudCrossRegion
+                }
+            }
+            _ => TrafficClass::Internet,
+        };
+        Remote { class, network: None, cloud }
     }
 
     fn place(&self, net: &Network) -> TrafficClass {
@@ -156,8 +209,8 @@ impl Classifier {
         }
     }
 
-    fn unnamed(&self, class: TrafficClass) -> Remote {
-        Remote { class, network: None }
+    fn unnamed(&self, class: TrafficClass) -> Remote<'static> {
+        Remote { class, network: None, cloud: None }
     }
 }
 
@@ -190,7 +243,7 @@ mod tests {
     use super::*;
 
     fn classifier(yaml: &str) -> Classifier {
-        Classifier::new(&FileConfig::parse(yaml, Path::new("t.yaml")).unwrap())
+        Classifier::new(&FileConfig::parse(yaml, Path::new("t.yaml")).unwrap(), Arc::default())
     }
 
     fn class(c: &Classifier, addr: &str) -> TrafficClass {

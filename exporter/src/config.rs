@@ -12,12 +12,15 @@
 //!     region: us-east-1
 //! ```
 
-use std::{collections::HashSet, path::Path};
+use std::{collections::HashSet, path::Path, time::Duration};
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+use crate::{
+    cloud::{Provider, sources::CloudRangesConfig},
+    error::ConfigError,
+};
 
 /// The whole file. Unknown fields are errors, so a typo never silently zeroes a cost.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -29,6 +32,9 @@ pub struct FileConfig {
     /// Named networks; the longest matching prefix names a remote address.
     #[serde(default)]
     pub networks: Vec<NetworkConfig>,
+    /// Cloud provider range files (default: AWS's and GCP's published URLs).
+    #[serde(default)]
+    pub cloud_ranges: CloudRangesConfig,
 }
 
 /// This node's location. Without a zone, no remote can be same-zone or cross-zone.
@@ -38,8 +44,12 @@ pub struct NodeConfig {
     /// Availability zone (AWS zone ID such as `use1-az1`, or name such as `us-east-1a`;
     /// networks must use the same form).
     pub zone: Option<String>,
-    /// Region, such as `us-east-1`.
+    /// Region as the provider spells it (`us-east-1`, `europe-west1`, `eastus`). Defaults to
+    /// the price sheet's region.
     pub region: Option<String>,
+    /// Cloud provider (`aws`, `gcp`, `azure`): its ranges in this region are
+    /// `cloud_same_region`. Defaults to the price sheet's provider.
+    pub provider: Option<Provider>,
 }
 
 /// One named network.
@@ -112,8 +122,17 @@ impl FileConfig {
                 problems.push(format!("node.{field}: must not be empty when given"));
             }
         }
+        problems.extend(self.cloud_ranges.problems());
         problems
     }
+}
+
+/// Deserializes a duration written as `30s`, `15m`, `24h` (humantime).
+pub(crate) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!("{text:?} is not a duration like 30s or 24h: {e}"))
+    })
 }
 
 #[cfg(test)]

@@ -88,6 +88,15 @@ pub struct FlowLabels {
     pub remote: Arc<str>,
     /// Zone of the remote's configured network, empty when unknown.
     pub remote_zone: Arc<str>,
+    /// Region of the remote: its configured network's, or its cloud range's (as the provider
+    /// spells it); empty when unknown.
+    pub remote_region: Arc<str>,
+    /// Cloud provider whose published range holds the remote (`aws`, `gcp`, `azure`), empty
+    /// when none.
+    pub remote_provider: &'static str,
+    /// The provider's service for that range (`S3`, `DYNAMODB`, `Storage`, `Google Cloud`),
+    /// empty when none.
+    pub remote_service: Arc<str>,
 }
 
 /// A compact stand-in for [`FlowLabels`], what the accounting hashes per flow: interned
@@ -104,7 +113,7 @@ pub struct LabelKey {
     pub interface: u32,
     /// Interned workload name (0 = empty).
     pub workload: u32,
-    /// Interned (remote, remote_zone) pair (0 = both empty).
+    /// Interned remote labels (0 = all empty).
     pub remote: u32,
 }
 

@@ -11,6 +11,7 @@ pub mod attribution;
 pub mod cgroups;
 pub mod classify;
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod dataplane;
 pub mod error;

@@ -296,6 +296,9 @@ mod tests {
             workload: "nginx.service".into(),
             remote: "".into(),
             remote_zone: "".into(),
+            remote_region: "".into(),
+            remote_provider: "",
+            remote_service: "".into(),
         };
         snapshot.store(Snapshot {
             series: vec![(labels, Totals { bytes: 3 << 30, packets: 7 })],
@@ -305,7 +308,7 @@ mod tests {
         let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="""#;
+        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="""#;
         for line in [
             "# TYPE egressor_flow_bytes counter",
             "# UNIT egressor_flow_bytes bytes",

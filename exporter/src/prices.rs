@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::Deserialize;
 
-use crate::{classify::TrafficClass, error::ConfigError};
+use crate::{classify::TrafficClass, cloud::Provider, error::ConfigError};
 
 /// The embedded sheet's text.
 pub const EMBEDDED_SHEET: &str = include_str!("../prices/aws-us-east-1.yaml");
@@ -45,8 +45,8 @@ pub struct DirectionalPrice {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSheet {
-    /// Cloud provider, e.g. `aws`.
-    pub provider: String,
+    /// Cloud provider: `aws`, `gcp` or `azure`.
+    pub provider: Provider,
     /// Region the prices apply to, e.g. `us-east-1`.
     pub region: String,
     /// Must be `USD`: metric names say `usd`.
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn embedded_sheet_is_valid_and_has_the_published_prices() {
         let s = PriceSheet::embedded();
-        assert_eq!((s.provider.as_str(), s.region.as_str()), ("aws", "us-east-1"));
+        assert_eq!((s.provider, s.region.as_str()), (Provider::Aws, "us-east-1"));
         assert_eq!(s.usd_per_gib(TrafficClass::Internet, true), 0.09);
         assert_eq!(s.usd_per_gib(TrafficClass::Internet, false), 0.0);
         assert_eq!(s.usd_per_gib(TrafficClass::CrossZone, true), 0.01);

@@ -306,7 +306,7 @@ fn read_cycle() {
         accounting: Accounting::new(12, 360),
         attributor: Attributor::new(
             CgroupResolver::new(root),
-            Classifier::new(&FileConfig::default()),
+            Classifier::new(&FileConfig::default(), Default::default()),
             &FileConfig::default(),
             HashMap::new(),
         ),
