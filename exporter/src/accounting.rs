@@ -19,6 +19,8 @@ use std::{
 use egressor_common::{FlowCounters, FlowKey};
 use foldhash::fast::RandomState;
 
+use crate::prices::Cost;
+
 /// Totals of one label set since the agent started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -45,6 +47,10 @@ struct Series<L> {
     flows: u32,
     /// Cycle in which the totals last grew (or the series was created).
     changed_in_cycle: u64,
+    /// Cost of the bytes priced so far.
+    cost: Cost,
+    /// Bytes counted but not priced yet (see [`Accounting::price`]).
+    unpriced: u64,
 }
 
 /// Label sets and their totals. Slots are stable while a series lives (flows hold their
@@ -68,8 +74,14 @@ impl<L: Copy + Eq + Hash> SeriesTable<L> {
         let i = match self.index.get(&labels) {
             Some(&i) => i,
             None => {
-                let series =
-                    Series { labels, totals: Totals::default(), flows: 0, changed_in_cycle: cycle };
+                let series = Series {
+                    labels,
+                    totals: Totals::default(),
+                    flows: 0,
+                    changed_in_cycle: cycle,
+                    cost: Cost::default(),
+                    unpriced: 0,
+                };
                 let i = match self.free.pop() {
                     Some(i) => {
                         self.slots[i] = Some(series);
@@ -101,6 +113,7 @@ impl<L: Copy + Eq + Hash> SeriesTable<L> {
         let series = self.live(i);
         series.totals.bytes = series.totals.bytes.wrapping_add(delta.bytes);
         series.totals.packets = series.totals.packets.wrapping_add(delta.packets);
+        series.unpriced += delta.bytes;
         series.changed_in_cycle = cycle;
     }
 
@@ -258,9 +271,20 @@ impl<L: Copy + Eq + Hash> Accounting<L> {
         self.flows.len()
     }
 
-    /// Every live label set with its totals.
-    pub fn series(&self) -> impl Iterator<Item = (&L, &Totals)> {
-        self.table.slots.iter().flatten().map(|s| (&s.labels, &s.totals))
+    /// Prices the bytes each label set gained since the last call: `cost` gets the labels
+    /// and the bytes, once per label set that grew. Call once per cycle, after evictions.
+    pub fn price(&mut self, mut cost: impl FnMut(&L, u64) -> Cost) {
+        for series in self.table.slots.iter_mut().flatten() {
+            if series.unpriced > 0 {
+                series.cost += cost(&series.labels, series.unpriced);
+                series.unpriced = 0;
+            }
+        }
+    }
+
+    /// Every live label set with its totals and the cost of its priced bytes.
+    pub fn series(&self) -> impl Iterator<Item = (&L, &Totals, &Cost)> {
+        self.table.slots.iter().flatten().map(|s| (&s.labels, &s.totals, &s.cost))
     }
 }
 
@@ -299,7 +323,7 @@ mod tests {
     }
 
     fn totals(a: &Accounting<&'static str>, labels: &str) -> Totals {
-        a.series().find(|(l, _)| **l == labels).map(|(_, t)| *t).unwrap()
+        a.series().find(|(l, _, _)| **l == labels).map(|(_, t, _)| *t).unwrap()
     }
 
     #[test]
@@ -337,6 +361,28 @@ mod tests {
         a.observe(key(7), c(4, 1), &mut f);
         a.end_cycle();
         assert_eq!(totals(&a, "p7"), Totals { bytes: 19, packets: 3 });
+    }
+
+    #[test]
+    fn each_byte_is_priced_once_under_its_label_set() {
+        let mut a = Accounting::new(3, 1000);
+        let mut f = labels_by_port;
+        let mut price = |l: &&str, bytes: u64| Cost {
+            usd: bytes as f64 * if *l == "web" { 2.0 } else { 1.0 },
+            avoidable_usd: 0.0,
+        };
+        a.begin_cycle(false);
+        a.observe(key(1), c(100, 1), &mut f);
+        a.observe(key(5), c(10, 1), &mut f);
+        a.end_cycle();
+        a.price(&mut price);
+        a.begin_cycle(false);
+        a.observe(key(1), c(150, 2), &mut f);
+        a.observe(key(5), c(10, 1), &mut f);
+        a.end_cycle();
+        a.price(&mut price);
+        let cost = |name: &str| a.series().find(|(l, _, _)| **l == name).unwrap().2.usd;
+        assert_eq!((cost("web"), cost("p5")), (300.0, 10.0));
     }
 
     #[test]
@@ -413,7 +459,7 @@ mod tests {
             a.observe(key(1), c(10 * n, n), &mut f);
             a.end_cycle();
         }
-        let names: Vec<_> = a.series().map(|(l, _)| *l).collect();
+        let names: Vec<_> = a.series().map(|(l, _, _)| *l).collect();
         assert_eq!(names, ["web"], "p5 expired after 3 idle cycles without flows");
         a.begin_cycle(false);
         a.observe(key(5), c(4, 1), &mut f);

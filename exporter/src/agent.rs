@@ -22,7 +22,7 @@ use crate::{
     error::{AgentError, ConfigError},
     http::{AppState, app},
     metrics::{SharedSnapshot, registry},
-    prices::PriceSheet,
+    prices::{PriceSheet, Pricer},
     reader::Reader,
 };
 
@@ -58,7 +58,10 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let prices = PriceSheet::load(args.prices.as_deref())?;
+    let prices = PriceSheet::load(
+        args.prices.as_deref(),
+        (file.node.provider, file.node.region.as_deref()),
+    )?;
     // Unless told otherwise, the node runs where its price sheet applies.
     let mut file = file;
     file.node.provider.get_or_insert(prices.provider);
@@ -188,6 +191,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             &plan.file,
             interfaces,
         ),
+        pricer: Pricer::new(prices.clone(), &plan.file.pricing),
         snapshot,
         metrics: self_metrics,
         ready: ready.clone(),

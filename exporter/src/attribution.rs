@@ -18,6 +18,8 @@ use crate::{
     classify::Classifier,
     config::FileConfig,
     labels::{FlowLabels, HookLabel, LabelKey},
+    paths::EgressPaths,
+    prices::PriceQuery,
 };
 
 /// Interns label values: equal values get equal ids, id 0 is the empty value.
@@ -52,6 +54,7 @@ impl<T: Clone + Eq + Hash> Interner<T> {
 pub struct Attributor {
     cgroups: CgroupResolver,
     classifier: Classifier,
+    paths: EgressPaths,
     interfaces: HashMap<u32, Arc<str>>,
     workloads: Interner<Arc<str>>,
     remotes: Interner<RemoteLabels>,
@@ -107,6 +110,7 @@ impl Attributor {
         Self {
             cgroups,
             classifier,
+            paths: EgressPaths::new(config),
             interfaces,
             workloads: Interner::new(empty.clone()),
             remotes,
@@ -153,6 +157,7 @@ impl Attributor {
             }),
             (None, None) => 0,
         };
+        let egress_path = self.paths.path(address(key.family, &key.local_addr), &remote);
         let labels = LabelKey {
             hook,
             direction: Direction::from_u8(key.direction).into(),
@@ -160,6 +165,7 @@ impl Attributor {
             interface,
             workload,
             remote: remote_id,
+            egress_path,
         };
         (labels, settled)
     }
@@ -186,6 +192,19 @@ impl Attributor {
             remote_region: remote.region,
             remote_provider: remote.provider,
             remote_service: remote.service,
+            egress_path: key.egress_path,
+        }
+    }
+
+    /// What decides the price of a label set's bytes.
+    pub fn price_query(&self, key: &LabelKey) -> PriceQuery<'_> {
+        let remote = self.remotes.get(key.remote);
+        PriceQuery {
+            class: key.traffic_class,
+            egress: key.direction.is_egress(),
+            service: &remote.service,
+            region: &remote.region,
+            path: key.egress_path,
         }
     }
 

@@ -22,7 +22,7 @@ use std::{collections::HashSet, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     cloud::{CloudMatch, CloudTable, Provider, sources::SharedCloudTable},
@@ -31,7 +31,7 @@ use crate::{
 
 /// Where the remote end of a flow lives, relative to this node. The value of the
 /// `traffic_class` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrafficClass {
     /// This machine (another socket, or a pod on this node's own addresses).

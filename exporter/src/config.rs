@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::{
     cloud::{Provider, sources::CloudRangesConfig},
     error::ConfigError,
+    paths::EgressPath,
 };
 
 /// The whole file. Unknown fields are errors, so a typo never silently zeroes a cost.
@@ -35,6 +36,42 @@ pub struct FileConfig {
     /// Cloud provider range files (default: AWS's and GCP's published URLs).
     #[serde(default)]
     pub cloud_ranges: CloudRangesConfig,
+    /// This node's subnets and how their traffic leaves the VPC.
+    #[serde(default)]
+    pub subnets: Vec<SubnetConfig>,
+    /// How prices are applied.
+    #[serde(default)]
+    pub pricing: PricingConfig,
+}
+
+/// A local subnet: flows whose local address lies in it leave the VPC by `egress`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConfig {
+    /// IPv4 or IPv6 prefix of the subnet (pod CIDRs count too).
+    pub cidr: IpNet,
+    /// The route to public addresses: `nat_gateway`, `internet_gateway`, `transit_gateway`
+    /// (centralised egress) or `none`.
+    #[serde(default)]
+    pub egress: EgressPath,
+    /// Services with a VPC gateway endpoint in this subnet's route table (`S3`, `DYNAMODB`):
+    /// their same-region ranges bypass `egress`.
+    #[serde(default)]
+    pub gateway_endpoints: Vec<String>,
+}
+
+/// `pricing` in the configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// Apply the sheet's account-wide free allowance tiers (only right when this node is the
+    /// account's only sender).
+    #[serde(default)]
+    pub free_tier: bool,
+    /// GiB of this month's tiered volume (internet egress) sent elsewhere in the account,
+    /// added to this node's own count when choosing the tier.
+    #[serde(default)]
+    pub tier_offset_gib: f64,
 }
 
 /// This node's location. Without a zone, no remote can be same-zone or cross-zone.
@@ -64,6 +101,9 @@ pub struct NetworkConfig {
     pub zone: Option<String>,
     /// Region the network lives in.
     pub region: Option<String>,
+    /// How traffic reaches it (`transit_gateway`, `vpc_interface_endpoint`, …; default `none`).
+    #[serde(default)]
+    pub path: EgressPath,
 }
 
 impl FileConfig {
@@ -121,6 +161,27 @@ impl FileConfig {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 problems.push(format!("node.{field}: must not be empty when given"));
             }
+        }
+        for (i, s) in self.subnets.iter().enumerate() {
+            let at = format!("subnets[{i}] ({})", s.cidr);
+            if s.cidr != s.cidr.trunc() {
+                problems
+                    .push(format!("{at}.cidr: host bits set; did you mean {}?", s.cidr.trunc()));
+            }
+            if matches!(s.egress, EgressPath::VpcGatewayEndpoint | EgressPath::VpcInterfaceEndpoint)
+            {
+                problems.push(format!(
+                    "{at}.egress: {} is not a default route; list services in gateway_endpoints, \
+                     or endpoint addresses under networks with a path",
+                    s.egress.as_str()
+                ));
+            }
+        }
+        if !self.pricing.tier_offset_gib.is_finite() || self.pricing.tier_offset_gib < 0.0 {
+            problems.push(format!(
+                "pricing.tier_offset_gib: {} must be ≥ 0",
+                self.pricing.tier_offset_gib
+            ));
         }
         problems.extend(self.cloud_ranges.problems());
         problems

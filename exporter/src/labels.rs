@@ -8,7 +8,7 @@ use std::sync::Arc;
 use egressor_common::{Direction, Hook};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 
-use crate::classify::TrafficClass;
+use crate::{classify::TrafficClass, paths::EgressPath};
 
 /// `hook` label: which kernel hook counted the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,6 +97,10 @@ pub struct FlowLabels {
     /// The provider's service for that range (`S3`, `DYNAMODB`, `Storage`, `Google Cloud`),
     /// empty when none.
     pub remote_service: Arc<str>,
+    /// How the flow leaves the VPC (both directions of it): `none`, `nat_gateway`,
+    /// `internet_gateway`, `vpc_gateway_endpoint`, `vpc_interface_endpoint`,
+    /// `transit_gateway`.
+    pub egress_path: EgressPath,
 }
 
 /// A compact stand-in for [`FlowLabels`], what the accounting hashes per flow: interned
@@ -115,6 +119,8 @@ pub struct LabelKey {
     pub workload: u32,
     /// Interned remote labels (0 = all empty).
     pub remote: u32,
+    /// How the flow leaves the VPC.
+    pub egress_path: EgressPath,
 }
 
 /// Labels of the overflow counters.
@@ -133,6 +139,28 @@ pub struct PriceLabels {
     pub traffic_class: TrafficClass,
     /// The direction priced.
     pub direction: DirectionLabel,
+    /// The service an exception applies to, empty for the class's default.
+    pub remote_service: String,
+    /// The region an exception applies to, empty for the class's default.
+    pub remote_region: String,
+}
+
+/// Labels of `egressor_path_price_usd_per_gib`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PathPriceLabels {
+    /// The path priced.
+    pub egress_path: EgressPath,
+    /// The direction priced.
+    pub direction: DirectionLabel,
+}
+
+/// Labels of `egressor_tier_volume_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ClassDirectionLabels {
+    /// The class.
+    pub traffic_class: TrafficClass,
+    /// The direction.
+    pub direction: DirectionLabel,
 }
 
 /// Encodes enums by their `as_str` (the derive would use the Rust variant name).
@@ -145,4 +173,4 @@ macro_rules! label_value_from_as_str {
         }
     )*};
 }
-label_value_from_as_str!(HookLabel, DirectionLabel, TrafficClass);
+label_value_from_as_str!(HookLabel, DirectionLabel, TrafficClass, EgressPath);

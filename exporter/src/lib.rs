@@ -18,5 +18,6 @@ pub mod error;
 pub mod http;
 pub mod labels;
 pub mod metrics;
+pub mod paths;
 pub mod prices;
 pub mod reader;

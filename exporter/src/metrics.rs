@@ -24,8 +24,12 @@ use crate::{
     accounting::Totals,
     classify::TrafficClass,
     dataplane::Attachment,
-    labels::{DirectionLabel, FlowLabels, HookDirectionLabels, HookLabel, PriceLabels},
-    prices::{PriceSheet, cost_usd},
+    labels::{
+        ClassDirectionLabels, DirectionLabel, FlowLabels, HookDirectionLabels, HookLabel,
+        PathPriceLabels, PriceLabels,
+    },
+    paths::EgressPath,
+    prices::{Cost, PriceSheet, Pricer},
 };
 
 /// Metric name prefix.
@@ -34,12 +38,75 @@ pub const PREFIX: &str = "egressor";
 /// What the last read cycle saw, published for scrapes.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Totals per label set since the agent started.
-    pub series: Vec<(FlowLabels, Totals)>,
+    /// Totals and cost per label set since the agent started.
+    pub series: Vec<(FlowLabels, Totals, Cost)>,
+    /// Effective prices at the end of the cycle.
+    pub prices: PriceRows,
     /// Overflow totals since the programs were loaded.
     pub overflow: Vec<(Hook, Direction, FlowCounters)>,
     /// Entries in the kernel flow map at the last read.
     pub map_entries: u64,
+}
+
+/// The price gauges' values: the marginal price of the next byte by class, direction and
+/// exception; processing prices by path; the month's tier volume by class and direction.
+#[derive(Debug, Default, Clone)]
+pub struct PriceRows {
+    /// `egressor_price_usd_per_gib`.
+    pub transfer: Vec<(PriceLabels, f64)>,
+    /// `egressor_path_price_usd_per_gib`.
+    pub processing: Vec<(PathPriceLabels, f64)>,
+    /// `egressor_tier_volume_bytes`.
+    pub tier_volume: Vec<(ClassDirectionLabels, u64)>,
+}
+
+impl PriceRows {
+    /// The rows for the pricer's sheet and current volumes. Every class and direction has a
+    /// row (0 where the sheet lists nothing); exceptions get their own rows.
+    pub fn of(pricer: &Pricer) -> Self {
+        let sheet = pricer.sheet();
+        let mut rows = Self::default();
+        for class in TrafficClass::ALL {
+            for direction in [DirectionLabel::Ingress, DirectionLabel::Egress] {
+                let egress = direction.is_egress();
+                let row = |service: &str, region: &str| {
+                    let price = sheet
+                        .transfer(class, egress, service, region)
+                        .map_or(0.0, |p| pricer.marginal(p, class, egress));
+                    let labels = PriceLabels {
+                        traffic_class: class,
+                        direction,
+                        remote_service: service.into(),
+                        remote_region: region.into(),
+                    };
+                    (labels, price)
+                };
+                rows.transfer.push(row("", ""));
+                if let Some(c) = sheet.prices.get(&class) {
+                    rows.transfer.extend(c.services.keys().map(|s| row(s, "")));
+                    rows.transfer.extend(c.regions.keys().map(|r| row("", r)));
+                    let tiered = [&c.egress, &c.ingress][usize::from(!egress)]
+                        .as_ref()
+                        .is_some_and(|p| !p.tiers.is_empty());
+                    if tiered {
+                        rows.tier_volume.push((
+                            ClassDirectionLabels { traffic_class: class, direction },
+                            pricer.volume(class, egress),
+                        ));
+                    }
+                }
+            }
+        }
+        for path in EgressPath::ALL {
+            for direction in [DirectionLabel::Ingress, DirectionLabel::Egress] {
+                let price = sheet
+                    .processing(path, direction.is_egress())
+                    .map_or(0.0, |p| pricer.marginal(p, TrafficClass::NonIp, false));
+                rows.processing.push((PathPriceLabels { egress_path: path, direction }, price));
+            }
+        }
+        rows
+    }
 }
 
 /// The latest [`Snapshot`], swapped in whole by the reader and read by scrapes.
@@ -98,26 +165,9 @@ pub fn registry(
 
     registry.register_collector(Box::new(FlowCollector {
         snapshot,
-        prices: prices.clone(),
+        sheet: format!("{}/{} version {}", prices.provider, prices.region, prices.version),
         map_capacity,
     }));
-
-    let price = Family::<PriceLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    for class in TrafficClass::ALL {
-        for direction in [DirectionLabel::Ingress, DirectionLabel::Egress] {
-            price
-                .get_or_create(&PriceLabels { traffic_class: class, direction })
-                .set(prices.usd_per_gib(class, direction.is_egress()));
-        }
-    }
-    registry.register(
-        "price_usd_per_gib",
-        format!(
-            "Price sheet in use ({} {}): USD per GiB (2^30 bytes) by traffic class and direction",
-            prices.provider, prices.region
-        ),
-        price,
-    );
 
     let attached = Family::<AttachmentLabels, Gauge>::default();
     for a in attachments {
@@ -184,7 +234,8 @@ pub fn registry(
 #[derive(Debug)]
 struct FlowCollector {
     snapshot: Arc<SharedSnapshot>,
-    prices: Arc<PriceSheet>,
+    /// `provider/region version …` of the sheet, for help texts.
+    sheet: String,
     map_capacity: u32,
 }
 
@@ -216,7 +267,7 @@ impl Collector for FlowCollector {
              interface, direction, traffic class, local workload and remote network.",
             Some(&Unit::Bytes),
             MetricType::Counter,
-            series().map(|(l, t)| (l, ConstCounter::new(t.bytes))),
+            series().map(|(l, t, _)| (l, ConstCounter::new(t.bytes))),
         )?;
         Self::family(
             &mut encoder,
@@ -224,19 +275,59 @@ impl Collector for FlowCollector {
             "Packets (segments on the wire), same labels as egressor_flow_bytes_total.",
             None,
             MetricType::Counter,
-            series().map(|(l, t)| (l, ConstCounter::new(t.packets))),
+            series().map(|(l, t, _)| (l, ConstCounter::new(t.packets))),
         )?;
         Self::family(
             &mut encoder,
             "flow_cost",
-            "Data-transfer cost in USD: bytes / 2^30 x the price sheet's USD per GiB for the \
-             traffic class and direction (see egressor_price_usd_per_gib).",
+            "Cost in USD of the same bytes: transfer price (class, direction, service and region \
+             exceptions, marginal tier) plus the egress path's processing price, from the price \
+             sheet in use (see egressor_price_usd_per_gib).",
             Some(&Unit::Other("usd".into())),
             MetricType::Counter,
-            series().map(|(l, t)| {
-                let price = self.prices.usd_per_gib(l.traffic_class, l.direction.is_egress());
-                (l, ConstCounter::new(cost_usd(t.bytes, price)))
-            }),
+            series().map(|(l, _, c)| (l, ConstCounter::new(c.usd))),
+        )?;
+        Self::family(
+            &mut encoder,
+            "flow_avoidable_cost",
+            "The part of egressor_flow_cost_usd_total a free path would save: same-region \
+             services with a free gateway endpoint (S3, DynamoDB) reached through a NAT gateway.",
+            Some(&Unit::Other("usd".into())),
+            MetricType::Counter,
+            series()
+                .filter(|(_, _, c)| c.avoidable_usd > 0.0)
+                .map(|(l, _, c)| (l, ConstCounter::new(c.avoidable_usd))),
+        )?;
+        let prices = &snap.prices;
+        Self::family(
+            &mut encoder,
+            "price_usd_per_gib",
+            &format!(
+                "Transfer price of the next GiB (2^30 bytes) by traffic class, direction and \
+                 exception (remote_service, remote_region; empty for the default), at the \
+                 month's tier; sheet {}",
+                self.sheet
+            ),
+            None,
+            MetricType::Gauge,
+            prices.transfer.iter().map(|(l, v)| (l, ConstGauge::new(*v))),
+        )?;
+        Self::family(
+            &mut encoder,
+            "path_price_usd_per_gib",
+            "Processing price per GiB of an egress path, on top of the transfer price",
+            None,
+            MetricType::Gauge,
+            prices.processing.iter().map(|(l, v)| (l, ConstGauge::new(*v))),
+        )?;
+        Self::family(
+            &mut encoder,
+            "tier_volume",
+            "Bytes this month (UTC) of a class and direction with tiered prices: the tier basis, \
+             without pricing.tier_offset_gib",
+            Some(&Unit::Bytes),
+            MetricType::Gauge,
+            prices.tier_volume.iter().map(|(l, v)| (l, ConstGauge::new(*v as i64))),
         )?;
         let overflow: Vec<_> = snap
             .overflow
@@ -299,27 +390,43 @@ mod tests {
             remote_region: "".into(),
             remote_provider: "",
             remote_service: "".into(),
+            egress_path: EgressPath::NatGateway,
         };
+        let mut pricer = Pricer::new(Arc::new(PriceSheet::embedded()), &Default::default());
+        pricer.start_cycle(std::time::SystemTime::now());
+        let query = crate::prices::PriceQuery {
+            class: TrafficClass::Internet,
+            egress: true,
+            service: "",
+            region: "",
+            path: EgressPath::NatGateway,
+        };
+        let cost = pricer.cost(&query, 3 << 30);
         snapshot.store(Snapshot {
-            series: vec![(labels, Totals { bytes: 3 << 30, packets: 7 })],
+            series: vec![(labels, Totals { bytes: 3 << 30, packets: 7 }, cost)],
+            prices: PriceRows::of(&pricer),
             overflow: vec![(Hook::Tc, Direction::Ingress, FlowCounters { bytes: 5, packets: 1 })],
             map_entries: 1,
         });
         let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="""#;
+        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",egress_path="nat_gateway""#;
         for line in [
             "# TYPE egressor_flow_bytes counter",
             "# UNIT egressor_flow_bytes bytes",
             &format!("egressor_flow_bytes_total{{{flow_labels}}} 3221225472"),
             &format!("egressor_flow_packets_total{{{flow_labels}}} 7"),
-            // 3 GiB x 0.09 USD/GiB
-            &format!("egressor_flow_cost_usd_total{{{flow_labels}}} 0.27"),
+            // 3 GiB x (0.09 internet first paid tier + 0.045 NAT processing) USD/GiB
+            &format!("egressor_flow_cost_usd_total{{{flow_labels}}} 0.405"),
             r#"egressor_flow_overflow_bytes_total{hook="tc",direction="ingress"} 5"#,
             "egressor_flow_map_entries 1",
             "egressor_flow_map_max_entries 64",
-            r#"egressor_price_usd_per_gib{traffic_class="cross_zone",direction="ingress"} 0.01"#,
+            r#"egressor_price_usd_per_gib{traffic_class="cross_zone",direction="ingress",remote_service="",remote_region=""} 0.01"#,
+            r#"egressor_price_usd_per_gib{traffic_class="cloud_same_region",direction="egress",remote_service="S3",remote_region=""} 0.0"#,
+            r#"egressor_price_usd_per_gib{traffic_class="internet",direction="egress",remote_service="",remote_region=""} 0.09"#,
+            r#"egressor_path_price_usd_per_gib{egress_path="nat_gateway",direction="ingress"} 0.045"#,
+            r#"egressor_tier_volume_bytes{traffic_class="internet",direction="egress"} 3221225472"#,
             "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");

@@ -18,7 +18,8 @@ use crate::{
     attribution::{Attributor, host_addresses},
     dataplane::{Dataplane, DataplaneError},
     labels::LabelKey,
-    metrics::{SelfMetrics, SharedSnapshot, Snapshot},
+    metrics::{PriceRows, SelfMetrics, SharedSnapshot, Snapshot},
+    prices::Pricer,
 };
 
 /// Owns the dataplane (dropping it detaches the programs) and the accounting state.
@@ -29,6 +30,8 @@ pub struct Reader {
     pub accounting: Accounting<LabelKey>,
     /// Turns flow keys into labels.
     pub attributor: Attributor,
+    /// Prices counted bytes.
+    pub pricer: Pricer,
     /// Where each cycle publishes for scrapes.
     pub snapshot: Arc<SharedSnapshot>,
     /// The agent's own metrics.
@@ -95,13 +98,19 @@ impl Reader {
             self.accounting.removed(&key, last);
             self.metrics.flow_evictions.inc();
         }
+        self.pricer.start_cycle(SystemTime::now());
+        {
+            let (attributor, pricer) = (&self.attributor, &mut self.pricer);
+            self.accounting.price(|key, bytes| pricer.cost(&attributor.price_query(key), bytes));
+        }
         let overflow = self.dataplane.read_overflow()?;
         self.snapshot.store(Snapshot {
             series: self
                 .accounting
                 .series()
-                .map(|(key, totals)| (self.attributor.labels(key), *totals))
+                .map(|(key, totals, cost)| (self.attributor.labels(key), *totals, *cost))
                 .collect(),
+            prices: PriceRows::of(&self.pricer),
             overflow,
             map_entries: entries,
         });

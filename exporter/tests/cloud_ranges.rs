@@ -3,8 +3,6 @@
 //! Each expected (provider, service, region, prefix) below was read from the files; the test
 //! also checks every row against the raw JSON, so a wrong row cannot pass.
 
-mod support;
-
 use egressor::cloud::{CloudTable, Provider, formats};
 use serde_json::Value;
 
@@ -120,7 +118,7 @@ fn real_provider_files_give_the_most_specific_service_and_its_region() {
     let mut sets = Vec::new();
     let mut raw = Vec::new();
     for (provider, file) in FILES {
-        let Some(path) = support::shared_data(file) else { return };
+        let Some(path) = egressor_tests::shared_data(file) else { return };
         let bytes = std::fs::read(&path).unwrap();
         sets.push((provider, formats::parse(provider, &bytes).unwrap()));
         raw.push((provider, raw_pairs(provider, &serde_json::from_slice(&bytes).unwrap())));

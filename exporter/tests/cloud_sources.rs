@@ -1,8 +1,6 @@
 //! Range sources fetched over HTTP from a local server standing in for the provider's URL:
 //! the on-disk cache, a corrupt download and an unreachable URL.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use axum::{Router, http::StatusCode, routing::get};
@@ -52,7 +50,7 @@ fn has(text: &str, prefix: &str, value: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetched_ranges_are_cached_and_survive_a_bad_download_and_an_outage() {
-    let Some(path) = support::shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
+    let Some(path) = egressor_tests::shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
     let answer = Arc::new(Mutex::new(Answer::File(std::fs::read(path).unwrap())));
     let url = serve(answer.clone()).await;
     let cache = std::env::temp_dir().join(format!("egressor-ranges-{}", std::process::id()));

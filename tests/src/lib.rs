@@ -44,6 +44,30 @@ pub fn require_bpf(test: &str) -> bool {
     }
 }
 
+/// A file of the third-party test data (`../shared/data/`, see its SOURCES.md): from
+/// `EGRESSOR_SHARED_DATA`, else next to the workspace, else `/work/shared/data`. `None`
+/// (after printing why) when it is missing on a developer's machine; a panic when
+/// `EGRESSOR_REQUIRE_BPF=1` (CI), where nothing may be skipped.
+pub fn shared_data(relative: &str) -> Option<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let roots = std::env::var_os("EGRESSOR_SHARED_DATA")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([workspace.join("../shared/data"), PathBuf::from("/work/shared/data")]);
+    for root in roots {
+        let path = root.join(relative);
+        if path.exists() {
+            return Some(path);
+        }
+    }
+    let why = format!("test data {relative} not found (set EGRESSOR_SHARED_DATA)");
+    if std::env::var(REQUIRE_BPF_ENV).as_deref() == Ok("1") {
+        panic!("{why}, and {REQUIRE_BPF_ENV}=1 forbids skipping");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn run(args: &[&str]) -> Output {
     let out = Command::new(args[0])

@@ -51,7 +51,7 @@ fn malformed_config_names_file_field_and_line() {
 fn bad_price_sheet_names_the_price() {
     let sheet = temp_file(
         "prices.yaml",
-        "provider: x\nregion: y\ncurrency: USD\nprices:\n  internet:\n    \
+        "provider: aws\nregion: y\ncurrency: USD\nversion: v\nprices:\n  internet:\n    \
          egress: {usd_per_gib: -0.09, source: s, as_of: '2026-01-01'}\n",
     );
     let out = agent(&["--prices", sheet.to_str().unwrap()]);

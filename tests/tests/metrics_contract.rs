@@ -16,7 +16,7 @@ const GIB: f64 = (1u64 << 30) as f64;
 const AWS_USE1: [(&str, f64, f64); 3] =
     [("cross_zone", 0.01, 0.01), ("cross_region", 0.02, 0.0), ("internet", 0.09, 0.0)];
 
-const CUSTOM_SHEET: &str = "provider: test\nregion: nowhere\ncurrency: USD\nprices:\n  \
+const CUSTOM_SHEET: &str = "provider: aws\nregion: nowhere\ncurrency: USD\nversion: t\nprices:\n  \
     internet:\n    egress: {usd_per_gib: 2.5, source: test, as_of: '2026-11-22'}\n  \
     cross_zone:\n    ingress: {usd_per_gib: 0.5, source: test, as_of: '2026-11-22'}\n";
 /// The custom sheet by hand: (class, egress, ingress).

@@ -32,7 +32,7 @@ use egressor::{
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, EBPF_OBJECT},
     metrics::{SharedSnapshot, registry},
-    prices::PriceSheet,
+    prices::{PriceSheet, Pricer},
     reader::Reader,
 };
 use egressor_common::{FlowCounters, FlowKey, family};
@@ -310,6 +310,7 @@ fn read_cycle() {
             &FileConfig::default(),
             HashMap::new(),
         ),
+        pricer: Pricer::new(Arc::new(PriceSheet::embedded()), &Default::default()),
         snapshot,
         metrics,
         ready: Arc::new(AtomicBool::new(true)),

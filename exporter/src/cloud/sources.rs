@@ -237,7 +237,8 @@ impl SharedCloudTable {
         self.version.load(Ordering::Acquire)
     }
 
-    fn store(&self, table: CloudTable) {
+    /// Publishes a new table.
+    pub fn store(&self, table: CloudTable) {
         *self.table.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
