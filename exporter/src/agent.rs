@@ -15,7 +15,7 @@ use crate::{
     attribution::Attributor,
     cgroups::{CgroupResolver, check_cgroup_dir, find_cgroup2_mount},
     classify::Classifier,
-    cli::{AgentArgs, HookMode},
+    cli::{AgentArgs, HookMode, SetupArgs},
     cloud::sources::{CloudRanges, SourceMetrics},
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, Interface},
@@ -54,18 +54,7 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
             ),
         });
     }
-    let file = match &args.config_file {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
-    let prices = PriceSheet::load(
-        args.prices.as_deref(),
-        (file.node.provider, file.node.region.as_deref()),
-    )?;
-    // Unless told otherwise, the node runs where its price sheet applies.
-    let mut file = file;
-    file.node.provider.get_or_insert(prices.provider);
-    file.node.region.get_or_insert_with(|| prices.region.clone());
+    let (file, prices) = load_setup(&args.setup)?;
 
     let (use_cgroup, use_tc) = match args.hook {
         HookMode::Auto => (args.interfaces.is_empty(), !args.interfaces.is_empty()),
@@ -111,6 +100,25 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
             max_flows: args.flow_map_max_entries,
         },
     })
+}
+
+/// Loads the configuration file and the price sheet; the node's provider and region default
+/// to the sheet's.
+///
+/// # Errors
+/// The [`ConfigError`] of the configuration file, then of the price sheet.
+pub fn load_setup(args: &SetupArgs) -> Result<(FileConfig, PriceSheet), ConfigError> {
+    let mut file = match &args.config_file {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let prices = PriceSheet::load(
+        args.prices.as_deref(),
+        (file.node.provider, file.node.region.as_deref()),
+    )?;
+    file.node.provider.get_or_insert(prices.provider);
+    file.node.region.get_or_insert_with(|| prices.region.clone());
+    Ok((file, prices))
 }
 
 /// Looks up an interface's index and link type.
@@ -266,7 +274,7 @@ mod tests {
     fn args(extra: &[&str]) -> AgentArgs {
         let mut argv = vec!["egressor", "agent"];
         argv.extend_from_slice(extra);
-        let Command::Agent(a) = Cli::try_parse_from(argv).unwrap().command;
+        let Command::Agent(a) = Cli::try_parse_from(argv).unwrap().command else { panic!("agent") };
         a
     }
 

@@ -34,6 +34,11 @@ pub struct Cli {
 pub enum Command {
     /// Load the eBPF programs, count this machine's traffic and serve OpenMetrics.
     Agent(AgentArgs),
+    /// Print what the agent would decide for remote addresses: class, provider, service,
+    /// region, egress path and price per GiB each way.
+    Classify(ClassifyArgs),
+    /// Print the effective price sheet (YAML), or list the embedded ones.
+    Prices(PricesArgs),
 }
 
 /// Which kernel hooks count traffic. Each byte is counted once unless `both` is asked for;
@@ -62,6 +67,54 @@ pub enum TcAttachMode {
     Clsact,
 }
 
+/// The configuration file and price sheet: shared by `agent`, `classify` and `prices`, so
+/// that each decides exactly as the agent would.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// YAML file: this node's zone, region and provider, named networks, subnets and their
+    /// egress paths, cloud range sources, pricing options. See README "Configuration".
+    #[arg(long = "config.file", env = "EGRESSOR_CONFIG_FILE", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Price sheet: an embedded one by name (`aws/us-east-1`, see `egressor prices --list`)
+    /// or a YAML file [default: the embedded sheet of the node's provider and region, else
+    /// aws/us-east-1].
+    #[arg(long = "prices", env = "EGRESSOR_PRICES", value_name = "NAME|FILE")]
+    pub prices: Option<PathBuf>,
+}
+
+/// Flags of `egressor classify`.
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Remote addresses to classify (IPv4 or IPv6).
+    #[arg(required = true, value_name = "ADDR")]
+    pub addresses: Vec<std::net::IpAddr>,
+
+    /// The local end's address, which selects the subnet and so the egress path.
+    #[arg(long = "from", value_name = "ADDR")]
+    pub from: Option<std::net::IpAddr>,
+
+    /// Print JSON (one array) instead of text.
+    #[arg(long = "json")]
+    pub json: bool,
+
+    #[command(flatten)]
+    /// Configuration file and price sheet.
+    pub setup: SetupArgs,
+}
+
+/// Flags of `egressor prices`.
+#[derive(Debug, Args)]
+pub struct PricesArgs {
+    /// List the embedded sheets instead.
+    #[arg(long = "list")]
+    pub list: bool,
+
+    #[command(flatten)]
+    /// Configuration file and price sheet.
+    pub setup: SetupArgs,
+}
+
 #[derive(Debug, Args)]
 /// Flags of `egressor agent`; each has an `EGRESSOR_*` environment variable.
 pub struct AgentArgs {
@@ -75,14 +128,9 @@ pub struct AgentArgs {
           default_value = DEFAULT_TELEMETRY_PATH, value_name = "PATH")]
     pub telemetry_path: String,
 
-    /// YAML file with this node's zone and region and named networks (CIDR → name, zone,
-    /// region). See README "Configuration".
-    #[arg(long = "config.file", env = "EGRESSOR_CONFIG_FILE", value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-
-    /// YAML price sheet replacing the embedded one (AWS us-east-1).
-    #[arg(long = "prices", env = "EGRESSOR_PRICES", value_name = "FILE")]
-    pub prices: Option<PathBuf>,
+    #[command(flatten)]
+    /// Configuration file and price sheet.
+    pub setup: SetupArgs,
 
     /// Attach TC programs to this interface (repeatable). Switches counting from cgroup
     /// hooks to TC unless `--hook both`.
@@ -173,7 +221,7 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_values() {
         let cli = Cli::try_parse_from(["egressor", "agent"]).unwrap();
-        let Command::Agent(a) = cli.command;
+        let Command::Agent(a) = cli.command else { panic!("agent") };
         assert_eq!(a.listen_address.to_string(), DEFAULT_LISTEN_ADDRESS);
         assert_eq!(a.telemetry_path, "/metrics");
         assert_eq!(a.read_interval, Duration::from_secs(10));
@@ -201,7 +249,7 @@ mod tests {
             "eth1,wg0",
         ])
         .unwrap();
-        let Command::Agent(a) = cli.command;
+        let Command::Agent(a) = cli.command else { panic!("agent") };
         assert_eq!(a.interfaces, ["eth0", "eth1", "wg0"]);
     }
 }

@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod classify;
 pub mod cli;
 pub mod cloud;
+pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod error;

@@ -5,6 +5,7 @@ use std::{io::IsTerminal, process::ExitCode};
 use clap::Parser;
 use egressor::{
     cli::{Cli, Command},
+    commands,
     error::{EXIT_FAILURE, EXIT_USAGE},
     reader::error_chain,
 };
@@ -44,6 +45,33 @@ fn main() -> ExitCode {
                     ExitCode::from(e.exit_code())
                 }
             }
+        }
+        Command::Classify(args) => {
+            init_warnings();
+            one_shot(commands::classify::run(&args, &mut std::io::stdout().lock()))
+        }
+        Command::Prices(args) => {
+            init_warnings();
+            one_shot(commands::prices::run(&args, &mut std::io::stdout().lock()))
+        }
+    }
+}
+
+/// Warnings (an unreachable range source, say) go to stderr for the one-shot commands.
+fn init_warnings() {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn one_shot(result: Result<(), egressor::error::ConfigError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("egressor: {}", error_chain(&e));
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }

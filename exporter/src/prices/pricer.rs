@@ -98,10 +98,26 @@ impl Pricer {
             .map_or(0.0, |p| self.charge(p, before, bytes));
         usd += sheet.processing(q.path, q.egress).map_or(0.0, |p| self.charge(p, 0, bytes));
         *self.volume.entry(key).or_default() += bytes;
-        let avoidable = q.path == EgressPath::NatGateway
+        Cost { usd, avoidable_usd: if self.is_avoidable(q) { usd } else { 0.0 } }
+    }
+
+    /// Whether a free gateway endpoint would carry this flow instead of a NAT gateway.
+    pub fn is_avoidable(&self, q: &PriceQuery<'_>) -> bool {
+        q.path == EgressPath::NatGateway
             && q.class == TrafficClass::CloudSameRegion
-            && sheet.gateway_endpoints.services.iter().any(|s| s == q.service);
-        Cost { usd, avoidable_usd: if avoidable { usd } else { 0.0 } }
+            && self.sheet.gateway_endpoints.services.iter().any(|s| s == q.service)
+    }
+
+    /// USD per GiB of the next byte of a flow described by `q`: the transfer price at the
+    /// month's tier plus the path's processing price.
+    pub fn price_per_gib(&self, q: &PriceQuery<'_>) -> f64 {
+        let transfer = self
+            .sheet
+            .transfer(q.class, q.egress, q.service, q.region)
+            .map_or(0.0, |p| self.marginal(p, q.class, q.egress));
+        let processing =
+            self.sheet.processing(q.path, q.egress).and_then(|p| p.usd_per_gib).unwrap_or(0.0);
+        transfer + processing
     }
 
     /// USD per GiB the next byte of `class` in one direction would cost under `price`.
