@@ -20,6 +20,7 @@ use crate::{
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, Interface},
     error::{AgentError, ConfigError},
+    geoip::GeoIp,
     http::{AppState, app},
     metrics::{SharedSnapshot, registry},
     prices::{PriceSheet, Pricer},
@@ -33,6 +34,8 @@ pub struct AgentPlan {
     pub file: FileConfig,
     /// The price sheet in use.
     pub prices: PriceSheet,
+    /// The MaxMind databases given.
+    pub geoip: GeoIp,
     /// What to load and where to attach it.
     pub dataplane: DataplaneOptions,
 }
@@ -89,9 +92,11 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
     } else {
         None
     };
+    let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
     Ok(AgentPlan {
         file,
         prices,
+        geoip,
         dataplane: DataplaneOptions {
             cgroup,
             interfaces,
@@ -198,7 +203,8 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             Classifier::new(&plan.file, cloud_table),
             &plan.file,
             interfaces,
-        ),
+        )
+        .with_geoip(plan.geoip),
         pricer: Pricer::new(prices.clone(), &plan.file.pricing),
         snapshot,
         metrics: self_metrics,

@@ -17,6 +17,7 @@ use crate::{
     cgroups::{CgroupResolver, UNKNOWN_WORKLOAD},
     classify::Classifier,
     config::FileConfig,
+    geoip::{GeoInfo, GeoIp},
     labels::{FlowLabels, HookLabel, LabelKey},
     paths::EgressPaths,
     prices::PriceQuery,
@@ -62,8 +63,18 @@ pub struct Attributor {
     remote_of_network: Vec<u32>,
     /// Interned remote labels by [`CloudMatch::id`](crate::cloud::CloudMatch) of the current
     /// cloud table (cleared when the table changes).
-    remote_of_cloud: HashMap<u64, u32, RandomState>,
+    remote_of_cloud: HashMap<PublicRemote, u32, RandomState>,
+    geoip: GeoIp,
     empty: Arc<str>,
+}
+
+/// What names a public remote: its cloud range (by [`CloudMatch::id`](crate::cloud::CloudMatch))
+/// and its AS and country, if the MaxMind databases are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PublicRemote {
+    cloud: Option<u64>,
+    asn: u32,
+    country: [u8; 2],
 }
 
 /// The labels that describe the remote end.
@@ -74,6 +85,7 @@ struct RemoteLabels {
     region: Arc<str>,
     provider: &'static str,
     service: Arc<str>,
+    country: Arc<str>,
 }
 
 impl Attributor {
@@ -92,6 +104,7 @@ impl Attributor {
             region: empty.clone(),
             provider: "",
             service: empty.clone(),
+            country: empty.clone(),
         });
         let text = |v: &Option<String>| v.as_deref().map_or_else(|| empty.clone(), Arc::from);
         let remote_of_network = config
@@ -104,6 +117,7 @@ impl Attributor {
                     region: text(&n.region),
                     provider: "",
                     service: empty.clone(),
+                    country: empty.clone(),
                 })
             })
             .collect();
@@ -117,7 +131,15 @@ impl Attributor {
             empty,
             remote_of_network,
             remote_of_cloud: HashMap::default(),
+            geoip: GeoIp::default(),
         }
+    }
+
+    /// Names public remotes without a configured network by AS organisation (the `remote`
+    /// label) and country (`remote_country`).
+    pub fn with_geoip(mut self, geoip: GeoIp) -> Self {
+        self.geoip = geoip;
+        self
     }
 
     /// Called once per read cycle: refreshes the host's own addresses. Returns whether
@@ -146,16 +168,31 @@ impl Attributor {
         let remote = self.classifier.classify(remote_address(key));
         let remote_id = match (remote.network, remote.cloud) {
             (Some(i), _) => self.remote_of_network[i],
-            (None, Some(m)) => *self.remote_of_cloud.entry(m.id).or_insert_with(|| {
-                self.remotes.intern(RemoteLabels {
-                    name: self.empty.clone(),
-                    zone: self.empty.clone(),
-                    region: m.region.into(),
-                    provider: m.provider.as_str(),
-                    service: m.service.into(),
+            (None, cloud) if remote.class.is_public() => {
+                let geo = match (self.geoip.is_enabled(), remote_address(key)) {
+                    (true, Some(addr)) => self.geoip.lookup(addr),
+                    _ => GeoInfo::default(),
+                };
+                let country = geo.country.as_deref().map_or([0; 2], |c| {
+                    let b = c.as_bytes();
+                    [b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]
+                });
+                let id =
+                    PublicRemote { cloud: cloud.map(|m| m.id), asn: geo.asn.unwrap_or(0), country };
+                let (remotes, empty) = (&mut self.remotes, &self.empty);
+                *self.remote_of_cloud.entry(id).or_insert_with(|| {
+                    let text = |v: Option<&str>| v.map_or_else(|| empty.clone(), Arc::from);
+                    remotes.intern(RemoteLabels {
+                        name: text(geo.as_organization.as_deref()),
+                        zone: empty.clone(),
+                        region: text(cloud.map(|m| m.region)),
+                        provider: cloud.map_or("", |m| m.provider.as_str()),
+                        service: text(cloud.map(|m| m.service)),
+                        country: text(geo.country.as_deref()),
+                    })
                 })
-            }),
-            (None, None) => 0,
+            }
+            _ => 0,
         };
         let egress_path = self.paths.path(address(key.family, &key.local_addr), &remote);
         let labels = LabelKey {
@@ -192,6 +229,7 @@ impl Attributor {
             remote_region: remote.region,
             remote_provider: remote.provider,
             remote_service: remote.service,
+            remote_country: remote.country,
             egress_path: key.egress_path,
         }
     }

@@ -81,6 +81,15 @@ pub struct SetupArgs {
     /// aws/us-east-1].
     #[arg(long = "prices", env = "EGRESSOR_PRICES", value_name = "NAME|FILE")]
     pub prices: Option<PathBuf>,
+
+    /// MaxMind ASN database (GeoLite2-ASN .mmdb): the AS organisation names external peers
+    /// that have no other name.
+    #[arg(long = "geoip-asn", env = "EGRESSOR_GEOIP_ASN", value_name = "FILE")]
+    pub geoip_asn: Option<PathBuf>,
+
+    /// MaxMind Country or City database (.mmdb): the `remote_country` of external peers.
+    #[arg(long = "geoip-country", env = "EGRESSOR_GEOIP_COUNTRY", value_name = "FILE")]
+    pub geoip_country: Option<PathBuf>,
 }
 
 /// Flags of `egressor classify`.

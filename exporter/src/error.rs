@@ -50,6 +50,16 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A database file given on the command line cannot be used.
+    #[error("{flag} {path}: {message}")]
+    Database {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A flag value or combination that cannot work.
     #[error("{flag}: {problem}")]
     Flag {

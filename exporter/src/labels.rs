@@ -84,7 +84,8 @@ pub struct FlowLabels {
     pub traffic_class: TrafficClass,
     /// Local workload (see `cgroups`), empty for `tc`.
     pub workload: Arc<str>,
-    /// Name of the remote's configured network, empty when none.
+    /// Name of the remote: its configured network's, else (public remotes) its AS
+    /// organisation (`--geoip-asn`); empty when none.
     pub remote: Arc<str>,
     /// Zone of the remote's configured network, empty when unknown.
     pub remote_zone: Arc<str>,
@@ -97,6 +98,8 @@ pub struct FlowLabels {
     /// The provider's service for that range (`S3`, `DYNAMODB`, `Storage`, `Google Cloud`),
     /// empty when none.
     pub remote_service: Arc<str>,
+    /// ISO 3166-1 country code of a public remote (`--geoip-country`), empty when unknown.
+    pub remote_country: Arc<str>,
     /// How the flow leaves the VPC (both directions of it): `none`, `nat_gateway`,
     /// `internet_gateway`, `vpc_gateway_endpoint`, `vpc_interface_endpoint`,
     /// `transit_gateway`.

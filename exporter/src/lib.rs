@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod error;
+pub mod geoip;
 pub mod http;
 pub mod labels;
 pub mod metrics;

@@ -390,6 +390,7 @@ mod tests {
             remote_region: "".into(),
             remote_provider: "",
             remote_service: "".into(),
+            remote_country: "".into(),
             egress_path: EgressPath::NatGateway,
         };
         let mut pricer = Pricer::new(Arc::new(PriceSheet::embedded()), &Default::default());
@@ -411,7 +412,7 @@ mod tests {
         let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",egress_path="nat_gateway""#;
+        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",remote_country="",egress_path="nat_gateway""#;
         for line in [
             "# TYPE egressor_flow_bytes counter",
             "# UNIT egressor_flow_bytes bytes",

@@ -12,6 +12,7 @@ use crate::{
     cli::ClassifyArgs,
     cloud::sources::{CloudRanges, SourceMetrics},
     error::ConfigError,
+    geoip::GeoIp,
     paths::{EgressPath, EgressPaths},
     prices::{PriceQuery, Pricer},
 };
@@ -33,6 +34,12 @@ pub struct Verdict {
     pub region: Option<String>,
     /// The published prefix that decided the service.
     pub range: Option<String>,
+    /// Autonomous system number (`--geoip-asn`).
+    pub asn: Option<u32>,
+    /// The AS's organisation (`--geoip-asn`).
+    pub as_organization: Option<String>,
+    /// ISO country code (`--geoip-country`).
+    pub country: Option<String>,
     /// `egress_path` label value.
     pub egress_path: &'static str,
     /// USD per GiB sent: transfer (this month's tier) + processing.
@@ -50,6 +57,7 @@ pub struct Verdict {
 /// A bad configuration file or price sheet; a failed write as [`ConfigError::Flag`].
 pub fn run(args: &ClassifyArgs, out: &mut impl Write) -> Result<(), ConfigError> {
     let (file, sheet) = load_setup(&args.setup)?;
+    let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
     let mut ranges = CloudRanges::start(file.cloud_ranges.clone(), SourceMetrics::default());
     if ranges.shared().current().1.is_empty()
         && ranges.has_urls()
@@ -85,6 +93,8 @@ pub fn run(args: &ClassifyArgs, out: &mut impl Write) -> Result<(), ConfigError>
                 pricer.price_per_gib(&query(false)),
                 pricer.is_avoidable(&query(true)),
             );
+            let geo =
+                if remote.class.is_public() { geoip.lookup(address) } else { Default::default() };
             Verdict {
                 address,
                 traffic_class: remote.class.as_str(),
@@ -93,6 +103,9 @@ pub fn run(args: &ClassifyArgs, out: &mut impl Write) -> Result<(), ConfigError>
                 service: remote.cloud.map(|m| m.service.to_owned()),
                 region,
                 range: remote.cloud.map(|m| m.prefix.to_string()),
+                asn: geo.asn,
+                as_organization: geo.as_organization,
+                country: geo.country,
                 egress_path: path.as_str(),
                 egress_usd_per_gib,
                 ingress_usd_per_gib,
@@ -111,7 +124,7 @@ pub fn run(args: &ClassifyArgs, out: &mut impl Write) -> Result<(), ConfigError>
         writeln!(
             out,
             "{}\n  class        {}\n  network      {}\n  provider     {}\n  service      {}\n  \
-             region       {}\n  range        {}\n  egress path  {}{}\n  USD per GiB  egress {}, \
+             region       {}\n  range        {}\n  AS           {}\n  country      {}\n  egress path  {}{}\n  USD per GiB  egress {}, \
              ingress {}\n  avoidable    {}",
             v.address,
             v.traffic_class,
@@ -120,6 +133,12 @@ pub fn run(args: &ClassifyArgs, out: &mut impl Write) -> Result<(), ConfigError>
             or_dash(&v.service),
             or_dash(&v.region),
             or_dash(&v.range),
+            match (&v.asn, &v.as_organization) {
+                (Some(n), Some(o)) => format!("AS{n} {o}"),
+                (Some(n), None) => format!("AS{n}"),
+                _ => "-".into(),
+            },
+            or_dash(&v.country),
             v.egress_path,
             if args.from.is_none() && v.egress_path == EgressPath::None.as_str() {
                 " (give --from LOCAL_ADDR to pick a subnet)"
