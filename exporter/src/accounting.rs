@@ -21,6 +21,27 @@ use foldhash::fast::RandomState;
 
 use crate::prices::Cost;
 
+/// What the attribution says about one flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Labelled<L> {
+    /// The label set its bytes count under.
+    pub labels: L,
+    /// `false` while attribution is incomplete: the flow is labelled again at its next read.
+    pub settled: bool,
+    /// An opaque tag whose bytes [`Accounting::take_usage`] reports (0: not reported), e.g.
+    /// the (workload, remote name) pair before a cardinality fold.
+    pub tag: u64,
+}
+
+/// Label sets that can give up detail when the series cap is reached.
+pub trait Fold: Sized {
+    /// A coarser label set (the remote folded into `other`).
+    fn fold(&self) -> Self;
+    /// The coarsest label set, always admitted (few exist: they keep only hook, direction,
+    /// class and path).
+    fn fold_all(&self) -> Self;
+}
+
 /// Totals of one label set since the agent started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -34,6 +55,7 @@ pub struct Totals {
 struct Tracked {
     last: FlowCounters,
     series: usize,
+    tag: u64,
     label_generation: u64,
     idle_cycles: u32,
     seen_in_cycle: u64,
@@ -60,17 +82,31 @@ struct SeriesTable<L> {
     index: HashMap<L, usize, RandomState>,
     slots: Vec<Option<Series<L>>>,
     free: Vec<usize>,
+    /// Live series allowed before new label sets are folded.
+    max: usize,
+    /// Flows whose label set was folded because of `max`.
+    folded: u64,
 }
 
-impl<L> Default for SeriesTable<L> {
-    fn default() -> Self {
-        Self { index: HashMap::default(), slots: Vec::new(), free: Vec::new() }
+impl<L: Copy + Eq + Hash + Fold> SeriesTable<L> {
+    fn new(max: usize) -> Self {
+        Self { index: HashMap::default(), slots: Vec::new(), free: Vec::new(), max, folded: 0 }
     }
-}
 
-impl<L: Copy + Eq + Hash> SeriesTable<L> {
-    /// The slot of `labels`, created if needed, with one more flow counted under it.
+    fn live_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The slot of `labels`, created if needed, with one more flow counted under it. At the
+    /// cap, a new label set becomes its fold if that exists, else its full fold.
     fn attach(&mut self, labels: L, cycle: u64) -> usize {
+        let labels = if self.index.contains_key(&labels) || self.live_count() < self.max {
+            labels
+        } else {
+            self.folded += 1;
+            let folded = labels.fold();
+            if self.index.contains_key(&folded) { folded } else { labels.fold_all() }
+        };
         let i = match self.index.get(&labels) {
             Some(&i) => i,
             None => {
@@ -147,25 +183,29 @@ pub struct Accounting<L> {
     // peers who could choose them to collide, and the seed is still random per process.
     flows: HashMap<FlowKey, Tracked, RandomState>,
     table: SeriesTable<L>,
+    usage: HashMap<u64, u64, RandomState>,
     cycle: u64,
     label_generation: u64,
     idle_after: u32,
     series_idle_after: u64,
 }
 
-impl<L: Copy + Eq + Hash> Accounting<L> {
+impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
     /// `idle_after`: reads without change before a flow's kernel entry is removed (≥ 1).
     /// `series_idle_after`: reads without growth before a label set no flow counts under
     /// any more leaves the exposition (bounds memory and series on nodes where workloads
-    /// come and go).
+    /// come and go). `max_series`: label sets allowed before new ones are folded
+    /// ([`Fold`]); the full folds are always admitted, so the live count can exceed it by
+    /// at most their number.
     ///
     /// The flow table grows with the flows rather than being reserved for the kernel map's
     /// capacity: reserving saved about 3 ms on a first 100k-flow cycle but scattered 10k
     /// flows over the whole reservation, nearly doubling RSS.
-    pub fn new(idle_after: u32, series_idle_after: u64) -> Self {
+    pub fn new(idle_after: u32, series_idle_after: u64, max_series: usize) -> Self {
         Self {
             flows: HashMap::default(),
-            table: SeriesTable::default(),
+            table: SeriesTable::new(max_series),
+            usage: HashMap::default(),
             cycle: 0,
             label_generation: 0,
             idle_after: idle_after.max(1),
@@ -192,7 +232,7 @@ impl<L: Copy + Eq + Hash> Accounting<L> {
         &mut self,
         key: FlowKey,
         now: FlowCounters,
-        labels: &mut impl FnMut(&FlowKey) -> (L, bool),
+        labels: &mut impl FnMut(&FlowKey) -> Labelled<L>,
     ) {
         let (generation, cycle) = (self.label_generation, self.cycle);
         let table = &mut self.table;
@@ -202,20 +242,22 @@ impl<L: Copy + Eq + Hash> Accounting<L> {
             Entry::Occupied(e) => {
                 let t = e.into_mut();
                 if t.label_generation != generation {
-                    let (labels, settled) = labels(&key);
-                    let series = table.attach(labels, cycle);
+                    let l = labels(&key);
+                    let series = table.attach(l.labels, cycle);
                     table.detach(t.series);
                     t.series = series;
-                    t.label_generation = generation_of(settled);
+                    t.tag = l.tag;
+                    t.label_generation = generation_of(l.settled);
                 }
                 t
             }
             Entry::Vacant(e) => {
-                let (labels, settled) = labels(&key);
+                let l = labels(&key);
                 e.insert(Tracked {
                     last: FlowCounters::default(),
-                    series: table.attach(labels, cycle),
-                    label_generation: generation_of(settled),
+                    series: table.attach(l.labels, cycle),
+                    tag: l.tag,
+                    label_generation: generation_of(l.settled),
                     idle_cycles: 0,
                     seen_in_cycle: cycle,
                 })
@@ -223,6 +265,9 @@ impl<L: Copy + Eq + Hash> Accounting<L> {
         };
         let delta = delta(tracked.last, now);
         table.add(tracked.series, delta, cycle);
+        if tracked.tag != 0 && delta.bytes != 0 {
+            *self.usage.entry(tracked.tag).or_default() += delta.bytes;
+        }
         tracked.last = now;
         tracked.seen_in_cycle = cycle;
         if delta.packets == 0 && delta.bytes == 0 {
@@ -260,10 +305,29 @@ impl<L: Copy + Eq + Hash> Accounting<L> {
     pub fn removed(&mut self, key: &FlowKey, last: Option<FlowCounters>) {
         if let Some(t) = self.flows.remove(key) {
             if let Some(last) = last {
-                self.table.add(t.series, delta(t.last, last), self.cycle);
+                let d = delta(t.last, last);
+                self.table.add(t.series, d, self.cycle);
+                if t.tag != 0 && d.bytes != 0 {
+                    *self.usage.entry(t.tag).or_default() += d.bytes;
+                }
             }
             self.table.detach(t.series);
         }
+    }
+
+    /// Bytes counted per tag since the last call (see [`Labelled::tag`]).
+    pub fn take_usage(&mut self) -> HashMap<u64, u64, RandomState> {
+        std::mem::take(&mut self.usage)
+    }
+
+    /// Live label sets.
+    pub fn series_count(&self) -> usize {
+        self.table.live_count()
+    }
+
+    /// Flows whose label set was folded because the series cap was reached, since start.
+    pub fn folded_flows(&self) -> u64 {
+        self.table.folded
     }
 
     /// Flows currently tracked (kernel entries seen in the last cycle).
@@ -310,8 +374,21 @@ mod tests {
         FlowCounters { bytes, packets }
     }
 
+    impl Fold for &'static str {
+        fn fold(&self) -> Self {
+            "folded"
+        }
+        fn fold_all(&self) -> Self {
+            "all"
+        }
+    }
+
+    fn settled(labels: &'static str) -> Labelled<&'static str> {
+        Labelled { labels, settled: true, tag: 0 }
+    }
+
     /// Ports 1 and 2 share the label set "web"; others get their own.
-    fn labels_by_port(k: &FlowKey) -> (&'static str, bool) {
+    fn labels_by_port(k: &FlowKey) -> Labelled<&'static str> {
         let labels = match k.port {
             1 | 2 => "web",
             5 => "p5",
@@ -319,7 +396,7 @@ mod tests {
             9 => "p9",
             _ => "other",
         };
-        (labels, true)
+        Labelled { labels, settled: true, tag: u64::from(k.port) }
     }
 
     fn totals(a: &Accounting<&'static str>, labels: &str) -> Totals {
@@ -328,7 +405,7 @@ mod tests {
 
     #[test]
     fn deltas_accumulate_into_label_sets() {
-        let mut a = Accounting::new(3, 1000);
+        let mut a = Accounting::new(3, 1000, usize::MAX);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(1), c(100, 1), &mut f);
@@ -344,7 +421,7 @@ mod tests {
 
     #[test]
     fn idle_flows_are_removed_with_their_last_delta() {
-        let mut a = Accounting::new(2, 1000);
+        let mut a = Accounting::new(2, 1000, usize::MAX);
         let mut f = labels_by_port;
         for (cycle, total) in [(1, 10), (2, 10), (3, 10)] {
             a.begin_cycle(false);
@@ -365,7 +442,7 @@ mod tests {
 
     #[test]
     fn each_byte_is_priced_once_under_its_label_set() {
-        let mut a = Accounting::new(3, 1000);
+        let mut a = Accounting::new(3, 1000, usize::MAX);
         let mut f = labels_by_port;
         let mut price = |l: &&str, bytes: u64| Cost {
             usd: bytes as f64 * if *l == "web" { 2.0 } else { 1.0 },
@@ -386,6 +463,25 @@ mod tests {
     }
 
     #[test]
+    fn at_the_series_cap_new_label_sets_fold_and_no_byte_is_lost() {
+        let mut a = Accounting::new(3, 1000, 2);
+        let mut f = labels_by_port;
+        a.begin_cycle(false);
+        a.observe(key(1), c(10, 1), &mut f); // web
+        a.observe(key(5), c(20, 1), &mut f); // p5: the cap of 2 is reached
+        a.observe(key(7), c(30, 1), &mut f); // p7 → "folded" does not exist → "all"
+        a.observe(key(9), c(40, 1), &mut f); // p9 → "all"
+        a.end_cycle();
+        let names: Vec<_> = a.series().map(|(l, _, _)| *l).collect();
+        assert_eq!(names, ["web", "p5", "all"]);
+        assert_eq!(totals(&a, "all").bytes, 70);
+        assert_eq!(a.folded_flows(), 2);
+        let usage = a.take_usage();
+        assert_eq!((usage[&7], usage[&9], usage.len()), (30, 40, 4), "usage by tag, unfolded");
+        assert!(a.take_usage().is_empty());
+    }
+
+    #[test]
     fn a_total_that_went_down_is_a_recreated_entry() {
         assert_eq!(delta(c(100, 10), c(40, 2)), c(40, 2));
         assert_eq!(delta(c(100, 10), c(140, 12)), c(40, 2));
@@ -393,7 +489,7 @@ mod tests {
 
     #[test]
     fn a_flow_missing_from_one_read_is_not_counted_twice() {
-        let mut a = Accounting::new(3, 1000);
+        let mut a = Accounting::new(3, 1000, usize::MAX);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(9), c(100, 1), &mut f);
@@ -408,7 +504,7 @@ mod tests {
 
     #[test]
     fn flows_gone_from_the_kernel_are_forgotten_after_the_idle_time() {
-        let mut a = Accounting::new(2, 1000);
+        let mut a = Accounting::new(2, 1000, usize::MAX);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(9), c(1, 1), &mut f);
@@ -426,12 +522,12 @@ mod tests {
 
     #[test]
     fn relabel_moves_future_deltas_only() {
-        let mut a = Accounting::new(5, 1000);
+        let mut a = Accounting::new(5, 1000, usize::MAX);
         let mut first = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(1), c(10, 1), &mut first);
         a.end_cycle();
-        let mut second = |_: &FlowKey| ("moved", true);
+        let mut second = |_: &FlowKey| settled("moved");
         a.begin_cycle(true);
         a.observe(key(1), c(25, 2), &mut second);
         a.end_cycle();
@@ -441,7 +537,7 @@ mod tests {
 
     #[test]
     fn idle_label_sets_without_flows_expire_and_come_back_from_zero() {
-        let mut a = Accounting::new(1, 3);
+        let mut a = Accounting::new(1, 3, usize::MAX);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(5), c(10, 1), &mut f);
@@ -470,16 +566,16 @@ mod tests {
 
     #[test]
     fn unsettled_labels_are_retried_and_later_deltas_move() {
-        let mut a = Accounting::new(5, 1000);
-        let mut unknown = |_: &FlowKey| ("unknown", false);
+        let mut a = Accounting::new(5, 1000, usize::MAX);
+        let mut unknown = |_: &FlowKey| Labelled { labels: "unknown", settled: false, tag: 0 };
         a.begin_cycle(false);
         a.observe(key(3), c(10, 1), &mut unknown);
         a.end_cycle();
-        let mut found = |_: &FlowKey| ("app", true);
+        let mut found = |_: &FlowKey| settled("app");
         a.begin_cycle(false);
         a.observe(key(3), c(25, 2), &mut found);
         a.end_cycle();
-        let mut never_again = |_: &FlowKey| -> (&'static str, bool) { panic!("settled") };
+        let mut never_again = |_: &FlowKey| -> Labelled<&'static str> { panic!("settled") };
         a.begin_cycle(false);
         a.observe(key(3), c(30, 3), &mut never_again);
         a.end_cycle();

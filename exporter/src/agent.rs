@@ -175,8 +175,13 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     );
     let prices = Arc::new(plan.prices);
     let snapshot = Arc::new(SharedSnapshot::default());
-    let (mut registry, self_metrics) =
-        registry(snapshot.clone(), prices.clone(), dataplane.attachments(), dataplane.capacity());
+    let (mut registry, self_metrics) = registry(
+        snapshot.clone(),
+        prices.clone(),
+        dataplane.attachments(),
+        dataplane.capacity(),
+        args.series_max as u64,
+    );
     let range_metrics = SourceMetrics::default();
     range_metrics.register(&mut registry);
     let ranges = tokio::task::block_in_place(|| {
@@ -197,6 +202,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         accounting: Accounting::new(
             idle_cycles,
             u64::from(cycles_in(args.series_idle_timeout, args.read_interval)),
+            args.series_max,
         ),
         attributor: Attributor::new(
             CgroupResolver::new(cgroup_root),
@@ -204,11 +210,16 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             &plan.file,
             interfaces,
         )
-        .with_geoip(plan.geoip),
+        .with_geoip(plan.geoip)
+        .with_name_limit(
+            args.remote_names_top_k,
+            u64::from(cycles_in(args.remote_names_window, args.read_interval)),
+        ),
         pricer: Pricer::new(prices.clone(), &plan.file.pricing),
         snapshot,
         metrics: self_metrics,
         ready: ready.clone(),
+        relabel_next: false,
     };
     let (stop_tx, stop_rx) = mpsc::channel();
     let interval = args.read_interval;

@@ -14,11 +14,12 @@ use egressor_common::{Direction, FlowKey, Hook, family};
 use foldhash::fast::RandomState;
 
 use crate::{
+    accounting::Labelled,
     cgroups::{CgroupResolver, UNKNOWN_WORKLOAD},
     classify::Classifier,
     config::FileConfig,
     geoip::{GeoInfo, GeoIp},
-    labels::{FlowLabels, HookLabel, LabelKey},
+    labels::{FlowLabels, HookLabel, LabelKey, OTHER_WORKLOAD},
     paths::EgressPaths,
     prices::PriceQuery,
 };
@@ -65,7 +66,77 @@ pub struct Attributor {
     /// cloud table (cleared when the table changes).
     remote_of_cloud: HashMap<PublicRemote, u32, RandomState>,
     geoip: GeoIp,
+    /// Remote id → its name-folded id.
+    folded_of: HashMap<u32, u32, RandomState>,
+    names: NameGuard,
     empty: Arc<str>,
+}
+
+/// The label value that folded names and workloads take.
+pub const OTHER: &str = "other";
+
+/// Keeps the `remote` name of public remotes only for the top K names by bytes per workload
+/// per window: the names with the most bytes in the last window (then, up to K, the names it
+/// had before; a workload quiet for a window keeps its names), and while fewer than K are
+/// admitted, new names first come, first served. Every other name folds into `other`.
+#[derive(Debug, Default)]
+struct NameGuard {
+    k: usize,
+    window_cycles: u64,
+    cycles: u64,
+    admitted: HashMap<u32, HashSet<u32, RandomState>, RandomState>,
+    window_usage: HashMap<u64, u64, RandomState>,
+}
+
+impl NameGuard {
+    fn admit(&mut self, workload: u32, remote: u32) -> bool {
+        let set = self.admitted.entry(workload).or_default();
+        if set.contains(&remote) {
+            return true;
+        }
+        if set.len() < self.k {
+            set.insert(remote);
+            return true;
+        }
+        false
+    }
+
+    /// Adds a cycle's usage; at the end of a window, admits each workload's top K. Returns
+    /// whether the admitted names changed (flows must be labelled again).
+    fn end_cycle(&mut self, usage: impl IntoIterator<Item = (u64, u64)>) -> bool {
+        for (tag, bytes) in usage {
+            *self.window_usage.entry(tag).or_default() += bytes;
+        }
+        self.cycles += 1;
+        if self.cycles < self.window_cycles {
+            return false;
+        }
+        self.cycles = 0;
+        let mut by_workload: HashMap<u32, Vec<(u64, u32)>, RandomState> = HashMap::default();
+        for (tag, bytes) in self.window_usage.drain() {
+            by_workload.entry((tag >> 32) as u32).or_default().push((bytes, tag as u32));
+        }
+        // Workloads quiet in this window keep their names; the others rank this window's
+        // names by bytes and fill the rest of their K with the names they had.
+        let mut admitted = self.admitted.clone();
+        for (workload, mut names) in by_workload {
+            // Most bytes first; ties by id so that the choice is stable.
+            names.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let mut next: Vec<u32> = names.iter().take(self.k).map(|n| n.1).collect();
+            let mut before: Vec<u32> =
+                admitted.get(&workload).map(|s| s.iter().copied().collect()).unwrap_or_default();
+            before.sort_unstable();
+            for id in before {
+                if next.len() < self.k && !next.contains(&id) {
+                    next.push(id);
+                }
+            }
+            admitted.insert(workload, next.into_iter().collect());
+        }
+        let changed = admitted != self.admitted;
+        self.admitted = admitted;
+        changed
+    }
 }
 
 /// What names a public remote: its cloud range (by [`CloudMatch::id`](crate::cloud::CloudMatch))
@@ -126,13 +197,36 @@ impl Attributor {
             classifier,
             paths: EgressPaths::new(config),
             interfaces,
-            workloads: Interner::new(empty.clone()),
+            workloads: {
+                let mut w = Interner::new(empty.clone());
+                let other = w.intern(OTHER.into());
+                debug_assert_eq!(other, OTHER_WORKLOAD);
+                w
+            },
+            names: NameGuard::default(),
+            folded_of: HashMap::default(),
             remotes,
             empty,
             remote_of_network,
             remote_of_cloud: HashMap::default(),
             geoip: GeoIp::default(),
         }
+    }
+
+    /// Keeps remote names for the top `k` per workload per window of `window_cycles` read
+    /// cycles (see [`NameGuard`]).
+    pub fn with_name_limit(mut self, k: usize, window_cycles: u64) -> Self {
+        self.names.k = k;
+        self.names.window_cycles = window_cycles.max(1);
+        self
+    }
+
+    /// Called at the end of a read cycle with the bytes per tag
+    /// ([`Accounting::take_usage`](crate::accounting::Accounting::take_usage)). Returns
+    /// whether flows must be labelled again next cycle (a window ended and the admitted names
+    /// changed).
+    pub fn end_cycle(&mut self, usage: impl IntoIterator<Item = (u64, u64)>) -> bool {
+        self.names.end_cycle(usage)
     }
 
     /// Names public remotes without a configured network by AS organisation (the `remote`
@@ -156,7 +250,7 @@ impl Attributor {
     /// The label set `key`'s bytes are counted under, as a compact key, and whether it is
     /// settled: `false` while the flow's cgroup has not been found (it may have been created
     /// after this cycle's walk of the tree), so that the caller asks again next cycle.
-    pub fn label_key(&mut self, key: &FlowKey) -> (LabelKey, bool) {
+    pub fn label_key(&mut self, key: &FlowKey) -> Labelled<LabelKey> {
         let hook = if key.hook == Hook::Tc as u8 { HookLabel::Tc } else { HookLabel::Cgroup };
         let (workload, interface, settled) = match hook {
             HookLabel::Cgroup => {
@@ -195,16 +289,42 @@ impl Attributor {
             _ => 0,
         };
         let egress_path = self.paths.path(address(key.family, &key.local_addr), &remote);
+        let class = remote.class;
+        let folded = self.folded(remote_id);
+        let named = class.is_public() && !self.remotes.get(remote_id).name.is_empty();
+        let (remote_id, tag) = if named {
+            let tag = u64::from(workload) << 32 | u64::from(remote_id);
+            (if self.names.admit(workload, remote_id) { remote_id } else { folded }, tag)
+        } else {
+            (remote_id, 0)
+        };
         let labels = LabelKey {
             hook,
             direction: Direction::from_u8(key.direction).into(),
-            traffic_class: remote.class,
+            traffic_class: class,
             interface,
             workload,
             remote: remote_id,
+            remote_folded: folded,
             egress_path,
         };
-        (labels, settled)
+        Labelled { labels, settled, tag }
+    }
+
+    /// The id of `remote` with its name folded into `other`, keeping what decides the price.
+    fn folded(&mut self, remote: u32) -> u32 {
+        if let Some(&id) = self.folded_of.get(&remote) {
+            return id;
+        }
+        let r = self.remotes.get(remote).clone();
+        let id = self.remotes.intern(RemoteLabels {
+            name: if r.name.is_empty() { r.name } else { OTHER.into() },
+            zone: self.empty.clone(),
+            country: self.empty.clone(),
+            ..r
+        });
+        self.folded_of.insert(remote, id);
+        id
     }
 
     /// The labels a [`LabelKey`] stands for.
@@ -296,6 +416,24 @@ mod tests {
     use crate::classify::TrafficClass;
 
     #[test]
+    fn names_are_admitted_first_come_then_by_bytes_per_window() {
+        let mut g = NameGuard { k: 2, window_cycles: 2, ..NameGuard::default() };
+        let tag = |w: u64, r: u64| w << 32 | r;
+        assert!(g.admit(7, 10) && g.admit(7, 11) && g.admit(7, 10));
+        assert!(!g.admit(7, 12), "k = 2 names for workload 7");
+        assert!(g.admit(8, 12), "another workload has its own k");
+        // Name 12 moved the most bytes of workload 7 in the window, then 11.
+        assert!(!g.end_cycle([(tag(7, 10), 5), (tag(7, 12), 50)]));
+        assert!(g.end_cycle([(tag(7, 11), 20), (tag(7, 12), 1)]), "window over: new top 2");
+        assert!(g.admit(7, 12) && g.admit(7, 11) && !g.admit(7, 10));
+        assert!(g.admit(8, 13) && !g.admit(8, 14), "8 was quiet: it keeps 12 and fills 13");
+        // Only name 10 moved in the next window: it joins the best of the names before (11).
+        assert!(!g.end_cycle([(tag(7, 10), 1)]));
+        assert!(g.end_cycle([]));
+        assert!(g.admit(7, 10) && g.admit(7, 11) && !g.admit(7, 12));
+    }
+
+    #[test]
     fn equal_labels_get_equal_keys_and_keys_give_the_labels_back() {
         let root = std::env::temp_dir().join(format!("egressor-attr-{}", std::process::id()));
         for dir in ["a/app.service", "b/app.service", "c/db.service"] {
@@ -324,11 +462,12 @@ mod tests {
             k.remote_addr[0] = u32::from_ne_bytes(remote);
             k
         };
-        let (app_a, settled) = a.label_key(&flow(ino("a/app.service"), [10, 1, 0, 1]));
+        let key = |l: Labelled<LabelKey>| (l.labels, l.settled);
+        let (app_a, settled) = key(a.label_key(&flow(ino("a/app.service"), [10, 1, 0, 1])));
         assert!(settled);
-        let (app_b, _) = a.label_key(&flow(ino("b/app.service"), [10, 2, 0, 1]));
-        let (db, _) = a.label_key(&flow(ino("c/db.service"), [10, 1, 0, 1]));
-        let (gone, settled) = a.label_key(&flow(u64::MAX, [10, 1, 0, 1]));
+        let (app_b, _) = key(a.label_key(&flow(ino("b/app.service"), [10, 2, 0, 1])));
+        let (db, _) = key(a.label_key(&flow(ino("c/db.service"), [10, 1, 0, 1])));
+        let (gone, settled) = key(a.label_key(&flow(u64::MAX, [10, 1, 0, 1])));
         assert!(!settled, "an unknown cgroup is asked about again");
         assert_eq!(&*a.labels(&gone).workload, UNKNOWN_WORKLOAD);
         assert_eq!(app_a, app_b, "same workload name, same network name and zone");

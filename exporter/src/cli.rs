@@ -17,6 +17,12 @@ pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
 pub const DEFAULT_READ_INTERVAL: &str = "10s";
 /// Default time a flow may stay unchanged before its kernel map entry is removed.
 pub const DEFAULT_FLOW_IDLE_TIMEOUT: &str = "2m";
+/// Default cap on live label sets of the flow counters.
+pub const DEFAULT_SERIES_MAX: usize = 20_000;
+/// Default number of remote names kept per workload.
+pub const DEFAULT_REMOTE_NAMES_TOP_K: usize = 20;
+/// Default window over which remote names are ranked.
+pub const DEFAULT_REMOTE_NAMES_WINDOW: &str = "1h";
 /// Default time a label set without flows keeps being exposed after its last growth.
 pub const DEFAULT_SERIES_IDLE_TIMEOUT: &str = "1h";
 
@@ -197,6 +203,25 @@ pub struct AgentArgs {
           default_value = DEFAULT_SERIES_IDLE_TIMEOUT, value_parser = parse_duration,
           value_name = "DURATION")]
     pub series_idle_timeout: Duration,
+
+    /// Label sets of the flow counters allowed before new ones fold: first the remote name
+    /// into `other`, then also the workload into `other` (bytes and cost are never lost;
+    /// `egressor_series_folded_flows_total` counts the folds).
+    #[arg(long = "series.max", env = "EGRESSOR_SERIES_MAX", default_value_t = DEFAULT_SERIES_MAX,
+          value_name = "N")]
+    pub series_max: usize,
+
+    /// Remote names (AS organisations, DNS names) kept as labels per workload: the top K by
+    /// bytes in the last window; the rest fold into `other`.
+    #[arg(long = "remote-names.top-k", env = "EGRESSOR_REMOTE_NAMES_TOP_K",
+          default_value_t = DEFAULT_REMOTE_NAMES_TOP_K, value_name = "K")]
+    pub remote_names_top_k: usize,
+
+    /// Window over which remote names are ranked by bytes.
+    #[arg(long = "remote-names.window", env = "EGRESSOR_REMOTE_NAMES_WINDOW",
+          default_value = DEFAULT_REMOTE_NAMES_WINDOW, value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub remote_names_window: Duration,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
     #[arg(

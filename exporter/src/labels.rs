@@ -122,8 +122,24 @@ pub struct LabelKey {
     pub workload: u32,
     /// Interned remote labels (0 = all empty).
     pub remote: u32,
+    /// Interned remote labels with the name folded into `other` and only the fields that
+    /// decide the price kept (what [`Fold`](crate::accounting::Fold) falls back to).
+    pub remote_folded: u32,
     /// How the flow leaves the VPC.
     pub egress_path: EgressPath,
+}
+
+/// Workload id of `other` (see [`crate::attribution`]).
+pub const OTHER_WORKLOAD: u32 = 1;
+
+impl crate::accounting::Fold for LabelKey {
+    fn fold(&self) -> Self {
+        Self { remote: self.remote_folded, ..*self }
+    }
+
+    fn fold_all(&self) -> Self {
+        Self { workload: OTHER_WORKLOAD, remote: self.remote_folded, ..*self }
+    }
 }
 
 /// Labels of the overflow counters.

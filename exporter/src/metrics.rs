@@ -46,6 +46,10 @@ pub struct Snapshot {
     pub overflow: Vec<(Hook, Direction, FlowCounters)>,
     /// Entries in the kernel flow map at the last read.
     pub map_entries: u64,
+    /// Live flow label sets.
+    pub series_count: u64,
+    /// Flows folded because the series cap was reached, since start.
+    pub folded_flows: u64,
 }
 
 /// The price gauges' values: the marginal price of the next byte by class, direction and
@@ -160,11 +164,13 @@ pub fn registry(
     prices: Arc<PriceSheet>,
     attachments: &[Attachment],
     map_capacity: u32,
+    series_max: u64,
 ) -> (Registry, SelfMetrics) {
     let mut registry = Registry::with_prefix(PREFIX);
 
     registry.register_collector(Box::new(FlowCollector {
         snapshot,
+        series_max,
         sheet: format!("{}/{} version {}", prices.provider, prices.region, prices.version),
         map_capacity,
     }));
@@ -234,6 +240,8 @@ pub fn registry(
 #[derive(Debug)]
 struct FlowCollector {
     snapshot: Arc<SharedSnapshot>,
+    /// `--series.max`.
+    series_max: u64,
     /// `provider/region version …` of the sheet, for help texts.
     sheet: String,
     map_capacity: u32,
@@ -337,6 +345,14 @@ impl Collector for FlowCollector {
             })
             .collect();
         let overflow = || overflow.iter().map(|(l, c)| (l, c));
+        let folded = ConstCounter::new(snap.folded_flows);
+        folded.encode(encoder.encode_descriptor(
+            "series_folded_flows",
+            "Flows whose label set was folded (remote name to other, then workload to other) \
+             because --series.max label sets were live.",
+            None,
+            MetricType::Counter,
+        )?)?;
         Self::family(
             &mut encoder,
             "flow_overflow",
@@ -363,6 +379,12 @@ impl Collector for FlowCollector {
                 "flow_map_max_entries",
                 "Capacity of the kernel flow map (--flow-map.max-entries).",
                 u64::from(self.map_capacity),
+            ),
+            ("series", "Live label sets of the flow counters.", snap.series_count),
+            (
+                "series_max",
+                "Label sets allowed before new ones fold (--series.max).",
+                self.series_max,
             ),
         ] {
             let gauge = ConstGauge::new(value);
@@ -408,8 +430,10 @@ mod tests {
             prices: PriceRows::of(&pricer),
             overflow: vec![(Hook::Tc, Direction::Ingress, FlowCounters { bytes: 5, packets: 1 })],
             map_entries: 1,
+            series_count: 1,
+            folded_flows: 0,
         });
-        let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64);
+        let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64, 100);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",remote_country="",egress_path="nat_gateway""#;
@@ -423,6 +447,9 @@ mod tests {
             r#"egressor_flow_overflow_bytes_total{hook="tc",direction="ingress"} 5"#,
             "egressor_flow_map_entries 1",
             "egressor_flow_map_max_entries 64",
+            "egressor_series 1",
+            "egressor_series_max 100",
+            "egressor_series_folded_flows_total 0",
             r#"egressor_price_usd_per_gib{traffic_class="cross_zone",direction="ingress",remote_service="",remote_region=""} 0.01"#,
             r#"egressor_price_usd_per_gib{traffic_class="cloud_same_region",direction="egress",remote_service="S3",remote_region=""} 0.0"#,
             r#"egressor_price_usd_per_gib{traffic_class="internet",direction="egress",remote_service="",remote_region=""} 0.09"#,

@@ -38,6 +38,8 @@ pub struct Reader {
     pub metrics: SelfMetrics,
     /// Set after the first successful cycle (`/readyz`).
     pub ready: Arc<AtomicBool>,
+    /// Whether the next cycle must label every flow again (the admitted names changed).
+    pub relabel_next: bool,
 }
 
 impl Reader {
@@ -81,7 +83,7 @@ impl Reader {
     /// # Errors
     /// A map read failure; what was read before it is accounted.
     pub fn cycle(&mut self) -> Result<(), DataplaneError> {
-        let relabel = self.attributor.next_cycle(host_addresses());
+        let relabel = self.attributor.next_cycle(host_addresses()) | self.relabel_next;
         self.accounting.begin_cycle(relabel);
         let mut entries = 0u64;
         {
@@ -98,6 +100,7 @@ impl Reader {
             self.accounting.removed(&key, last);
             self.metrics.flow_evictions.inc();
         }
+        self.relabel_next = self.attributor.end_cycle(self.accounting.take_usage());
         self.pricer.start_cycle(SystemTime::now());
         {
             let (attributor, pricer) = (&self.attributor, &mut self.pricer);
@@ -111,6 +114,8 @@ impl Reader {
                 .map(|(key, totals, cost)| (self.attributor.labels(key), *totals, *cost))
                 .collect(),
             prices: PriceRows::of(&self.pricer),
+            series_count: self.accounting.series_count() as u64,
+            folded_flows: self.accounting.folded_flows(),
             overflow,
             map_entries: entries,
         });

@@ -300,10 +300,10 @@ fn read_cycle() {
 
     let snapshot = Arc::new(SharedSnapshot::default());
     let (registry, metrics) =
-        registry(snapshot.clone(), Arc::new(PriceSheet::embedded()), &[], FLOWS);
+        registry(snapshot.clone(), Arc::new(PriceSheet::embedded()), &[], FLOWS, u64::MAX);
     let mut reader = Reader {
         dataplane,
-        accounting: Accounting::new(12, 360),
+        accounting: Accounting::new(12, 360, usize::MAX),
         attributor: Attributor::new(
             CgroupResolver::new(root),
             Classifier::new(&FileConfig::default(), Default::default()),
@@ -314,6 +314,7 @@ fn read_cycle() {
         snapshot,
         metrics,
         ready: Arc::new(AtomicBool::new(true)),
+        relabel_next: false,
     };
     let mut cycle = |label: &str| {
         let t = Instant::now();

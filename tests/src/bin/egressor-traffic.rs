@@ -5,6 +5,8 @@
 //! egressor-traffic udp-send TARGET COUNT SIZE [echo]   COUNT datagrams of SIZE payload bytes
 //! egressor-traffic udp-echo BIND COUNT                 echo COUNT datagrams back
 //! egressor-traffic udp-spray IP FIRST_PORT PORTS SIZE  one datagram to each of PORTS ports
+//! egressor-traffic udp-scatter SIZE PORT N CIDR…        one datagram to each of the first N
+//!                                                      hosts of each CIDR (IPv4)
 //! egressor-traffic tcp-send TARGET BYTES               one connection, BYTES of payload
 //! egressor-traffic tcp-sink BIND                       accept one connection, read to EOF
 //! egressor-traffic raw-frames IFACE                    crafted odd frames over AF_PACKET
@@ -26,6 +28,9 @@ fn main() {
         ["udp-echo", bind, count] => udp_echo(bind.parse().expect("BIND"), num(count)),
         ["udp-spray", ip, first, ports, size] => {
             udp_spray(ip, num(first) as u16, num(ports), num(size))
+        }
+        ["udp-scatter", size, port, n, cidrs @ ..] => {
+            udp_scatter(num(size), num(port) as u16, num(n), cidrs)
         }
         ["tcp-send", target, bytes] => tcp_send(target.parse().expect("TARGET"), num(bytes) as u64),
         ["tcp-sink", bind] => tcp_sink(bind.parse().expect("BIND")),
@@ -79,6 +84,22 @@ fn udp_spray(ip: &str, first: u16, ports: usize, size: usize) {
         socket.send_to(&payload, t).expect("send");
     }
     println!("sent={ports}");
+}
+
+fn udp_scatter(size: usize, port: u16, n: usize, cidrs: &[&str]) {
+    let payload = vec![0x3c; size];
+    let socket = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    let mut sent = 0;
+    for cidr in cidrs {
+        let (net, _) = cidr.split_once('/').expect("CIDR");
+        let first = u32::from(net.parse::<std::net::Ipv4Addr>().expect("IPv4 CIDR"));
+        for host in 1..=n as u32 {
+            let target = SocketAddr::from((std::net::Ipv4Addr::from(first + host), port));
+            socket.send_to(&payload, target).expect("send");
+            sent += 1;
+        }
+    }
+    println!("sent={sent}");
 }
 
 fn tcp_send(target: SocketAddr, bytes: u64) {
