@@ -228,12 +228,14 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
     /// seen for the first time, after a relabel, and at every observation of a flow whose
     /// labels were not settled (its cgroup was not found yet): such a flow's later deltas
     /// move to the right label set as soon as attribution succeeds.
+    ///
+    /// Returns the flow's label set when it gained bytes since the last read.
     pub fn observe(
         &mut self,
         key: FlowKey,
         now: FlowCounters,
         labels: &mut impl FnMut(&FlowKey) -> Labelled<L>,
-    ) {
+    ) -> Option<L> {
         let (generation, cycle) = (self.label_generation, self.cycle);
         let table = &mut self.table;
         // A generation no cycle ever has: the flow is labelled again at its next read.
@@ -272,8 +274,10 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
         tracked.seen_in_cycle = cycle;
         if delta.packets == 0 && delta.bytes == 0 {
             tracked.idle_cycles += 1;
+            None
         } else {
             tracked.idle_cycles = 0;
+            table.slots[tracked.series].as_ref().map(|s| s.labels)
         }
     }
 

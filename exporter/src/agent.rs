@@ -19,6 +19,7 @@ use crate::{
     cloud::sources::{CloudRanges, SourceMetrics},
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, Interface},
+    destinations::Destinations,
     error::{AgentError, ConfigError},
     geoip::GeoIp,
     http::{AppState, app},
@@ -220,6 +221,11 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         metrics: self_metrics,
         ready: ready.clone(),
         relabel_next: false,
+        destinations: Destinations::new(
+            u64::from(cycles_in(args.destinations_window, args.read_interval)),
+            args.destinations_lookback,
+            args.destinations_memory,
+        ),
     };
     let (stop_tx, stop_rx) = mpsc::channel();
     let interval = args.read_interval;
@@ -292,7 +298,7 @@ mod tests {
         let mut argv = vec!["egressor", "agent"];
         argv.extend_from_slice(extra);
         let Command::Agent(a) = Cli::try_parse_from(argv).unwrap().command else { panic!("agent") };
-        a
+        *a
     }
 
     #[test]

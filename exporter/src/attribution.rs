@@ -354,6 +354,11 @@ impl Attributor {
         }
     }
 
+    /// The name of an interned workload id.
+    pub fn workload_name(&self, id: u32) -> Arc<str> {
+        self.workloads.get(id).clone()
+    }
+
     /// What decides the price of a label set's bytes.
     pub fn price_query(&self, key: &LabelKey) -> PriceQuery<'_> {
         let remote = self.remotes.get(key.remote);

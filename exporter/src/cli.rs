@@ -39,7 +39,7 @@ pub struct Cli {
 /// egressor's subcommands.
 pub enum Command {
     /// Load the eBPF programs, count this machine's traffic and serve OpenMetrics.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Print what the agent would decide for remote addresses: class, provider, service,
     /// region, egress path and price per GiB each way.
     Classify(ClassifyArgs),
@@ -222,6 +222,24 @@ pub struct AgentArgs {
           default_value = DEFAULT_REMOTE_NAMES_WINDOW, value_parser = parse_duration,
           value_name = "DURATION")]
     pub remote_names_window: Duration,
+
+    /// Window of `egressor_distinct_destinations` (distinct external addresses per
+    /// workload).
+    #[arg(long = "destinations.window", env = "EGRESSOR_DESTINATIONS_WINDOW",
+          default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub destinations_window: Duration,
+
+    /// A destination unseen by a workload for this long counts again in
+    /// `egressor_new_destinations_total`.
+    #[arg(long = "destinations.lookback", env = "EGRESSOR_DESTINATIONS_LOOKBACK",
+          default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
+    pub destinations_lookback: Duration,
+
+    /// (workload, destination) pairs remembered for new-destination counting (~100 bytes
+    /// each).
+    #[arg(long = "destinations.memory", env = "EGRESSOR_DESTINATIONS_MEMORY",
+          default_value_t = crate::destinations::DEFAULT_MEMORY, value_name = "N")]
+    pub destinations_memory: u64,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
     #[arg(

@@ -15,6 +15,7 @@ pub mod cloud;
 pub mod commands;
 pub mod config;
 pub mod dataplane;
+pub mod destinations;
 pub mod error;
 pub mod geoip;
 pub mod http;

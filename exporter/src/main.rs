@@ -38,7 +38,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_FAILURE);
                 }
             };
-            match runtime.block_on(egressor::agent::run(args)) {
+            match runtime.block_on(egressor::agent::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("egressor: {}", error_chain(&e));

@@ -50,6 +50,17 @@ pub struct Snapshot {
     pub series_count: u64,
     /// Flows folded because the series cap was reached, since start.
     pub folded_flows: u64,
+    /// Estimated distinct external destinations per workload, last complete window.
+    pub distinct_destinations: Vec<(Arc<str>, f64)>,
+    /// New external destinations per workload since start.
+    pub new_destinations: Vec<(Arc<str>, u64)>,
+    /// Remembered (workload, destination) pairs.
+    pub remembered_destinations: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WorkloadLabels {
+    workload: Arc<str>,
 }
 
 /// The price gauges' values: the marginal price of the next byte by class, direction and
@@ -345,6 +356,40 @@ impl Collector for FlowCollector {
             })
             .collect();
         let overflow = || overflow.iter().map(|(l, c)| (l, c));
+        let by_workload = |rows: &[(Arc<str>, f64)]| -> Vec<(WorkloadLabels, f64)> {
+            rows.iter().map(|(w, n)| (WorkloadLabels { workload: w.clone() }, *n)).collect()
+        };
+        let distinct = by_workload(&snap.distinct_destinations);
+        Self::family(
+            &mut encoder,
+            "distinct_destinations",
+            "Distinct external (internet and cloud) remote addresses per workload in the last \
+             complete --destinations.window, estimated with a HyperLogLog (0.81 % standard error).",
+            None,
+            MetricType::Gauge,
+            distinct.iter().map(|(l, v)| (l, ConstGauge::new(*v))),
+        )?;
+        let new: Vec<_> = snap
+            .new_destinations
+            .iter()
+            .map(|(w, n)| (WorkloadLabels { workload: w.clone() }, *n))
+            .collect();
+        Self::family(
+            &mut encoder,
+            "new_destinations",
+            "External remote addresses a workload exchanged bytes with for the first time in \
+             --destinations.lookback.",
+            None,
+            MetricType::Counter,
+            new.iter().map(|(l, v)| (l, ConstCounter::new(*v))),
+        )?;
+        ConstGauge::new(snap.remembered_destinations as i64).encode(encoder.encode_descriptor(
+            "destinations_remembered",
+            "(workload, destination) pairs remembered for egressor_new_destinations_total \
+             (bounded by --destinations.memory).",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let folded = ConstCounter::new(snap.folded_flows);
         folded.encode(encoder.encode_descriptor(
             "series_folded_flows",
@@ -432,6 +477,9 @@ mod tests {
             map_entries: 1,
             series_count: 1,
             folded_flows: 0,
+            distinct_destinations: vec![("nginx.service".into(), 3.0)],
+            new_destinations: vec![("nginx.service".into(), 4)],
+            remembered_destinations: 4,
         });
         let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64, 100);
         let mut text = String::new();
@@ -450,6 +498,9 @@ mod tests {
             "egressor_series 1",
             "egressor_series_max 100",
             "egressor_series_folded_flows_total 0",
+            r#"egressor_distinct_destinations{workload="nginx.service"} 3.0"#,
+            r#"egressor_new_destinations_total{workload="nginx.service"} 4"#,
+            "egressor_destinations_remembered 4",
             r#"egressor_price_usd_per_gib{traffic_class="cross_zone",direction="ingress",remote_service="",remote_region=""} 0.01"#,
             r#"egressor_price_usd_per_gib{traffic_class="cloud_same_region",direction="egress",remote_service="S3",remote_region=""} 0.0"#,
             r#"egressor_price_usd_per_gib{traffic_class="internet",direction="egress",remote_service="",remote_region=""} 0.09"#,

@@ -15,8 +15,10 @@ use tracing::{debug, warn};
 
 use crate::{
     accounting::Accounting,
-    attribution::{Attributor, host_addresses},
+    attribution::{Attributor, host_addresses, remote_address},
     dataplane::{Dataplane, DataplaneError},
+    destinations::Destinations,
+    labels::HookLabel,
     labels::LabelKey,
     metrics::{PriceRows, SelfMetrics, SharedSnapshot, Snapshot},
     prices::Pricer,
@@ -40,6 +42,8 @@ pub struct Reader {
     pub ready: Arc<AtomicBool>,
     /// Whether the next cycle must label every flow again (the admitted names changed).
     pub relabel_next: bool,
+    /// Distinct and new external destinations per workload.
+    pub destinations: Destinations,
 }
 
 impl Reader {
@@ -89,10 +93,18 @@ impl Reader {
         {
             let accounting = &mut self.accounting;
             let attributor = &mut self.attributor;
+            let destinations = &mut self.destinations;
             let mut labels = |k: &egressor_common::FlowKey| attributor.label_key(k);
             self.dataplane.read_flows(|key, counters| {
                 entries += 1;
-                accounting.observe(key, counters, &mut labels);
+                let active = accounting.observe(key, counters, &mut labels);
+                if let Some(l) = active
+                    && l.hook == HookLabel::Cgroup
+                    && l.traffic_class.is_public()
+                    && let Some(remote) = remote_address(&key)
+                {
+                    destinations.active(l.workload, remote);
+                }
             })?;
         }
         for key in self.accounting.end_cycle() {
@@ -101,6 +113,7 @@ impl Reader {
             self.metrics.flow_evictions.inc();
         }
         self.relabel_next = self.attributor.end_cycle(self.accounting.take_usage());
+        self.destinations.end_cycle();
         self.pricer.start_cycle(SystemTime::now());
         {
             let (attributor, pricer) = (&self.attributor, &mut self.pricer);
@@ -115,6 +128,17 @@ impl Reader {
                 .collect(),
             prices: PriceRows::of(&self.pricer),
             series_count: self.accounting.series_count() as u64,
+            distinct_destinations: self
+                .destinations
+                .distinct()
+                .map(|(w, n)| (self.attributor.workload_name(w), n))
+                .collect(),
+            new_destinations: self
+                .destinations
+                .new_total()
+                .map(|(w, n)| (self.attributor.workload_name(w), n))
+                .collect(),
+            remembered_destinations: self.destinations.remembered(),
             folded_flows: self.accounting.folded_flows(),
             overflow,
             map_entries: entries,

@@ -124,5 +124,8 @@ fn hundred_thousand_destinations_keep_series_bounded_and_bytes_exact() {
     assert!(names.len() <= 5 * 3 + 1, "names over three windows: {names:?}");
     assert_eq!(m.sum("egressor_series_folded_flows_total", &[]), 0.0);
     assert!(c.sum("egressor_series_folded_flows_total", &[]) > 0.0);
+    // Each of the 100,000 addresses was new once; the heavy phases only went back to them.
+    let new = m.sum("egressor_new_destinations_total", &[("workload", workload)]);
+    assert_eq!(new, (HOSTS_PER_NETWORK * NETWORKS as u64) as f64);
     let _ = std::fs::remove_file(config);
 }

@@ -315,6 +315,11 @@ fn read_cycle() {
         metrics,
         ready: Arc::new(AtomicBool::new(true)),
         relabel_next: false,
+        destinations: egressor::destinations::Destinations::new(
+            30,
+            Duration::from_secs(86_400),
+            1_000_000,
+        ),
     };
     let mut cycle = |label: &str| {
         let t = Instant::now();

@@ -1,0 +1,149 @@
+//! Distinct and new external destinations per workload.
+//!
+//! - **Distinct**: a HyperLogLog (`hyperloglog` crate) per workload estimates how many
+//!   distinct remote addresses it exchanged bytes with during a window; the gauge shows the
+//!   last complete window. 2^14 registers (16 KiB per workload): standard error
+//!   1.04 / √16384 ≈ 0.81 % (Flajolet et al., "HyperLogLog", 2007).
+//! - **New**: a destination a workload has not exchanged bytes with during the look-back
+//!   (`--destinations.lookback`, 24 h) counts once in `egressor_new_destinations_total`. The
+//!   memory of seen (workload, address) pairs is a bounded moka cache; a pair evicted early
+//!   by the bound counts as new again (`egressor_destinations_remembered` shows the fill).
+//!
+//! Only public remotes count (internet and cloud services): private and in-cluster peers churn
+//! with every deployment and are not what the new-destination alert is about.
+
+use std::{collections::HashMap, net::IpAddr, time::Duration};
+
+use hyperloglog::HyperLogLog;
+
+/// The `error_rate` handed to the hyperloglog crate; it picks p = ⌈ln((1.04 / e)²)⌉ = 14.
+const HLL_ERROR_RATE: f64 = 0.0015;
+
+/// Default bound of remembered (workload, address) pairs.
+pub const DEFAULT_MEMORY: u64 = 1_000_000;
+
+/// Per-workload distinct and new destinations; workloads are the attributor's ids.
+pub struct Destinations {
+    window_cycles: u64,
+    cycles: u64,
+    current: HashMap<u32, HyperLogLog>,
+    last_window: HashMap<u32, f64>,
+    seen: moka::sync::Cache<(u32, IpAddr), ()>,
+    new_total: HashMap<u32, u64>,
+    seed: Option<u128>,
+}
+
+impl Destinations {
+    /// `window_cycles` read cycles per distinct-count window; pairs are remembered for
+    /// `lookback` (since last seen), at most `memory` of them.
+    pub fn new(window_cycles: u64, lookback: Duration, memory: u64) -> Self {
+        Self {
+            window_cycles: window_cycles.max(1),
+            cycles: 0,
+            current: HashMap::new(),
+            last_window: HashMap::new(),
+            seen: moka::sync::Cache::builder().max_capacity(memory).time_to_idle(lookback).build(),
+            new_total: HashMap::new(),
+            seed: None,
+        }
+    }
+
+    /// Uses a fixed hash seed (tests) instead of a random one.
+    pub fn with_seed(mut self, seed: u128) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Records that `workload` exchanged bytes with `remote` in this cycle.
+    pub fn active(&mut self, workload: u32, remote: IpAddr) {
+        let seed = self.seed;
+        self.current
+            .entry(workload)
+            .or_insert_with(|| match seed {
+                Some(s) => HyperLogLog::new_deterministic(HLL_ERROR_RATE, s),
+                None => HyperLogLog::new(HLL_ERROR_RATE),
+            })
+            .insert(&remote);
+        let key = (workload, remote);
+        if self.seen.contains_key(&key) {
+            self.seen.get(&key); // refresh time to idle
+        } else {
+            self.seen.insert(key, ());
+            *self.new_total.entry(workload).or_default() += 1;
+        }
+    }
+
+    /// Ends a cycle; at the end of a window, the window's estimates replace the last ones.
+    pub fn end_cycle(&mut self) {
+        self.cycles += 1;
+        if self.cycles >= self.window_cycles {
+            self.cycles = 0;
+            self.last_window = self.current.drain().map(|(w, h)| (w, h.len())).collect();
+        }
+    }
+
+    /// Estimated distinct destinations per workload in the last complete window.
+    pub fn distinct(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        self.last_window.iter().map(|(w, n)| (*w, *n))
+    }
+
+    /// New destinations per workload since start.
+    pub fn new_total(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.new_total.iter().map(|(w, n)| (*w, *n))
+    }
+
+    /// Remembered (workload, address) pairs.
+    pub fn remembered(&self) -> u64 {
+        self.seen.run_pending_tasks();
+        self.seen.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+
+    fn estimate(n: u64) -> f64 {
+        let mut d = Destinations::new(1, Duration::from_secs(60), 16).with_seed(0x5eed);
+        for i in 0..n {
+            // Distinct addresses, IPv6 so that 1M fit without wrapping.
+            d.active(7, IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i))));
+            if i % 3 == 0 {
+                d.active(7, IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96))); // repeats
+            }
+        }
+        d.end_cycle();
+        d.distinct().find(|(w, _)| *w == 7).unwrap().1
+    }
+
+    #[test]
+    fn hll_is_within_two_percent_at_10k_and_1m() {
+        for n in [10_000u64, 1_000_000] {
+            let got = estimate(n);
+            let error = (got - n as f64).abs() / n as f64;
+            assert!(error < 0.02, "{n}: estimate {got}, error {:.2} %", error * 100.0);
+        }
+    }
+
+    #[test]
+    fn new_destinations_count_once_per_lookback_per_workload() {
+        let mut d = Destinations::new(2, Duration::from_secs(3600), 1000);
+        let a: IpAddr = "198.51.100.7".parse().unwrap();
+        let b: IpAddr = "203.0.113.9".parse().unwrap();
+        d.active(1, a);
+        d.active(1, a);
+        d.active(1, b);
+        d.active(2, a);
+        d.end_cycle();
+        assert_eq!(d.distinct().count(), 0, "window not complete");
+        d.active(1, a);
+        d.end_cycle();
+        let totals: HashMap<_, _> = d.new_total().collect();
+        assert_eq!((totals[&1], totals[&2]), (2, 1));
+        let distinct: HashMap<_, _> = d.distinct().collect();
+        assert_eq!((distinct[&1].round(), distinct[&2].round()), (2.0, 1.0));
+        assert_eq!(d.remembered(), 3);
+    }
+}
