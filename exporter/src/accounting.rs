@@ -54,6 +54,8 @@ pub struct Totals {
 #[derive(Debug)]
 struct Tracked {
     last: FlowCounters,
+    /// Bytes gained in the last cycle that saw the flow.
+    last_delta: u64,
     series: usize,
     tag: u64,
     label_generation: u64,
@@ -257,6 +259,7 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
                 let l = labels(&key);
                 e.insert(Tracked {
                     last: FlowCounters::default(),
+                    last_delta: 0,
                     series: table.attach(l.labels, cycle),
                     tag: l.tag,
                     label_generation: generation_of(l.settled),
@@ -271,6 +274,7 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
             *self.usage.entry(tracked.tag).or_default() += delta.bytes;
         }
         tracked.last = now;
+        tracked.last_delta = delta.bytes;
         tracked.seen_in_cycle = cycle;
         if delta.packets == 0 && delta.bytes == 0 {
             tracked.idle_cycles += 1;
@@ -317,6 +321,15 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
             }
             self.table.detach(t.series);
         }
+    }
+
+    /// Every tracked flow: its key, the kernel entry's totals at the last read, the bytes it
+    /// gained in that read, and the label set it counts under.
+    pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, FlowCounters, u64, &L)> {
+        self.flows.iter().filter_map(|(k, t)| {
+            let series = self.table.slots[t.series].as_ref()?;
+            Some((k, t.last, t.last_delta, &series.labels))
+        })
     }
 
     /// Bytes counted per tag since the last call (see [`Labelled::tag`]).

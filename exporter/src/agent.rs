@@ -23,9 +23,10 @@ use crate::{
     error::{AgentError, ConfigError},
     geoip::GeoIp,
     http::{AppState, app},
+    http_api::{ApiState, Guard},
     metrics::{SharedSnapshot, registry},
     prices::{PriceSheet, Pricer},
-    reader::Reader,
+    reader::{Reader, Request},
 };
 
 /// Everything the agent needs, validated.
@@ -37,6 +38,8 @@ pub struct AgentPlan {
     pub prices: PriceSheet,
     /// The MaxMind databases given.
     pub geoip: GeoIp,
+    /// The API's bearer token, if one is required.
+    pub api_token: Option<String>,
     /// What to load and where to attach it.
     pub dataplane: DataplaneOptions,
 }
@@ -94,10 +97,24 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
         None
     };
     let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
+    let api_token = match &args.api_bearer_token_file {
+        None => None,
+        Some(path) => {
+            let token = ConfigError::read_file(path)?.trim().to_owned();
+            if token.is_empty() {
+                return Err(ConfigError::Flag {
+                    flag: "--web.api.bearer-token-file",
+                    problem: format!("{} is empty", path.display()),
+                });
+            }
+            Some(token)
+        }
+    };
     Ok(AgentPlan {
         file,
         prices,
         geoip,
+        api_token,
         dataplane: DataplaneOptions {
             cgroup,
             interfaces,
@@ -176,6 +193,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     );
     let prices = Arc::new(plan.prices);
     let snapshot = Arc::new(SharedSnapshot::default());
+    let api_snapshot = snapshot.clone();
     let (mut registry, self_metrics) = registry(
         snapshot.clone(),
         prices.clone(),
@@ -228,6 +246,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         ),
     };
     let (stop_tx, stop_rx) = mpsc::channel();
+    let api_tx = stop_tx.clone();
     let interval = args.read_interval;
     let reader = std::thread::Builder::new()
         .name("egressor-reader".into())
@@ -238,16 +257,23 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         registry: Arc::new(registry),
         ready,
         telemetry_path: args.telemetry_path.clone(),
+        api: Some(ApiState {
+            reader: api_tx,
+            snapshot: api_snapshot,
+            guard: Arc::new(Guard { allow: args.api_allow.clone(), token: plan.api_token.clone() }),
+        }),
+        guard_metrics: args.guard_metrics,
     };
     let address = listener.local_addr().unwrap_or(args.listen_address);
     info!(
         "serving OpenMetrics on http://{address}{} (read interval {:?})",
         args.telemetry_path, args.read_interval
     );
-    let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await;
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown()).await;
 
     info!("shutting down: detaching programs");
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(Request::Stop);
     if reader.join().is_err() {
         warn!("the reader thread panicked");
     }

@@ -15,6 +15,7 @@ use foldhash::fast::RandomState;
 
 use crate::{
     accounting::Labelled,
+    api::FlowDetail,
     cgroups::{CgroupResolver, UNKNOWN_WORKLOAD},
     classify::Classifier,
     config::FileConfig,
@@ -351,6 +352,49 @@ impl Attributor {
             remote_service: remote.service,
             remote_country: remote.country,
             egress_path: key.egress_path,
+        }
+    }
+
+    /// A flow's full detail for the API (bytes and cost left at zero for the caller): its
+    /// label set's workload, hook, interface and path, and the remote classified afresh with
+    /// its raw address, port, name, cloud range, AS and country.
+    pub fn describe(&self, key: &FlowKey, labels: &LabelKey) -> FlowDetail {
+        let flow = self.labels(labels);
+        let remote_addr = remote_address(key);
+        let remote = self.classifier.classify(remote_addr);
+        let geo = match remote_addr {
+            Some(a) if remote.class.is_public() => self.geoip.lookup(a),
+            _ => GeoInfo::default(),
+        };
+        let network = remote.network.map(|i| self.remotes.get(self.remote_of_network[i]));
+        let name = network.map(|n| n.name.to_string()).or(geo.as_organization);
+        let region = match (remote.cloud, network) {
+            (Some(m), _) => Some(m.region.to_owned()),
+            (None, Some(n)) if !n.region.is_empty() => Some(n.region.to_string()),
+            _ => None,
+        };
+        FlowDetail {
+            workload: flow.workload.to_string(),
+            hook: flow.hook.as_str().into(),
+            interface: flow.interface.to_string(),
+            direction: flow.direction.as_str().into(),
+            protocol: crate::api::protocol_name(key.protocol),
+            local_address: address(key.family, &key.local_addr),
+            remote_address: remote_addr,
+            port: key.port,
+            traffic_class: remote.class.as_str().into(),
+            name,
+            provider: remote.cloud.map(|m| m.provider.as_str().into()),
+            service: remote.cloud.map(|m| m.service.into()),
+            region,
+            asn: geo.asn,
+            country: geo.country,
+            egress_path: labels.egress_path.as_str().into(),
+            bytes: 0,
+            packets: 0,
+            bytes_per_second: 0.0,
+            cost_usd: 0.0,
+            avoidable: false,
         }
     }
 

@@ -45,6 +45,8 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Print the effective price sheet (YAML), or list the embedded ones.
     Prices(PricesArgs),
+    /// Show a running agent's top flows, refreshing (like kubectl top or iftop).
+    Top(TopArgs),
 }
 
 /// Which kernel hooks count traffic. Each byte is counted once unless `both` is asked for;
@@ -118,6 +120,57 @@ pub struct ClassifyArgs {
     pub setup: SetupArgs,
 }
 
+/// Flags of `egressor top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The agent's base URL.
+    #[arg(long = "url", env = "EGRESSOR_URL", default_value = "http://127.0.0.1:10730")]
+    pub url: String,
+
+    /// Sort by cost, bytes or the last cycle's rate.
+    #[arg(long = "sort", value_enum, default_value_t = TopSort::Cost)]
+    pub sort: TopSort,
+
+    /// Flows shown.
+    #[arg(long = "top", default_value_t = 20,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub top: u16,
+
+    /// Time between refreshes.
+    #[arg(long = "interval", default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Print once and exit (for scripts).
+    #[arg(long = "once")]
+    pub once: bool,
+
+    /// File with the agent's bearer token (`--web.api.bearer-token-file` there).
+    #[arg(long = "bearer-token-file", env = "EGRESSOR_BEARER_TOKEN_FILE", value_name = "FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// Sort key of `egressor top`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopSort {
+    /// Cost since first counted.
+    Cost,
+    /// Bytes since first counted.
+    Bytes,
+    /// Bytes per second in the last read cycle.
+    Rate,
+}
+
+impl TopSort {
+    /// The API's `sort` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cost => "cost",
+            Self::Bytes => "bytes",
+            Self::Rate => "rate",
+        }
+    }
+}
+
 /// Flags of `egressor prices`.
 #[derive(Debug, Args)]
 pub struct PricesArgs {
@@ -146,6 +199,25 @@ pub struct AgentArgs {
     #[command(flatten)]
     /// Configuration file and price sheet.
     pub setup: SetupArgs,
+
+    /// Client networks allowed to call /api/v1/* (and the telemetry path with
+    /// --web.guard-metrics); repeatable.
+    #[arg(long = "web.api.allow", env = "EGRESSOR_WEB_API_ALLOW", value_delimiter = ',',
+          default_values = ["127.0.0.0/8", "::1/128"], value_name = "CIDR")]
+    pub api_allow: Vec<ipnet::IpNet>,
+
+    /// File holding a bearer token that /api/v1/* (and the telemetry path with
+    /// --web.guard-metrics) require in `Authorization: Bearer …`.
+    #[arg(
+        long = "web.api.bearer-token-file",
+        env = "EGRESSOR_WEB_API_BEARER_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub api_bearer_token_file: Option<PathBuf>,
+
+    /// Put the telemetry path behind the same allowlist and token as the API.
+    #[arg(long = "web.guard-metrics", env = "EGRESSOR_WEB_GUARD_METRICS")]
+    pub guard_metrics: bool,
 
     /// Attach TC programs to this interface (repeatable). Switches counting from cgroup
     /// hooks to TC unless `--hook both`.

@@ -17,6 +17,8 @@ use axum::{
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tower_http::compression::CompressionLayer;
 
+use crate::http_api::{self, ApiState};
+
 /// Content type of the OpenMetrics text format, served to clients that accept it
 /// (Prometheus asks for it).
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -34,17 +36,33 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Path of the metrics (`--web.telemetry-path`).
     pub telemetry_path: String,
+    /// The JSON API, when served.
+    pub api: Option<ApiState>,
+    /// Whether the telemetry path sits behind the API's guard (`--web.guard-metrics`).
+    pub guard_metrics: bool,
 }
 
-/// The router: `telemetry_path`, `/healthz`, `/readyz`, `/`.
+/// The router: `telemetry_path`, `/healthz`, `/readyz`, `/`, and with an API state
+/// `/api/v1/flows` and `/api/v1/summary` behind the guard.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route(&state.telemetry_path.clone(), get(metrics))
+    let mut metrics_route = Router::new().route(&state.telemetry_path.clone(), get(metrics));
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .route("/", get(landing))
-        .with_state(state)
-        .layer(CompressionLayer::new().gzip(true))
+        .route("/", get(landing));
+    if let Some(api) = state.api.clone() {
+        let guard = axum::middleware::from_fn_with_state(api.guard.clone(), http_api::guard);
+        if state.guard_metrics {
+            metrics_route = metrics_route.layer(guard.clone());
+        }
+        let routes = Router::new()
+            .route("/api/v1/flows", get(http_api::flows))
+            .route("/api/v1/summary", get(http_api::summary))
+            .with_state(api)
+            .layer(guard);
+        router = router.merge(routes);
+    }
+    router.merge(metrics_route).with_state(state).layer(CompressionLayer::new().gzip(true))
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -138,6 +156,8 @@ mod tests {
             registry: Arc::new(registry),
             ready: Arc::new(AtomicBool::new(ready)),
             telemetry_path: "/custom".into(),
+            api: None,
+            guard_metrics: false,
         }
     }
 

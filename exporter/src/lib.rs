@@ -7,6 +7,7 @@
 
 pub mod accounting;
 pub mod agent;
+pub mod api;
 pub mod attribution;
 pub mod cgroups;
 pub mod classify;
@@ -19,6 +20,8 @@ pub mod destinations;
 pub mod error;
 pub mod geoip;
 pub mod http;
+pub mod http_api;
+pub mod http_client;
 pub mod labels;
 pub mod metrics;
 pub mod paths;

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
             init_warnings();
             one_shot(commands::prices::run(&args, &mut std::io::stdout().lock()))
         }
+        Command::Top(args) => one_shot(commands::top::run(&args, &mut std::io::stdout().lock())),
     }
 }
 

@@ -3,6 +3,7 @@
 //! syscalls); when it stops, the dataplane it owns is dropped and the programs detach.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,6 +16,7 @@ use tracing::{debug, warn};
 
 use crate::{
     accounting::Accounting,
+    api::{FlowsQuery, FlowsReply, MAX_TOP, SortBy},
     attribution::{Attributor, host_addresses, remote_address},
     dataplane::{Dataplane, DataplaneError},
     destinations::Destinations,
@@ -22,6 +24,7 @@ use crate::{
     labels::LabelKey,
     metrics::{PriceRows, SelfMetrics, SharedSnapshot, Snapshot},
     prices::Pricer,
+    prices::cost_usd,
 };
 
 /// Owns the dataplane (dropping it detaches the programs) and the accounting state.
@@ -46,20 +49,80 @@ pub struct Reader {
     pub destinations: Destinations,
 }
 
+/// What the reader thread is asked between two cycles.
+#[derive(Debug)]
+pub enum Request {
+    /// The top flows (`/api/v1/flows`).
+    Flows(FlowsQuery, tokio::sync::oneshot::Sender<FlowsReply>),
+    /// Stop: return and detach the programs.
+    Stop,
+}
+
 impl Reader {
-    /// Runs cycles every `interval` until `stop` receives (or its sender is dropped), then
-    /// returns, detaching the programs.
-    pub fn run(mut self, interval: Duration, stop: Receiver<()>) {
+    /// Runs cycles every `interval` and answers requests in between, until [`Request::Stop`]
+    /// (or every sender is dropped); then returns, detaching the programs.
+    pub fn run(mut self, interval: Duration, requests: Receiver<Request>) {
+        let mut next = Instant::now();
         loop {
-            if self.cycle_logged() {
-                self.ready.store(true, Ordering::Release);
+            if Instant::now() >= next {
+                if self.cycle_logged() {
+                    self.ready.store(true, Ordering::Release);
+                }
+                next = Instant::now() + interval;
             }
-            match stop.recv_timeout(interval) {
+            match requests.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Err(RecvTimeoutError::Timeout) => continue,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Request::Flows(query, reply)) => {
+                    let _ = reply.send(self.top_flows(query, interval));
+                }
+                Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         debug!("reader stopped; detaching programs");
+    }
+
+    /// The top `query.top` flows by `query.sort`, with full detail.
+    pub fn top_flows(&self, query: FlowsQuery, interval: Duration) -> FlowsReply {
+        let n = query.top.clamp(1, MAX_TOP);
+        let mut price_of: HashMap<LabelKey, f64> = HashMap::new();
+        let mut price = |l: &LabelKey| {
+            *price_of
+                .entry(*l)
+                .or_insert_with(|| self.pricer.price_per_gib(&self.attributor.price_query(l)))
+        };
+        let mut rows: Vec<_> = self
+            .accounting
+            .flows()
+            .map(|(key, total, delta, labels)| {
+                let cost = cost_usd(total.bytes, price(labels));
+                let rank = match query.sort {
+                    SortBy::Bytes => total.bytes as f64,
+                    SortBy::Rate => delta as f64,
+                    SortBy::Cost => cost,
+                };
+                (rank, key, total, delta, labels, cost)
+            })
+            .collect();
+        let tracked_flows = rows.len();
+        let by_rank = |a: &(f64, _, _, _, _, _), b: &(f64, _, _, _, _, _)| b.0.total_cmp(&a.0);
+        if rows.len() > n {
+            rows.select_nth_unstable_by(n - 1, by_rank);
+            rows.truncate(n);
+        }
+        rows.sort_by(by_rank);
+        let flows = rows
+            .into_iter()
+            .map(|(_, key, total, delta, labels, cost)| {
+                let mut d = self.attributor.describe(key, labels);
+                d.bytes = total.bytes;
+                d.packets = total.packets;
+                d.bytes_per_second = delta as f64 / interval.as_secs_f64();
+                d.cost_usd = cost;
+                d.avoidable = self.pricer.is_avoidable(&self.attributor.price_query(labels));
+                d
+            })
+            .collect();
+        FlowsReply { sort: query.sort, tracked_flows, flows }
     }
 
     /// Runs one cycle, records its outcome in the self metrics; returns whether it worked.

@@ -393,13 +393,22 @@ impl Agent {
 
     /// GET `path`: status and body, `None` if nothing answers.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.get_with(path, None)
+    }
+
+    /// GETs `path` with an optional `Authorization: Bearer` token: (status, body).
+    pub fn get_with(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(5)))
             .build()
             .into();
-        let mut r = agent.get(&url).call().ok()?;
+        let mut request = agent.get(&url);
+        if let Some(t) = token {
+            request = request.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut r = request.call().ok()?;
         let code = r.status().as_u16();
         Some((code, r.body_mut().read_to_string().ok()?))
     }

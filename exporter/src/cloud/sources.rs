@@ -335,7 +335,7 @@ impl CloudRanges {
         let client = match &self.client {
             Some(c) => c.clone(),
             None => {
-                let c = http_client().map_err(fetch_error)?;
+                let c = crate::http_client::client(FETCH_TIMEOUT).map_err(fetch_error)?;
                 self.client = Some(c.clone());
                 c
             }
@@ -420,15 +420,4 @@ fn read(
     let entries = formats::parse(provider, &body)
         .map_err(|source| SourceError::Format { location: location.to_owned(), source })?;
     Ok((Vec::new(), entries))
-}
-
-/// The HTTP client for range fetches: rustls with the ring provider and the system's
-/// certificate store.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    // Installing twice is harmless: the first provider stays.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(FETCH_TIMEOUT)
-        .user_agent(concat!("egressor/", env!("CARGO_PKG_VERSION")))
-        .build()
 }

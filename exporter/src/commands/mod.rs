@@ -1,6 +1,8 @@
-//! The one-shot subcommands: `egressor classify` and `egressor prices`. They load the same
+//! The subcommands beside the agent: `egressor classify`, `egressor prices` and
+//! `egressor top`. They load the same
 //! configuration and price sheet as the agent and call the same classifier and pricer, so
 //! what they print is what the agent would count.
 
 pub mod classify;
 pub mod prices;
+pub mod top;
