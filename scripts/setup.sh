@@ -3,7 +3,7 @@
 # what is missing: a second run finishes in about a second.
 #
 #   - apt: llvm-22 (+ -dev, libpolly) for bpf-linker, prometheus (promtool), iperf3,
-#     iproute2, ethtool, tcpdump-free test peers;
+#     iproute2, ethtool, dnsmasq-base (a real DNS server for the DNS tests), tcpdump-free test peers;
 #   - the nightly toolchain's rust-src component (the eBPF crate builds core for bpfel);
 #   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major).
 #
@@ -15,7 +15,7 @@ LLVM_MAJOR=22
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
   libzstd-dev zlib1g-dev
-  prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux
+  prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux dnsmasq-base
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

@@ -143,8 +143,56 @@ pub const OVERFLOW_SLOTS: u32 = 4;
 pub struct DataplaneConfig {
     /// 1 to count traffic on loopback interfaces, 0 to skip it.
     pub include_loopback: u8,
+    /// 1 to copy DNS responses to [`DNS_EVENTS_MAP`], 0 not to.
+    pub capture_dns: u8,
     /// Always zero.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 2],
+    /// DNS responses copied at most per second and CPU; the rest are counted in
+    /// [`dns_stat::RATE_LIMITED`].
+    pub dns_events_per_second: u32,
+}
+
+/// Name of the ring buffer of [`DnsEvent`]s.
+pub const DNS_EVENTS_MAP: &str = "DNS_EVENTS";
+/// Name of the per-CPU array of DNS capture counters (indexes in [`dns_stat`]).
+pub const DNS_STATS_MAP: &str = "DNS_STATS";
+/// The DNS port (RFC 1035 §4.2). Only packets from this port (responses) are ever copied.
+pub const DNS_PORT: u16 = 53;
+/// DNS message bytes copied at most per response: the EDNS buffer size the DNS flag day 2020
+/// recommends (1232) fits, with room for TCP's length prefix.
+pub const DNS_MAX_PAYLOAD: usize = 1536;
+/// Size of the DNS ring buffer (bytes; a power of two, multiple of the page size).
+pub const DNS_RING_BYTES: u32 = 4 << 20;
+
+/// One DNS response as copied by the kernel side: the message bytes after the UDP header
+/// (or, for TCP, after the TCP header: the two-byte length prefix comes first).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsEvent {
+    /// Bytes of `data` that hold the message (≤ [`DNS_MAX_PAYLOAD`]).
+    pub len: u16,
+    /// 1 when the response came over TCP.
+    pub tcp: u8,
+    /// Always zero.
+    pub _pad: [u8; 5],
+    /// The message.
+    pub data: [u8; DNS_MAX_PAYLOAD],
+}
+
+/// Indexes of [`DNS_STATS_MAP`].
+pub mod dns_stat {
+    /// Responses copied to the ring buffer.
+    pub const CAPTURED: u32 = 0;
+    /// Responses not copied because the per-CPU rate was exceeded.
+    pub const RATE_LIMITED: u32 = 1;
+    /// Responses not copied because the ring buffer was full (user space behind).
+    pub const RING_FULL: u32 = 2;
+    /// Rate limiter state: start of the current one-second window (ns, per CPU).
+    pub const WINDOW_START: u32 = 3;
+    /// Rate limiter state: responses copied in the current window (per CPU).
+    pub const WINDOW_COUNT: u32 = 4;
+    /// Slots in the array.
+    pub const SLOTS: u32 = 5;
 }
 
 impl FlowKey {
@@ -174,6 +222,7 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowCounters {}
     unsafe impl aya::Pod for super::DataplaneConfig {}
+    unsafe impl aya::Pod for super::DnsEvent {}
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ static OVERFLOW: PerCpuArray<FlowCounters> = PerCpuArray::with_max_entries(OVERF
 /// Written by user space before load; read-only to the programs (the verifier then prunes
 /// the branches it rules out).
 #[unsafe(no_mangle)]
-static CONFIG: DataplaneConfig = DataplaneConfig { include_loopback: 0, _pad: [0; 7] };
+static CONFIG: DataplaneConfig =
+    DataplaneConfig { include_loopback: 0, capture_dns: 0, _pad: [0; 2], dns_events_per_second: 0 };
 
 /// `LOOPBACK_IFINDEX`: every network namespace's `lo` has index 1.
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -41,6 +42,38 @@ const BPF_NOEXIST: u64 = 1;
 fn include_loopback() -> bool {
     // SAFETY: a plain read of a global; volatile so the compiler does not fold the default.
     unsafe { core::ptr::read_volatile(&CONFIG.include_loopback) != 0 }
+}
+
+/// Whether DNS responses are copied to user space.
+#[inline(always)]
+pub fn capture_dns_enabled() -> bool {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.capture_dns) != 0 }
+}
+
+/// DNS responses copied at most per second and CPU.
+#[inline(always)]
+pub fn dns_events_per_second() -> u32 {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.dns_events_per_second) }
+}
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// Hands a received packet's payload to the DNS capture when it may be a DNS response (the
+/// capture checks the source port and the QR bit).
+#[inline(always)]
+fn maybe_dns(skb: &SkBuff, key: &FlowKey, l3: usize, parsed: (u32, u16), l3_len: u32) {
+    let (headers, source_port) = parsed;
+    if key.direction != Direction::Ingress as u8 || source_port != egressor_common::DNS_PORT {
+        return;
+    }
+    let tcp = key.protocol == IPPROTO_TCP;
+    if tcp || key.protocol == IPPROTO_UDP {
+        let payload = l3 + headers as usize;
+        crate::dns::capture(skb, source_port, payload, l3 + l3_len as usize, tcp);
+    }
 }
 
 /// Counts a packet seen by a cgroup_skb program. `skb->data` is at the network header and
@@ -58,8 +91,10 @@ pub fn count_cgroup(skb: &SkBuff, direction: Direction) {
     // SAFETY: bpf_skb_cgroup_id is allowed for cgroup_skb and only reads the socket.
     key.cgroup_id = unsafe { bpf_skb_cgroup_id(raw) };
     let egress = direction == Direction::Egress;
-    let per_segment_headers = parse(skb, 0, u16::from_be(protocol as u16), egress, key);
-    record(skb, key, per_segment_headers, skb.len());
+    let parsed = parse(skb, 0, u16::from_be(protocol as u16), egress, key);
+    let len = skb.len();
+    maybe_dns(skb, key, 0, parsed, len);
+    record(skb, key, parsed.0, len);
 }
 
 /// Counts a packet seen by a TC program. With `ETHERNET`, `skb->data` is at the Ethernet
@@ -74,18 +109,19 @@ pub fn count_tc<const ETHERNET: bool>(skb: &SkBuff, direction: Direction) {
     let key = new_key(&mut slot, Hook::Tc, direction);
     key.ifindex = ifindex;
     let egress = direction == Direction::Egress;
-    let (per_segment_headers, l3_len) = if ETHERNET {
+    let (l3, parsed, l3_len) = if ETHERNET {
         match skip_ethernet(skb) {
             Some((l3, ethertype)) => {
-                (parse(skb, l3, ethertype, egress, key), len.saturating_sub(l3 as u32))
+                (l3, parse(skb, l3, ethertype, egress, key), len.saturating_sub(l3 as u32))
             }
             // Shorter than an Ethernet header: count it whole, as non-IP.
-            None => (parse(skb, 0, 0, egress, key), len),
+            None => (0, parse(skb, 0, 0, egress, key), len),
         }
     } else {
-        (parse(skb, 0, u16::from_be(protocol as u16), egress, key), len)
+        (0, parse(skb, 0, u16::from_be(protocol as u16), egress, key), len)
     };
-    record(skb, key, per_segment_headers, l3_len);
+    maybe_dns(skb, key, l3, parsed, l3_len);
+    record(skb, key, parsed.0, l3_len);
 }
 
 /// Zeroes `slot` in place with seven 8-byte stores and sets hook and direction. Volatile

@@ -108,23 +108,32 @@ pub fn skip_ethernet(skb: &SkBuff) -> Option<(usize, u16)> {
 /// Parses the packet at `l3` (EtherType `ethertype`, host order) into `key`'s family,
 /// protocol, addresses (local and remote by `egress`) and port.
 ///
-/// Returns the bytes of IP plus transport header that every GSO segment carries: what a
-/// super-packet adds per extra segment on the wire.
+/// Returns the bytes of IP plus transport header that every GSO segment carries (what a
+/// super-packet adds per extra segment on the wire; the payload starts that far past `l3`),
+/// and the TCP/UDP source port (0 when there is none).
 #[inline(always)]
-pub fn parse(skb: &SkBuff, l3: usize, ethertype: u16, egress: bool, key: &mut FlowKey) -> u32 {
-    match ethertype {
-        ETH_P_IP => parse_ipv4(skb, l3, egress, key),
-        ETH_P_IPV6 => parse_ipv6(skb, l3, egress, key),
+pub fn parse(
+    skb: &SkBuff,
+    l3: usize,
+    ethertype: u16,
+    egress: bool,
+    key: &mut FlowKey,
+) -> (u32, u16) {
+    let mut source_port = 0;
+    let headers = match ethertype {
+        ETH_P_IP => parse_ipv4(skb, l3, egress, key, &mut source_port),
+        ETH_P_IPV6 => parse_ipv6(skb, l3, egress, key, &mut source_port),
         other => {
             key.family = family::NON_IP;
             key.port = other;
             0
         }
-    }
+    };
+    (headers, source_port)
 }
 
 #[inline(always)]
-fn parse_ipv4(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey) -> u32 {
+fn parse_ipv4(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey, sport: &mut u16) -> u32 {
     key.family = family::IPV4;
     let Some(ip) = read::<Ipv4>(skb, l3) else {
         return 0;
@@ -141,11 +150,11 @@ fn parse_ipv4(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey) -> u32 {
     if u16::from_be(ip.fragment) & 0x1FFF != 0 {
         return ihl as u32;
     }
-    ihl as u32 + transport(skb, l3 + ihl, ip.protocol, key)
+    ihl as u32 + transport(skb, l3 + ihl, ip.protocol, key, sport)
 }
 
 #[inline(always)]
-fn parse_ipv6(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey) -> u32 {
+fn parse_ipv6(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey, sport: &mut u16) -> u32 {
     key.family = family::IPV6;
     let Some(ip) = read::<Ipv6>(skb, l3) else {
         return 0;
@@ -192,13 +201,13 @@ fn parse_ipv6(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey) -> u32 {
         offset += len;
     }
     key.protocol = next;
-    (offset - l3) as u32 + transport(skb, offset, next, key)
+    (offset - l3) as u32 + transport(skb, offset, next, key, sport)
 }
 
-/// Reads the TCP/UDP ports at `l4` and sets the service port. Returns the transport header's
-/// length (0 for other protocols or when it cannot be read).
+/// Reads the TCP/UDP ports at `l4`, sets the service port and `sport` (the source port).
+/// Returns the transport header's length (0 for other protocols or when it cannot be read).
 #[inline(always)]
-fn transport(skb: &SkBuff, l4: usize, protocol: u8, key: &mut FlowKey) -> u32 {
+fn transport(skb: &SkBuff, l4: usize, protocol: u8, key: &mut FlowKey, sport: &mut u16) -> u32 {
     let header_len = match protocol {
         // Data offset: the high nibble of byte 12, in 32-bit words. (Read as two bytes: LLVM
         // turns a one-byte bounds check into a form the verifier cannot follow.)
@@ -212,7 +221,8 @@ fn transport(skb: &SkBuff, l4: usize, protocol: u8, key: &mut FlowKey) -> u32 {
     let Some(ports) = read::<[u16; 2]>(skb, l4) else {
         return 0;
     };
-    key.port = service_port(u16::from_be(ports[0]), u16::from_be(ports[1]));
+    *sport = u16::from_be(ports[0]);
+    key.port = service_port(*sport, u16::from_be(ports[1]));
     header_len
 }
 

@@ -20,6 +20,7 @@ use crate::{
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, Interface},
     destinations::Destinations,
+    dns::DnsNames,
     error::{AgentError, ConfigError},
     geoip::GeoIp,
     http::{AppState, app},
@@ -121,6 +122,7 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
             tc_attach_mode: args.tc_attach_mode,
             include_loopback: args.include_loopback,
             max_flows: args.flow_map_max_entries,
+            dns_events_per_second: args.dns_events_per_second,
         },
     })
 }
@@ -212,6 +214,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     }
     let ready = Arc::new(AtomicBool::new(false));
 
+    let dns_names = DnsNames::new(args.dns_cache_size, args.dns_grace_period);
     let interfaces: HashMap<u32, Arc<str>> =
         plan.dataplane.interfaces.iter().map(|i| (i.index, Arc::from(i.name.as_str()))).collect();
     let cgroup_root = plan.dataplane.cgroup.clone().unwrap_or_else(|| PathBuf::from("/"));
@@ -230,6 +233,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             interfaces,
         )
         .with_geoip(plan.geoip)
+        .with_dns(dns_names.clone())
         .with_name_limit(
             args.remote_names_top_k,
             u64::from(cycles_in(args.remote_names_window, args.read_interval)),
@@ -239,6 +243,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         metrics: self_metrics,
         ready: ready.clone(),
         relabel_next: false,
+        dns: dns_names,
         destinations: Destinations::new(
             u64::from(cycles_in(args.destinations_window, args.read_interval)),
             args.destinations_lookback,

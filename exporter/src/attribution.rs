@@ -19,6 +19,7 @@ use crate::{
     cgroups::{CgroupResolver, UNKNOWN_WORKLOAD},
     classify::Classifier,
     config::FileConfig,
+    dns::DnsNames,
     geoip::{GeoInfo, GeoIp},
     labels::{FlowLabels, HookLabel, LabelKey, OTHER_WORKLOAD},
     paths::EgressPaths,
@@ -67,6 +68,7 @@ pub struct Attributor {
     /// cloud table (cleared when the table changes).
     remote_of_cloud: HashMap<PublicRemote, u32, RandomState>,
     geoip: GeoIp,
+    dns: Option<DnsNames>,
     /// Remote id → its name-folded id.
     folded_of: HashMap<u32, u32, RandomState>,
     names: NameGuard,
@@ -142,11 +144,12 @@ impl NameGuard {
 
 /// What names a public remote: its cloud range (by [`CloudMatch::id`](crate::cloud::CloudMatch))
 /// and its AS and country, if the MaxMind databases are open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PublicRemote {
     cloud: Option<u64>,
     asn: u32,
     country: [u8; 2],
+    dns_name: Option<Arc<str>>,
 }
 
 /// The labels that describe the remote end.
@@ -211,7 +214,15 @@ impl Attributor {
             remote_of_network,
             remote_of_cloud: HashMap::default(),
             geoip: GeoIp::default(),
+            dns: None,
         }
+    }
+
+    /// Names public remotes by the DNS name they were looked up by (over the AS
+    /// organisation).
+    pub fn with_dns(mut self, names: DnsNames) -> Self {
+        self.dns = Some(names);
+        self
     }
 
     /// Keeps remote names for the top `k` per workload per window of `window_cycles` read
@@ -272,13 +283,21 @@ impl Attributor {
                     let b = c.as_bytes();
                     [b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]
                 });
-                let id =
-                    PublicRemote { cloud: cloud.map(|m| m.id), asn: geo.asn.unwrap_or(0), country };
+                let dns_name = match (&self.dns, remote_address(key)) {
+                    (Some(names), Some(addr)) => names.name(addr),
+                    _ => None,
+                };
+                let id = PublicRemote {
+                    cloud: cloud.map(|m| m.id),
+                    asn: geo.asn.unwrap_or(0),
+                    country,
+                    dns_name: dns_name.clone(),
+                };
                 let (remotes, empty) = (&mut self.remotes, &self.empty);
                 *self.remote_of_cloud.entry(id).or_insert_with(|| {
                     let text = |v: Option<&str>| v.map_or_else(|| empty.clone(), Arc::from);
                     remotes.intern(RemoteLabels {
-                        name: text(geo.as_organization.as_deref()),
+                        name: dns_name.unwrap_or_else(|| text(geo.as_organization.as_deref())),
                         zone: empty.clone(),
                         region: text(cloud.map(|m| m.region)),
                         provider: cloud.map_or("", |m| m.provider.as_str()),
@@ -367,7 +386,14 @@ impl Attributor {
             _ => GeoInfo::default(),
         };
         let network = remote.network.map(|i| self.remotes.get(self.remote_of_network[i]));
-        let name = network.map(|n| n.name.to_string()).or(geo.as_organization);
+        let dns_name = match (&self.dns, remote_addr) {
+            (Some(names), Some(a)) if remote.class.is_public() => names.name(a),
+            _ => None,
+        };
+        let name = network
+            .map(|n| n.name.to_string())
+            .or(dns_name.map(|n| n.to_string()))
+            .or(geo.as_organization);
         let region = match (remote.cloud, network) {
             (Some(m), _) => Some(m.region.to_owned()),
             (None, Some(n)) if !n.region.is_empty() => Some(n.region.to_string()),

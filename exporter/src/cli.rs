@@ -313,6 +313,32 @@ pub struct AgentArgs {
           default_value_t = crate::destinations::DEFAULT_MEMORY, value_name = "N")]
     pub destinations_memory: u64,
 
+    /// DNS responses copied from the kernel at most per second and CPU (for remote names);
+    /// 0 turns DNS capture off. What is not copied is counted in
+    /// egressor_dns_responses_total{outcome="rate_limited"}.
+    #[arg(
+        long = "dns.events-per-second",
+        env = "EGRESSOR_DNS_EVENTS_PER_SECOND",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    pub dns_events_per_second: u32,
+
+    /// Names remembered (address → name, each for its record's TTL plus
+    /// --dns.grace-period).
+    #[arg(
+        long = "dns.cache-size",
+        env = "EGRESSOR_DNS_CACHE_SIZE",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub dns_cache_size: u64,
+
+    /// Time a name is kept after its record's TTL ran out (connections outlive TTLs).
+    #[arg(long = "dns.grace-period", env = "EGRESSOR_DNS_GRACE_PERIOD", default_value = "5m",
+          value_parser = parse_duration, value_name = "DURATION")]
+    pub dns_grace_period: Duration,
+
     /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
     #[arg(
         long = "log.level",

@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod destinations;
+pub mod dns;
 pub mod error;
 pub mod geoip;
 pub mod http;

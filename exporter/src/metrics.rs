@@ -56,6 +56,26 @@ pub struct Snapshot {
     pub new_destinations: Vec<(Arc<str>, u64)>,
     /// Remembered (workload, destination) pairs.
     pub remembered_destinations: u64,
+    /// DNS capture and naming.
+    pub dns: DnsSnapshot,
+}
+
+/// DNS capture and naming counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DnsSnapshot {
+    /// Responses (captured, rate limited, ring full) by the kernel side, since load.
+    pub responses: [u64; 3],
+    /// Responses that did not parse in full.
+    pub parse_errors: u64,
+    /// Address answers learned.
+    pub learned: u64,
+    /// Names held.
+    pub names: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -390,6 +410,46 @@ impl Collector for FlowCollector {
             None,
             MetricType::Gauge,
         )?)?;
+        let outcomes: Vec<_> = ["captured", "rate_limited", "ring_full"]
+            .into_iter()
+            .zip(snap.dns.responses)
+            .map(|(outcome, n)| (OutcomeLabels { outcome }, n))
+            .collect();
+        Self::family(
+            &mut encoder,
+            "dns_responses",
+            "DNS responses seen by the kernel side: copied to user space (captured), or lost \
+             to the --dns.events-per-second limit (rate_limited) or a full ring buffer \
+             (ring_full).",
+            None,
+            MetricType::Counter,
+            outcomes.iter().map(|(l, n)| (l, ConstCounter::new(*n))),
+        )?;
+        for (name, help, value) in [
+            (
+                "dns_parse_errors",
+                "Captured DNS responses that did not parse in full.",
+                snap.dns.parse_errors,
+            ),
+            (
+                "dns_answers_learned",
+                "A/AAAA answers learned from captured DNS responses.",
+                snap.dns.learned,
+            ),
+        ] {
+            ConstCounter::new(value).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        ConstGauge::new(snap.dns.names as i64).encode(encoder.encode_descriptor(
+            "dns_names",
+            "Addresses with a DNS name held (at most --dns.cache-size).",
+            None,
+            MetricType::Gauge,
+        )?)?;
         let folded = ConstCounter::new(snap.folded_flows);
         folded.encode(encoder.encode_descriptor(
             "series_folded_flows",
@@ -480,6 +540,7 @@ mod tests {
             distinct_destinations: vec![("nginx.service".into(), 3.0)],
             new_destinations: vec![("nginx.service".into(), 4)],
             remembered_destinations: 4,
+            dns: DnsSnapshot { responses: [5, 1, 0], parse_errors: 2, learned: 7, names: 3 },
         });
         let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64, 100);
         let mut text = String::new();
@@ -501,6 +562,10 @@ mod tests {
             r#"egressor_distinct_destinations{workload="nginx.service"} 3.0"#,
             r#"egressor_new_destinations_total{workload="nginx.service"} 4"#,
             "egressor_destinations_remembered 4",
+            r#"egressor_dns_responses_total{outcome="rate_limited"} 1"#,
+            "egressor_dns_parse_errors_total 2",
+            "egressor_dns_answers_learned_total 7",
+            "egressor_dns_names 3",
             r#"egressor_price_usd_per_gib{traffic_class="cross_zone",direction="ingress",remote_service="",remote_region=""} 0.01"#,
             r#"egressor_price_usd_per_gib{traffic_class="cloud_same_region",direction="egress",remote_service="S3",remote_region=""} 0.0"#,
             r#"egressor_price_usd_per_gib{traffic_class="internet",direction="egress",remote_service="",remote_region=""} 0.09"#,

@@ -20,9 +20,10 @@ use crate::{
     attribution::{Attributor, host_addresses, remote_address},
     dataplane::{Dataplane, DataplaneError},
     destinations::Destinations,
+    dns::DnsNames,
     labels::HookLabel,
     labels::LabelKey,
-    metrics::{PriceRows, SelfMetrics, SharedSnapshot, Snapshot},
+    metrics::{DnsSnapshot, PriceRows, SelfMetrics, SharedSnapshot, Snapshot},
     prices::Pricer,
     prices::cost_usd,
 };
@@ -47,6 +48,8 @@ pub struct Reader {
     pub relabel_next: bool,
     /// Distinct and new external destinations per workload.
     pub destinations: Destinations,
+    /// Address → name from captured DNS responses (shared with the attributor).
+    pub dns: DnsNames,
 }
 
 /// What the reader thread is asked between two cycles.
@@ -150,6 +153,9 @@ impl Reader {
     /// # Errors
     /// A map read failure; what was read before it is accounted.
     pub fn cycle(&mut self) -> Result<(), DataplaneError> {
+        // DNS answers first: a flow whose address was just looked up gets its name.
+        let dns = &self.dns;
+        self.dataplane.drain_dns(|message, tcp| dns.learn(message, tcp));
         let relabel = self.attributor.next_cycle(host_addresses()) | self.relabel_next;
         self.accounting.begin_cycle(relabel);
         let mut entries = 0u64;
@@ -202,6 +208,12 @@ impl Reader {
                 .map(|(w, n)| (self.attributor.workload_name(w), n))
                 .collect(),
             remembered_destinations: self.destinations.remembered(),
+            dns: DnsSnapshot {
+                responses: self.dataplane.dns_stats()?,
+                parse_errors: self.dns.parse_errors(),
+                learned: self.dns.learned(),
+                names: self.dns.len(),
+            },
             folded_flows: self.accounting.folded_flows(),
             overflow,
             map_entries: entries,

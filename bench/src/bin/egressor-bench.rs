@@ -268,6 +268,7 @@ fn read_cycle() {
         tc_attach_mode: egressor::cli::TcAttachMode::Auto,
         include_loopback: false,
         max_flows: FLOWS + 1024,
+        dns_events_per_second: 1000,
     };
     let mut dataplane = Dataplane::load(&options).expect("load dataplane");
     let cpus = dataplane.cpus();
@@ -315,6 +316,7 @@ fn read_cycle() {
         metrics,
         ready: Arc::new(AtomicBool::new(true)),
         relabel_next: false,
+        dns: egressor::dns::DnsNames::new(100_000, Duration::from_secs(300)),
         destinations: egressor::destinations::Destinations::new(
             30,
             Duration::from_secs(86_400),

@@ -10,7 +10,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, SchedClassifier,
         TcAttachType,
@@ -18,8 +18,8 @@ use aya::{
     },
 };
 use egressor_common::{
-    CONFIG_GLOBAL, DataplaneConfig, Direction, FLOWS_MAP, FlowCounters, FlowKey, Hook,
-    OVERFLOW_MAP, OVERFLOW_SLOTS, overflow_slot,
+    CONFIG_GLOBAL, DNS_EVENTS_MAP, DNS_STATS_MAP, DataplaneConfig, Direction, DnsEvent, FLOWS_MAP,
+    FlowCounters, FlowKey, Hook, OVERFLOW_MAP, OVERFLOW_SLOTS, dns_stat, overflow_slot,
 };
 use tracing::{debug, info, warn};
 
@@ -44,6 +44,8 @@ pub struct DataplaneOptions {
     pub include_loopback: bool,
     /// `max_entries` of the flow map.
     pub max_flows: u32,
+    /// DNS responses copied at most per second and CPU; 0 turns DNS capture off.
+    pub dns_events_per_second: u32,
 }
 
 /// An interface to attach TC programs to.
@@ -148,6 +150,8 @@ pub struct Dataplane {
     flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
     flows_fd: OwnedFd,
     overflow: PerCpuArray<MapData, FlowCounters>,
+    dns_events: RingBuf<MapData>,
+    dns_stats: PerCpuArray<MapData, u64>,
     cpus: usize,
     capacity: u32,
     batch_supported: bool,
@@ -167,6 +171,8 @@ impl Dataplane {
         raise_memlock_limit();
         let config = DataplaneConfig {
             include_loopback: u8::from(options.include_loopback),
+            capture_dns: u8::from(options.dns_events_per_second > 0),
+            dns_events_per_second: options.dns_events_per_second,
             ..Default::default()
         };
         let mut ebpf = EbpfLoader::new()
@@ -200,6 +206,10 @@ impl Dataplane {
             .map_err(|source| DataplaneError::Map { map: FLOWS_MAP, source })?;
         let overflow = PerCpuArray::try_from(take(&mut ebpf, OVERFLOW_MAP)?)
             .map_err(|source| DataplaneError::Map { map: OVERFLOW_MAP, source })?;
+        let dns_events = RingBuf::try_from(take(&mut ebpf, DNS_EVENTS_MAP)?)
+            .map_err(|source| DataplaneError::Map { map: DNS_EVENTS_MAP, source })?;
+        let dns_stats = PerCpuArray::try_from(take(&mut ebpf, DNS_STATS_MAP)?)
+            .map_err(|source| DataplaneError::Map { map: DNS_STATS_MAP, source })?;
         let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Syscall {
             op: "counting possible CPUs",
             map: FLOWS_MAP,
@@ -209,6 +219,8 @@ impl Dataplane {
             flows,
             flows_fd,
             overflow,
+            dns_events,
+            dns_stats,
             cpus,
             capacity: options.max_flows,
             batch_supported: true,
@@ -330,6 +342,44 @@ impl Dataplane {
                     .map_err(|source| DataplaneError::Map { map: OVERFLOW_MAP, source })?;
                 out.push((hook, direction, sum(values.iter())));
             }
+        }
+        Ok(out)
+    }
+
+    /// Hands every DNS response the programs copied since the last call to `f` (message
+    /// bytes, whether it came over TCP); returns how many.
+    pub fn drain_dns(&mut self, mut f: impl FnMut(&[u8], bool)) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.dns_events.next() {
+            n += 1;
+            let bytes: &[u8] = &item;
+            if bytes.len() < std::mem::size_of::<DnsEvent>() {
+                continue;
+            }
+            // SAFETY: the record is a DnsEvent written by the programs (size checked above);
+            // read unaligned since ring buffer records are only 8-byte aligned.
+            let event = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const DnsEvent) };
+            let len = usize::from(event.len).min(event.data.len());
+            f(&event.data[..len], event.tcp != 0);
+        }
+        n
+    }
+
+    /// DNS capture counters summed over CPUs: (captured, rate limited, ring full).
+    ///
+    /// # Errors
+    /// [`DataplaneError::Map`].
+    pub fn dns_stats(&self) -> Result<[u64; 3], DataplaneError> {
+        let mut out = [0; 3];
+        for (i, slot) in [dns_stat::CAPTURED, dns_stat::RATE_LIMITED, dns_stat::RING_FULL]
+            .into_iter()
+            .enumerate()
+        {
+            let values = self
+                .dns_stats
+                .get(&slot, 0)
+                .map_err(|source| DataplaneError::Map { map: DNS_STATS_MAP, source })?;
+            out[i] = values.iter().copied().fold(0u64, u64::wrapping_add);
         }
         Ok(out)
     }

@@ -7,6 +7,9 @@
 //! egressor-traffic udp-spray IP FIRST_PORT PORTS SIZE  one datagram to each of PORTS ports
 //! egressor-traffic udp-scatter SIZE PORT N CIDR…        one datagram to each of the first N
 //!                                                      hosts of each CIDR (IPv4)
+//! egressor-traffic resolve-send NAME PORT COUNT SIZE    resolve NAME (getaddrinfo: the
+//!                                                      namespace's resolv.conf), then COUNT
+//!                                                      datagrams to each address
 //! egressor-traffic tcp-send TARGET BYTES               one connection, BYTES of payload
 //! egressor-traffic tcp-sink BIND                       accept one connection, read to EOF
 //! egressor-traffic raw-frames IFACE                    crafted odd frames over AF_PACKET
@@ -31,6 +34,9 @@ fn main() {
         }
         ["udp-scatter", size, port, n, cidrs @ ..] => {
             udp_scatter(num(size), num(port) as u16, num(n), cidrs)
+        }
+        ["resolve-send", name, port, count, size] => {
+            resolve_send(name, num(port) as u16, num(count), num(size))
         }
         ["tcp-send", target, bytes] => tcp_send(target.parse().expect("TARGET"), num(bytes) as u64),
         ["tcp-sink", bind] => tcp_sink(bind.parse().expect("BIND")),
@@ -100,6 +106,25 @@ fn udp_scatter(size: usize, port: u16, n: usize, cidrs: &[&str]) {
         }
     }
     println!("sent={sent}");
+}
+
+fn resolve_send(name: &str, port: u16, count: usize, size: usize) {
+    use std::net::ToSocketAddrs;
+    let mut addresses: Vec<SocketAddr> = (name, port)
+        .to_socket_addrs()
+        .unwrap_or_else(|e| panic!("resolving {name}: {e}"))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    let payload = vec![0x42; size];
+    for a in &addresses {
+        let socket = bind_any(a);
+        for _ in 0..count {
+            socket.send_to(&payload, a).expect("send");
+        }
+    }
+    let list: Vec<String> = addresses.iter().map(|a| a.ip().to_string()).collect();
+    println!("addresses={}\nsent={}", list.join(","), count * addresses.len());
 }
 
 fn tcp_send(target: SocketAddr, bytes: u64) {

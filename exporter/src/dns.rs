@@ -1,0 +1,328 @@
+//! Remote names from DNS: the responses the kernel side copies ([`crate::dataplane`]'s
+//! `drain_dns`) are parsed with `hickory-proto`; every A/AAAA answer maps its address to the
+//! name the application asked for (the question, when a CNAME chain leads from it to the
+//! answer), kept for the record's TTL plus a grace period in a bounded moka cache.
+//!
+//! Bad input never stops the agent: a message that does not parse (truncated, compression
+//! loops, names over 255 bytes, RFC 1035 §4.1.4 — hickory rejects them) is counted, and what
+//! could be read before the damage still counts (a response cut at the capture limit keeps
+//! its first answers).
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Header, Query},
+    rr::{Name, RData, Record},
+    serialize::binary::{BinDecodable, BinDecoder},
+};
+
+/// CNAME links followed at most from the question to an answer.
+pub const MAX_CNAME_CHAIN: usize = 16;
+/// Longest name kept as a label (longer ones are cut; DNS allows 253 characters).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// Why a message could not be read in full.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum DnsError {
+    /// Shorter than a DNS header, or a TCP message without its length prefix.
+    #[error("{0} bytes: too short for a DNS message")]
+    TooShort(usize),
+    /// Not a response (QR = 0).
+    #[error("a query, not a response")]
+    NotResponse,
+    /// hickory's decoder stopped (the message says where in its text).
+    #[error("{section}: {message}")]
+    Decode {
+        /// `header`, `question` or `answer`.
+        section: &'static str,
+        /// hickory's message.
+        message: String,
+    },
+}
+
+/// What one response taught.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Learned {
+    /// (address, name, TTL seconds) for each A/AAAA answer read.
+    pub addresses: Vec<(IpAddr, String, u32)>,
+    /// Set when the message was damaged after the addresses above were read.
+    pub error: Option<DnsError>,
+}
+
+/// Parses a DNS response (`tcp`: it starts with the two-byte length prefix).
+///
+/// # Errors
+/// [`DnsError`] when nothing at all could be learned; a message damaged after some answers
+/// returns them with [`Learned::error`] set.
+pub fn parse_response(message: &[u8], tcp: bool) -> Result<Learned, DnsError> {
+    let message =
+        if tcp { message.get(2..).ok_or(DnsError::TooShort(message.len()))? } else { message };
+    if message.len() < 12 {
+        return Err(DnsError::TooShort(message.len()));
+    }
+    let decode = |section: &'static str| {
+        move |e: hickory_proto::serialize::binary::DecodeError| DnsError::Decode {
+            section,
+            message: e.to_string(),
+        }
+    };
+    let mut decoder = BinDecoder::new(message);
+    let header = Header::read(&mut decoder).map_err(decode("header"))?;
+    if header.metadata.message_type != hickory_proto::op::MessageType::Response {
+        return Err(DnsError::NotResponse);
+    }
+    let mut question: Option<Name> = None;
+    for _ in 0..header.counts.queries {
+        let q = Query::read(&mut decoder).map_err(decode("question"))?;
+        question.get_or_insert_with(|| q.name().clone());
+    }
+    let mut learned = Learned::default();
+    let mut cnames: HashMap<Name, Name> = HashMap::new();
+    let mut answers: Vec<(IpAddr, Name, u32)> = Vec::new();
+    for _ in 0..header.counts.answers {
+        match Record::read(&mut decoder) {
+            Ok(r) => match &r.data {
+                RData::A(a) => answers.push((IpAddr::V4(a.0), r.name.to_lowercase(), r.ttl)),
+                RData::AAAA(a) => answers.push((IpAddr::V6(a.0), r.name.to_lowercase(), r.ttl)),
+                RData::CNAME(c) => {
+                    cnames.insert(r.name.to_lowercase(), c.0.to_lowercase());
+                }
+                _ => {}
+            },
+            Err(e) => {
+                learned.error = Some(decode("answer")(e));
+                break;
+            }
+        }
+    }
+    let question = question.map(|q| q.to_lowercase());
+    for (addr, owner, ttl) in answers {
+        let name = asked_for(question.as_ref(), &owner, &cnames).unwrap_or(&owner);
+        learned.addresses.push((addr, label(name), ttl));
+    }
+    Ok(learned)
+}
+
+/// The question, if a CNAME chain of at most [`MAX_CNAME_CHAIN`] links leads from it to
+/// `owner` (loops end at the bound).
+fn asked_for<'a>(
+    question: Option<&'a Name>,
+    owner: &Name,
+    cnames: &HashMap<Name, Name>,
+) -> Option<&'a Name> {
+    let question = question?;
+    let mut at = question;
+    for _ in 0..=MAX_CNAME_CHAIN {
+        if at == owner {
+            return Some(question);
+        }
+        at = cnames.get(at)?;
+    }
+    None
+}
+
+/// A name as a label value: ASCII (IDNs in punycode), lowercase, no trailing dot, at most
+/// [`MAX_NAME_LEN`] characters.
+fn label(name: &Name) -> String {
+    let mut text = name.to_ascii();
+    if text.ends_with('.') {
+        text.pop();
+    }
+    text.truncate(MAX_NAME_LEN);
+    text
+}
+
+/// Address → name, each for its TTL plus the grace period, at most `capacity` entries.
+#[derive(Clone)]
+pub struct DnsNames {
+    cache: moka::sync::Cache<IpAddr, (Arc<str>, Instant)>,
+    grace: Duration,
+    parse_errors: Arc<AtomicU64>,
+    learned: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for DnsNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsNames").field("entries", &self.cache.entry_count()).finish()
+    }
+}
+
+/// Expiry of each name: its own deadline (TTL + grace from when it was learned).
+struct Deadline;
+
+impl moka::Expiry<IpAddr, (Arc<str>, Instant)> for Deadline {
+    fn expire_after_create(
+        &self,
+        _: &IpAddr,
+        v: &(Arc<str>, Instant),
+        now: Instant,
+    ) -> Option<Duration> {
+        Some(v.1.saturating_duration_since(now))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &IpAddr,
+        v: &(Arc<str>, Instant),
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.1.saturating_duration_since(now))
+    }
+}
+
+impl DnsNames {
+    /// A cache of at most `capacity` names, each kept `grace` past its TTL.
+    pub fn new(capacity: u64, grace: Duration) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(Deadline)
+                .build(),
+            grace,
+            parse_errors: Arc::default(),
+            learned: Arc::default(),
+        }
+    }
+
+    /// Learns from one captured response.
+    pub fn learn(&self, message: &[u8], tcp: bool) {
+        match parse_response(message, tcp) {
+            Ok(learned) => {
+                if learned.error.is_some() {
+                    self.parse_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                let now = Instant::now();
+                for (addr, name, ttl) in learned.addresses {
+                    let until = now + Duration::from_secs(u64::from(ttl)) + self.grace;
+                    self.cache.insert(addr.to_canonical(), (Arc::from(name), until));
+                    self.learned.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(DnsError::NotResponse) => {}
+            Err(_) => {
+                self.parse_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The name `addr` was last looked up by, if still fresh.
+    pub fn name(&self, addr: IpAddr) -> Option<Arc<str>> {
+        self.cache.get(&addr.to_canonical()).map(|v| v.0)
+    }
+
+    /// Names held.
+    pub fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    /// Whether no name is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Responses that did not parse in full, since start.
+    pub fn parse_errors(&self) -> u64 {
+        self.parse_errors.load(Ordering::Relaxed)
+    }
+
+    /// Address answers learned, since start.
+    pub fn learned(&self) -> u64 {
+        self.learned.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response for `www.example.test` A: CNAME www → edge, CNAME edge → api, A api
+    /// 203.0.113.10 (TTL 60), written by hand per RFC 1035 §4.1 with compression pointers.
+    fn chain_response() -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0];
+        // Question at offset 12: www.example.test A IN.
+        m.extend(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+        // www (ptr 12) CNAME edge.example.test (edge + ptr to "example" at 16).
+        m.extend([0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 7]);
+        let edge_at = m.len() as u8;
+        m.extend(b"\x04edge\xc0\x10");
+        // edge (ptr) CNAME api.example.test.
+        m.extend([0xc0, edge_at, 0, 5, 0, 1, 0, 0, 0, 60, 0, 6]);
+        let api_at = m.len() as u8;
+        m.extend(b"\x03api\xc0\x10");
+        // api (ptr) A 203.0.113.10.
+        m.extend([0xc0, api_at, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 10]);
+        m
+    }
+
+    #[test]
+    fn a_cname_chain_names_the_address_by_the_question() {
+        let learned = parse_response(&chain_response(), false).unwrap();
+        assert_eq!(
+            learned.addresses,
+            [("203.0.113.10".parse().unwrap(), "www.example.test".into(), 60)]
+        );
+        assert_eq!(learned.error, None);
+        let mut tcp = vec![0, chain_response().len() as u8];
+        tcp.extend(chain_response());
+        assert_eq!(parse_response(&tcp, true).unwrap().addresses.len(), 1);
+    }
+
+    #[test]
+    fn damaged_messages_are_errors_not_panics() {
+        let full = chain_response();
+        // Cut in the last answer: the chain is read, the A record is not.
+        let cut = parse_response(&full[..full.len() - 3], false).unwrap();
+        assert!(cut.addresses.is_empty() && cut.error.is_some(), "{cut:?}");
+        assert_eq!(parse_response(&full[..5], false), Err(DnsError::TooShort(5)));
+        // A compression pointer to itself in the question.
+        let mut looped = full[..12].to_vec();
+        looped.extend([0xc0, 12, 0, 1, 0, 1]);
+        assert!(matches!(
+            parse_response(&looped, false),
+            Err(DnsError::Decode { section: "question", .. })
+        ));
+        // A label chain longer than 255 bytes.
+        let mut long = full[..12].to_vec();
+        for _ in 0..5 {
+            long.push(63);
+            long.extend([b'a'; 63]);
+        }
+        long.extend([0, 0, 1, 0, 1]);
+        assert!(parse_response(&long, false).is_err());
+        // A query is not learned from.
+        let mut query = full.clone();
+        query[2] &= 0x7f;
+        assert_eq!(parse_response(&query, false), Err(DnsError::NotResponse));
+        // A CNAME loop (a → b → a) never names the answer after the question wrongly.
+        let names = DnsNames::new(10, Duration::from_secs(1));
+        names.learn(&full, false);
+        assert_eq!(
+            names.name("203.0.113.10".parse().unwrap()).as_deref(),
+            Some("www.example.test")
+        );
+        names.learn(&looped, false);
+        assert_eq!(names.parse_errors(), 1);
+    }
+
+    #[test]
+    fn names_expire_after_ttl_plus_grace() {
+        let names = DnsNames::new(10, Duration::from_millis(50));
+        let mut zero_ttl = chain_response();
+        let n = zero_ttl.len();
+        zero_ttl[n - 10..n - 6].copy_from_slice(&[0, 0, 0, 0]); // A record TTL 0
+        names.learn(&zero_ttl, false);
+        assert!(names.name("203.0.113.10".parse().unwrap()).is_some());
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(names.name("203.0.113.10".parse().unwrap()).is_none());
+    }
+}
