@@ -8,6 +8,14 @@ const EBPF_PACKAGE: &str = "egressor-ebpf";
 
 fn main() -> anyhow::Result<()> {
     git_revision();
+    // AYA_BUILD_SKIP=1 (fuzzing, docs): no eBPF build, and an empty object so the library
+    // still compiles; an agent built this way refuses to load ("not an eBPF object").
+    if std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v == "true") {
+        let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR")?);
+        std::fs::write(out.join("egressor"), []).context("writing the empty eBPF object")?;
+        println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+        return Ok(());
+    }
     let cargo_metadata::Metadata { packages, .. } =
         cargo_metadata::MetadataCommand::new().no_deps().exec().context("cargo metadata")?;
     let ebpf = packages

@@ -5,12 +5,14 @@
 #   - apt: llvm-22 (+ -dev, libpolly) for bpf-linker, prometheus (promtool), iperf3,
 #     iproute2, ethtool, dnsmasq-base (a real DNS server for the DNS tests), tcpdump-free test peers;
 #   - the nightly toolchain's rust-src component (the eBPF crate builds core for bpfel);
-#   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major).
+#   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major);
+#   - cargo-fuzz (scripts/fuzz.sh runs the parsers' fuzz targets).
 #
 # Environment: EGRESSOR_SKIP_APT=1 skips apt (for machines managed some other way).
 set -euo pipefail
 
 BPF_LINKER_VERSION="0.13.0"
+CARGO_FUZZ_VERSION="0.13.2"
 LLVM_MAJOR=22
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
@@ -58,5 +60,9 @@ if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
   LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install bpf-linker \
     --version "=${BPF_LINKER_VERSION}" --locked --no-default-features \
     --features "llvm-${LLVM_MAJOR}"
+fi
+if ! cargo fuzz --version 2>/dev/null | grep -q "${CARGO_FUZZ_VERSION}"; then
+  log "installing cargo-fuzz ${CARGO_FUZZ_VERSION} (for scripts/fuzz.sh)"
+  cargo install cargo-fuzz --version "=${CARGO_FUZZ_VERSION}" --locked
 fi
 log "prerequisites ready"

@@ -31,6 +31,9 @@ step "cargo clippy (eBPF programs, bpfel-unknown-none, -D warnings)"
 step "unit tests"
 cargo_test --locked -p egressor-common -p egressor
 
+step "fuzz targets (DNS responses, cloud range files; ${EGRESSOR_FUZZ_SECONDS:-20} s each)"
+bash scripts/fuzz.sh "${EGRESSOR_FUZZ_SECONDS:-20}"
+
 step "end-to-end tests (real programs, real kernel, real traffic)"
 cargo build --locked -p egressor
 # One at a time: each test owns the cgroup root's hooks and its own namespaces.
