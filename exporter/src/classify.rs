@@ -18,14 +18,14 @@
 //! Documentation ranges (RFC 5737 TEST-NET, RFC 3849 2001:db8::/32) are *not* special here:
 //! tests use them as stand-ins for internet peers.
 
-use std::{collections::HashSet, net::IpAddr, sync::Arc};
+use std::{cell::RefCell, collections::HashSet, hash::BuildHasher, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 use prefix_trie::joint::map::JointPrefixMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    cloud::{CloudMatch, CloudTable, Provider, sources::SharedCloudTable},
+    cloud::{CloudMatch, CloudTable, Provider, Resolved, sources::SharedCloudTable},
     config::{FileConfig, NetworkConfig},
 };
 
@@ -119,7 +119,15 @@ pub struct Classifier {
     host_addresses: HashSet<IpAddr, foldhash::fast::RandomState>,
     cloud_source: Arc<SharedCloudTable>,
     cloud: (u64, Arc<CloudTable>),
+    /// Recent cloud lookups, direct-mapped by address hash: remotes repeat (every new flow
+    /// to the same S3 endpoint), and a hit costs a hash instead of a walk down a trie of
+    /// ~100k prefixes.
+    cache: RefCell<Vec<Option<(IpAddr, Option<Resolved>)>>>,
+    hasher: foldhash::fast::FixedState,
 }
+
+/// Slots of the lookup cache (a power of two).
+const CACHE_SLOTS: usize = 4096;
 
 impl Classifier {
     /// Builds a classifier from the validated configuration and the cloud ranges (read again
@@ -141,6 +149,8 @@ impl Classifier {
             host_addresses: HashSet::default(),
             cloud: cloud.current(),
             cloud_source: cloud,
+            cache: RefCell::new(vec![None; CACHE_SLOTS]),
+            hasher: foldhash::fast::FixedState::with_seed(0x65677265),
         }
     }
 
@@ -151,7 +161,22 @@ impl Classifier {
             return false;
         }
         self.cloud = self.cloud_source.current();
+        self.cache.borrow_mut().fill(None);
         true
+    }
+
+    /// The cloud table's entry for `addr`, from the cache when it was looked up recently.
+    fn cloud_entry(&self, addr: IpAddr) -> Option<Resolved> {
+        let slot = (self.hasher.hash_one(addr) as usize) & (CACHE_SLOTS - 1);
+        let mut cache = self.cache.borrow_mut();
+        if let Some((cached, entry)) = cache[slot]
+            && cached == addr
+        {
+            return entry;
+        }
+        let entry = self.cloud.1.entry(addr);
+        cache[slot] = Some((addr, entry));
+        entry
     }
 
     /// Replaces the set of this host's own addresses. Returns whether it changed (callers
@@ -180,7 +205,7 @@ impl Classifier {
         if is_private(addr) {
             return self.unnamed(TrafficClass::Private);
         }
-        let cloud = self.cloud.1.lookup(addr);
+        let cloud = self.cloud_entry(addr).map(|r| self.cloud.1.resolve(r));
         let class = match cloud {
             Some(m) if Some(m.provider) == self.node_provider => {
                 if self.node_region.as_deref() == Some(m.region) {

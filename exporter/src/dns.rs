@@ -9,7 +9,6 @@
 //! its first answers).
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
     sync::{
         Arc,
@@ -85,16 +84,16 @@ pub fn parse_response(message: &[u8], tcp: bool) -> Result<Learned, DnsError> {
         question.get_or_insert_with(|| q.name().clone());
     }
     let mut learned = Learned::default();
-    let mut cnames: HashMap<Name, Name> = HashMap::new();
+    // hickory compares and hashes names case-insensitively; a response has a handful of
+    // CNAMEs, so a vector beats a map.
+    let mut cnames: Vec<(Name, Name)> = Vec::new();
     let mut answers: Vec<(IpAddr, Name, u32)> = Vec::new();
     for _ in 0..header.counts.answers {
         match Record::read(&mut decoder) {
-            Ok(r) => match &r.data {
-                RData::A(a) => answers.push((IpAddr::V4(a.0), r.name.to_lowercase(), r.ttl)),
-                RData::AAAA(a) => answers.push((IpAddr::V6(a.0), r.name.to_lowercase(), r.ttl)),
-                RData::CNAME(c) => {
-                    cnames.insert(r.name.to_lowercase(), c.0.to_lowercase());
-                }
+            Ok(r) => match r.data {
+                RData::A(a) => answers.push((IpAddr::V4(a.0), r.name, r.ttl)),
+                RData::AAAA(a) => answers.push((IpAddr::V6(a.0), r.name, r.ttl)),
+                RData::CNAME(c) => cnames.push((r.name, c.0)),
                 _ => {}
             },
             Err(e) => {
@@ -103,10 +102,16 @@ pub fn parse_response(message: &[u8], tcp: bool) -> Result<Learned, DnsError> {
             }
         }
     }
-    let question = question.map(|q| q.to_lowercase());
-    for (addr, owner, ttl) in answers {
-        let name = asked_for(question.as_ref(), &owner, &cnames).unwrap_or(&owner);
-        learned.addresses.push((addr, label(name), ttl));
+    let mut last: Option<(&Name, String)> = None;
+    for (addr, owner, ttl) in &answers {
+        let name = asked_for(question.as_ref(), owner, &cnames).unwrap_or(owner);
+        // Answers for the same name share one label string.
+        let text = match &last {
+            Some((n, text)) if *n == name => text.clone(),
+            _ => label(name),
+        };
+        last = Some((name, text.clone()));
+        learned.addresses.push((*addr, text, *ttl));
     }
     Ok(learned)
 }
@@ -116,7 +121,7 @@ pub fn parse_response(message: &[u8], tcp: bool) -> Result<Learned, DnsError> {
 fn asked_for<'a>(
     question: Option<&'a Name>,
     owner: &Name,
-    cnames: &HashMap<Name, Name>,
+    cnames: &'a [(Name, Name)],
 ) -> Option<&'a Name> {
     let question = question?;
     let mut at = question;
@@ -124,7 +129,7 @@ fn asked_for<'a>(
         if at == owner {
             return Some(question);
         }
-        at = cnames.get(at)?;
+        at = cnames.iter().find(|(from, _)| from == at).map(|(_, to)| to)?;
     }
     None
 }
@@ -136,6 +141,7 @@ fn label(name: &Name) -> String {
     if text.ends_with('.') {
         text.pop();
     }
+    text.make_ascii_lowercase();
     text.truncate(MAX_NAME_LEN);
     text
 }

@@ -82,8 +82,10 @@ pub struct CloudMatch<'a> {
     pub id: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Resolved {
+/// A lookup's result in a form that can be cached next to the table ([`CloudTable::entry`],
+/// [`CloudTable::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
     provider: Provider,
     service: u32,
     region: u32,
@@ -169,14 +171,23 @@ impl CloudTable {
 
     /// The provider, service and region of `addr`, if it lies in a published range.
     pub fn lookup(&self, addr: IpAddr) -> Option<CloudMatch<'_>> {
-        let (_, r) = self.map.get_lpm(&IpNet::from(addr.to_canonical()))?;
-        Some(CloudMatch {
+        self.entry(addr).map(|r| self.resolve(r))
+    }
+
+    /// The raw result of a lookup (one longest-prefix match), for callers that cache.
+    pub fn entry(&self, addr: IpAddr) -> Option<Resolved> {
+        self.map.get_lpm(&IpNet::from(addr.to_canonical())).map(|(_, r)| *r)
+    }
+
+    /// The match an [`CloudTable::entry`] of this same table stands for.
+    pub fn resolve(&self, r: Resolved) -> CloudMatch<'_> {
+        CloudMatch {
             provider: r.provider,
             service: &self.strings[r.service as usize],
             region: &self.strings[r.region as usize],
             prefix: r.prefix,
             id: (r.provider as u64) << 56 | u64::from(r.service) << 28 | u64::from(r.region),
-        })
+        }
     }
 
     /// Distinct prefixes in the table.
