@@ -122,9 +122,12 @@ pub struct Classifier {
     /// Recent cloud lookups, direct-mapped by address hash: remotes repeat (every new flow
     /// to the same S3 endpoint), and a hit costs a hash instead of a walk down a trie of
     /// ~100k prefixes.
-    cache: RefCell<Vec<Option<(IpAddr, Option<Resolved>)>>>,
+    cache: RefCell<Vec<CacheSlot>>,
     hasher: foldhash::fast::FixedState,
 }
+
+/// One slot of the lookup cache: an address and the table's answer for it.
+type CacheSlot = Option<(IpAddr, Option<Resolved>)>;
 
 /// Slots of the lookup cache (a power of two).
 const CACHE_SLOTS: usize = 4096;
