@@ -125,8 +125,15 @@ pub struct PriceSheet {
 }
 
 /// Embedded sheets: (provider/region name, text).
-pub const EMBEDDED: &[(&str, &str)] =
-    &[("aws/us-east-1", include_str!("../../prices/aws-us-east-1.yaml"))];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("aws/us-east-1", include_str!("../../prices/aws-us-east-1.yaml")),
+    ("aws/us-west-2", include_str!("../../prices/aws-us-west-2.yaml")),
+    ("aws/eu-west-1", include_str!("../../prices/aws-eu-west-1.yaml")),
+    ("gcp/us-central1", include_str!("../../prices/gcp-us-central1.yaml")),
+    ("gcp/europe-west1", include_str!("../../prices/gcp-europe-west1.yaml")),
+    ("azure/eastus", include_str!("../../prices/azure-eastus.yaml")),
+    ("azure/westeurope", include_str!("../../prices/azure-westeurope.yaml")),
+];
 
 /// The sheet used when neither `--prices` nor the node's provider and region name one.
 pub const DEFAULT_SHEET: &str = "aws/us-east-1";
@@ -339,6 +346,43 @@ mod tests {
         assert_eq!((nat(true), nat(false)), (Some(0.045), Some(0.045)));
         assert_eq!(s.processing(EgressPath::VpcGatewayEndpoint, true), None);
         assert_eq!(s.gateway_endpoints.services, ["S3", "DYNAMODB"]);
+    }
+
+    #[test]
+    fn each_embedded_sheet_has_its_published_headline_prices() {
+        let first_paid = |s: &PriceSheet| {
+            let p = s.transfer(TrafficClass::Internet, true, "", "").unwrap();
+            p.tiers.iter().find(|t| !t.free_tier).map(|t| t.usd_per_gib)
+        };
+        let flat = |s: &PriceSheet, c, e| s.transfer(c, e, "", "").and_then(|p| p.usd_per_gib);
+        let nat =
+            |s: &PriceSheet| s.processing(EgressPath::NatGateway, true).and_then(|p| p.usd_per_gib);
+        // (sheet, first paid internet tier, cross-zone egress, NAT processing): AWS EC2 and VPC
+        // pricing pages, Google Cloud network and Cloud NAT pricing, Azure bandwidth and NAT
+        // Gateway pricing, as of 2025-07-01.
+        for (name, internet, cross_zone, nat_price) in [
+            ("aws/us-west-2", 0.09, 0.01, 0.045),
+            ("aws/eu-west-1", 0.09, 0.01, 0.048),
+            ("gcp/us-central1", 0.12, 0.01, 0.045),
+            ("gcp/europe-west1", 0.12, 0.01, 0.045),
+            ("azure/eastus", 0.087, 0.0, 0.045),
+            ("azure/westeurope", 0.087, 0.0, 0.045),
+        ] {
+            let s = PriceSheet::embedded_named(name).unwrap();
+            assert_eq!(first_paid(&s), Some(internet), "{name}");
+            assert_eq!(flat(&s, TrafficClass::CrossZone, true), Some(cross_zone), "{name}");
+            assert_eq!(nat(&s), Some(nat_price), "{name}");
+        }
+        let azure = PriceSheet::embedded_named("azure/eastus").unwrap();
+        assert_eq!(azure.gateway_endpoints.services, ["Storage", "Sql"]);
+        assert_eq!(
+            azure
+                .transfer(TrafficClass::CrossRegion, true, "", "westeurope")
+                .and_then(|p| p.usd_per_gib),
+            Some(0.05)
+        );
+        let node = PriceSheet::load(None, (Some(Provider::Gcp), Some("europe-west1"))).unwrap();
+        assert_eq!((node.provider, node.region.as_str()), (Provider::Gcp, "europe-west1"));
     }
 
     #[test]
