@@ -208,3 +208,51 @@ fn words(addr: &str) -> [u32; 4] {
     };
     FlowKey::address_words(&bytes)
 }
+
+#[test]
+fn corrupt_range_files_warn_and_count_while_the_agent_runs() {
+    if !require_bpf("corrupt_range_files_warn_and_count_while_the_agent_runs") {
+        return;
+    }
+    let Some(aws) = shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
+    // A good AWS file, a truncated GCP file, a missing Azure file.
+    let text =
+        std::fs::read_to_string(shared_data("cloud-ranges/google-cloud-ip-ranges.json").unwrap())
+            .unwrap();
+    let truncated = temp_file("cloud-truncated.json", &text[..text.len() / 2]);
+    let config = temp_file(
+        "ranges.yaml",
+        &format!(
+            "cloud_ranges:\n  cache_dir: null\n  sources:\n    - {{provider: aws, file: {}}}\n    \
+             - {{provider: gcp, file: {}}}\n    - {{provider: azure, file: /nonexistent/tags.json}}\n",
+            aws.display(),
+            truncated.display()
+        ),
+    );
+    let agent = Agent::start(&["--config.file", config.to_str().unwrap()]);
+    let m = agent.metrics();
+    let up = |provider: &str| m.sum("egressor_cloud_ranges_up", &[("provider", provider)]);
+    assert_eq!((up("aws"), up("gcp"), up("azure")), (1.0, 0.0, 0.0));
+    assert_eq!(m.sum("egressor_cloud_ranges_load_errors_total", &[("provider", "gcp")]), 1.0);
+    let log = agent.log();
+    assert!(log.contains("not a gcp range file") && log.contains("line 1"), "{log}");
+    assert!(log.contains("/nonexistent/tags.json"), "{log}");
+    let _ = std::fs::remove_file(config);
+    let _ = std::fs::remove_file(truncated);
+}
+
+#[test]
+fn bad_maxmind_databases_and_token_files_are_usage_errors() {
+    let garbage = temp_file("garbage.mmdb", "not a MaxMind database\n");
+    let out = agent(&["--geoip-asn", garbage.to_str().unwrap()]);
+    assert_usage_error(&out, &["--geoip-asn", garbage.to_str().unwrap(), "invalid database"]);
+    if let Some(country) = shared_data("mmdb/GeoIP2-Country-Test.mmdb") {
+        let out = agent(&["--geoip-asn", country.to_str().unwrap()]);
+        assert_usage_error(&out, &["--geoip-asn", "GeoIP2-Country", "needs one of type ASN"]);
+    }
+    let empty = temp_file("empty-token", "\n");
+    let out = agent(&["--web.api.bearer-token-file", empty.to_str().unwrap()]);
+    assert_usage_error(&out, &["--web.api.bearer-token-file", "is empty"]);
+    let _ = std::fs::remove_file(garbage);
+    let _ = std::fs::remove_file(empty);
+}
