@@ -20,6 +20,7 @@ use crate::{
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, Interface},
     destinations::Destinations,
+    discovery::{self, Discovered},
     dns::DnsNames,
     error::{AgentError, ConfigError},
     geoip::GeoIp,
@@ -50,7 +51,7 @@ pub struct AgentPlan {
 ///
 /// # Errors
 /// The first [`ConfigError`] found in that order.
-pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
+pub fn plan(args: &AgentArgs, discovered: Option<&Discovered>) -> Result<AgentPlan, ConfigError> {
     if !args.telemetry_path.starts_with('/')
         || ["/", "/healthz", "/readyz"].contains(&args.telemetry_path.as_str())
     {
@@ -62,7 +63,7 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
             ),
         });
     }
-    let (file, prices) = load_setup(&args.setup)?;
+    let (file, prices) = load_setup(&args.setup, discovered)?;
 
     let (use_cgroup, use_tc) = match args.hook {
         HookMode::Auto => (args.interfaces.is_empty(), !args.interfaces.is_empty()),
@@ -127,16 +128,41 @@ pub fn plan(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
     })
 }
 
-/// Loads the configuration file and the price sheet; the node's provider and region default
-/// to the sheet's.
+/// Asks the cloud's metadata service when the configuration file enables it; `None` when it
+/// does not, when the file does not load (the caller reports that), or when the service
+/// fails (logged as a warning).
+pub async fn discover(args: &SetupArgs) -> Option<Discovered> {
+    let path = args.config_file.as_ref()?;
+    let file = FileConfig::load(path).ok()?;
+    if !file.discovery.aws_imds {
+        return None;
+    }
+    match discovery::aws_imds(&file.discovery.endpoint).await {
+        Ok(found) => Some(found),
+        Err(e) => {
+            warn!(error = %e, "instance metadata unavailable; using the configuration alone");
+            None
+        }
+    }
+}
+
+/// Loads the configuration file (filled in with `discovered`) and the price sheet; the node's
+/// provider and region default to the sheet's.
 ///
 /// # Errors
 /// The [`ConfigError`] of the configuration file, then of the price sheet.
-pub fn load_setup(args: &SetupArgs) -> Result<(FileConfig, PriceSheet), ConfigError> {
+pub fn load_setup(
+    args: &SetupArgs,
+    discovered: Option<&Discovered>,
+) -> Result<(FileConfig, PriceSheet), ConfigError> {
     let mut file = match &args.config_file {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
+    if let Some(found) = discovered {
+        let added = discovery::merge(&mut file, found);
+        info!(zone = ?file.node.zone, region = ?file.node.region, added, "discovered from instance metadata");
+    }
     let prices = PriceSheet::load(
         args.prices.as_deref(),
         (file.node.provider, file.node.region.as_deref()),
@@ -179,7 +205,8 @@ fn interface(name: &str) -> Result<Interface, ConfigError> {
 /// # Errors
 /// [`AgentError::Config`] (exit 2), or a dataplane or HTTP failure (exit 1).
 pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
-    let plan = plan(&args)?;
+    let discovered = discover(&args.setup).await;
+    let plan = plan(&args, discovered.as_ref())?;
     let listener = TcpListener::bind(args.listen_address)
         .await
         .map_err(|source| AgentError::Http { address: args.listen_address, source })?;
@@ -325,6 +352,10 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
 
+    fn plan_of(args: &AgentArgs) -> Result<AgentPlan, ConfigError> {
+        plan(args, None)
+    }
+
     fn args(extra: &[&str]) -> AgentArgs {
         let mut argv = vec!["egressor", "agent"];
         argv.extend_from_slice(extra);
@@ -341,13 +372,13 @@ mod tests {
 
     #[test]
     fn unknown_interface_is_named() {
-        let e = plan(&args(&["--interface", "nope0"])).unwrap_err();
+        let e = plan_of(&args(&["--interface", "nope0"])).unwrap_err();
         assert_eq!(e.to_string(), "--interface nope0: no such network interface (see `ip link`)");
     }
 
     #[test]
     fn loopback_interface_is_ethernet_framed() {
-        let p = plan(&args(&["--interface", "lo"])).unwrap();
+        let p = plan_of(&args(&["--interface", "lo"])).unwrap();
         assert_eq!(p.dataplane.interfaces[0].name, "lo");
         assert!(p.dataplane.interfaces[0].ethernet);
         assert!(p.dataplane.cgroup.is_none(), "--interface switches to TC only");
@@ -355,16 +386,16 @@ mod tests {
 
     #[test]
     fn flag_combinations_are_checked() {
-        assert!(plan(&args(&["--hook", "tc"])).unwrap_err().to_string().contains("--hook"));
-        let e = plan(&args(&["--hook", "cgroup", "--interface", "lo"])).unwrap_err();
+        assert!(plan_of(&args(&["--hook", "tc"])).unwrap_err().to_string().contains("--hook"));
+        let e = plan_of(&args(&["--hook", "cgroup", "--interface", "lo"])).unwrap_err();
         assert!(e.to_string().starts_with("--interface"), "{e}");
-        let e = plan(&args(&["--web.telemetry-path", "metrics"])).unwrap_err();
+        let e = plan_of(&args(&["--web.telemetry-path", "metrics"])).unwrap_err();
         assert!(e.to_string().starts_with("--web.telemetry-path"), "{e}");
     }
 
     #[test]
     fn missing_cgroup_dir_is_named() {
-        let e = plan(&args(&["--cgroup.path", "/nonexistent/cg"])).unwrap_err().to_string();
+        let e = plan_of(&args(&["--cgroup.path", "/nonexistent/cg"])).unwrap_err().to_string();
         assert!(e.starts_with("--cgroup.path /nonexistent/cg:"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::{
     cloud::{Provider, sources::CloudRangesConfig},
+    discovery::DiscoveryConfig,
     error::ConfigError,
     paths::EgressPath,
 };
@@ -42,6 +43,9 @@ pub struct FileConfig {
     /// How prices are applied.
     #[serde(default)]
     pub pricing: PricingConfig,
+    /// What to ask the cloud's metadata service.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
 }
 
 /// A local subnet: flows whose local address lies in it leave the VPC by `egress`.

@@ -17,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod dataplane;
 pub mod destinations;
+pub mod discovery;
 pub mod dns;
 pub mod error;
 pub mod geoip;

@@ -7,7 +7,7 @@ use std::{io::Write, net::IpAddr, sync::Arc};
 use serde::Serialize;
 
 use crate::{
-    agent::load_setup,
+    agent::{discover, load_setup},
     classify::Classifier,
     cli::ClassifyArgs,
     cloud::sources::{CloudRanges, SourceMetrics},
@@ -56,13 +56,15 @@ pub struct Verdict {
 /// # Errors
 /// A bad configuration file or price sheet; a failed write as [`ConfigError::Flag`].
 pub fn run(args: &ClassifyArgs, out: &mut impl Write) -> Result<(), ConfigError> {
-    let (file, sheet) = load_setup(&args.setup)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ConfigError::Flag { flag: "classify", problem: e.to_string() })?;
+    let discovered = rt.block_on(discover(&args.setup));
+    let (file, sheet) = load_setup(&args.setup, discovered.as_ref())?;
     let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
     let mut ranges = CloudRanges::start(file.cloud_ranges.clone(), SourceMetrics::default());
-    if ranges.shared().current().1.is_empty()
-        && ranges.has_urls()
-        && let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build()
-    {
+    if ranges.shared().current().1.is_empty() && ranges.has_urls() {
         rt.block_on(ranges.fetch_all());
     }
     let classifier = Classifier::new(&file, ranges.shared());

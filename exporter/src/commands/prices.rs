@@ -24,7 +24,7 @@ pub fn run(args: &PricesArgs, out: &mut impl Write) -> Result<(), ConfigError> {
         }
         return Ok(());
     }
-    let (_, sheet) = load_setup(&args.setup)?;
+    let (_, sheet) = load_setup(&args.setup, None)?;
     let yaml = serde_yaml_ng::to_string(&sheet)
         .map_err(|e| ConfigError::Flag { flag: "--prices", problem: e.to_string() })?;
     writeln!(
