@@ -5,7 +5,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    hash::Hash,
+    hash::{BuildHasher as _, Hash},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
@@ -18,6 +18,7 @@ use crate::{
     api::FlowDetail,
     cgroups::{CgroupResolver, UNKNOWN_WORKLOAD},
     classify::Classifier,
+    cloud::CloudMatch,
     config::FileConfig,
     dns::DnsNames,
     geoip::{GeoInfo, GeoIp},
@@ -71,6 +72,9 @@ pub struct Attributor {
     dns: Option<DnsNames>,
     /// Remote id → its name-folded id.
     folded_of: HashMap<u32, u32, RandomState>,
+    /// (cloud range id, named) → the folded id of public remotes there.
+    folded_public_of: HashMap<(Option<u64>, bool), u32, RandomState>,
+    hasher: foldhash::fast::FixedState,
     names: NameGuard,
     empty: Arc<str>,
 }
@@ -87,12 +91,17 @@ struct NameGuard {
     k: usize,
     window_cycles: u64,
     cycles: u64,
-    admitted: HashMap<u32, HashSet<u32, RandomState>, RandomState>,
+    admitted: HashMap<u32, HashSet<u64, RandomState>, RandomState>,
     window_usage: HashMap<u64, u64, RandomState>,
 }
 
+/// Bits of a usage tag that hold the name's hash; the workload id sits above them.
+const NAME_BITS: u32 = 40;
+/// Mask of the name's hash in a usage tag.
+const NAME_MASK: u64 = (1 << NAME_BITS) - 1;
+
 impl NameGuard {
-    fn admit(&mut self, workload: u32, remote: u32) -> bool {
+    fn admit(&mut self, workload: u32, remote: u64) -> bool {
         let set = self.admitted.entry(workload).or_default();
         if set.contains(&remote) {
             return true;
@@ -115,9 +124,12 @@ impl NameGuard {
             return false;
         }
         self.cycles = 0;
-        let mut by_workload: HashMap<u32, Vec<(u64, u32)>, RandomState> = HashMap::default();
+        let mut by_workload: HashMap<u32, Vec<(u64, u64)>, RandomState> = HashMap::default();
         for (tag, bytes) in self.window_usage.drain() {
-            by_workload.entry((tag >> 32) as u32).or_default().push((bytes, tag as u32));
+            by_workload
+                .entry((tag >> NAME_BITS) as u32)
+                .or_default()
+                .push((bytes, tag & NAME_MASK));
         }
         // Workloads quiet in this window keep their names; the others rank this window's
         // names by bytes and fill the rest of their K with the names they had.
@@ -125,8 +137,8 @@ impl NameGuard {
         for (workload, mut names) in by_workload {
             // Most bytes first; ties by id so that the choice is stable.
             names.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            let mut next: Vec<u32> = names.iter().take(self.k).map(|n| n.1).collect();
-            let mut before: Vec<u32> =
+            let mut next: Vec<u64> = names.iter().take(self.k).map(|n| n.1).collect();
+            let mut before: Vec<u64> =
                 admitted.get(&workload).map(|s| s.iter().copied().collect()).unwrap_or_default();
             before.sort_unstable();
             for id in before {
@@ -209,6 +221,8 @@ impl Attributor {
             },
             names: NameGuard::default(),
             folded_of: HashMap::default(),
+            folded_public_of: HashMap::default(),
+            hasher: foldhash::fast::FixedState::with_seed(0x6e616d65),
             remotes,
             empty,
             remote_of_network,
@@ -255,6 +269,7 @@ impl Attributor {
         let cloud_changed = self.classifier.refresh_cloud();
         if cloud_changed {
             self.remote_of_cloud.clear();
+            self.folded_public_of.clear();
         }
         self.classifier.set_host_addresses(host_addresses) | cloud_changed
     }
@@ -272,51 +287,68 @@ impl Attributor {
             HookLabel::Tc => (0, key.ifindex, true),
         };
         let remote = self.classifier.classify(remote_address(key));
-        let remote_id = match (remote.network, remote.cloud) {
-            (Some(i), _) => self.remote_of_network[i],
-            (None, cloud) if remote.class.is_public() => {
-                let geo = match (self.geoip.is_enabled(), remote_address(key)) {
-                    (true, Some(addr)) => self.geoip.lookup(addr),
+        let egress_path = self.paths.path(address(key.family, &key.local_addr), &remote);
+        let class = remote.class;
+        let (remote_id, folded, tag) = match (remote.network, remote.cloud) {
+            (Some(i), _) => {
+                let id = self.remote_of_network[i];
+                (id, self.folded(id), 0)
+            }
+            (None, cloud) if class.is_public() => {
+                let addr = remote_address(key);
+                let geo = match (self.geoip.is_enabled(), addr) {
+                    (true, Some(a)) => self.geoip.lookup(a),
                     _ => GeoInfo::default(),
                 };
                 let country = geo.country.as_deref().map_or([0; 2], |c| {
                     let b = c.as_bytes();
                     [b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]
                 });
-                let dns_name = match (&self.dns, remote_address(key)) {
-                    (Some(names), Some(addr)) => names.name(addr),
+                let dns_name = match (&self.dns, addr) {
+                    (Some(names), Some(a)) => names.name(a),
                     _ => None,
                 };
-                let id = PublicRemote {
+                let name = dns_name.or_else(|| geo.as_organization.as_deref().map(Arc::from));
+                let public = PublicRemote {
                     cloud: cloud.map(|m| m.id),
                     asn: geo.asn.unwrap_or(0),
                     country,
-                    dns_name: dns_name.clone(),
+                    dns_name: name.clone(),
                 };
-                let (remotes, empty) = (&mut self.remotes, &self.empty);
-                *self.remote_of_cloud.entry(id).or_insert_with(|| {
-                    let text = |v: Option<&str>| v.map_or_else(|| empty.clone(), Arc::from);
-                    remotes.intern(RemoteLabels {
-                        name: dns_name.unwrap_or_else(|| text(geo.as_organization.as_deref())),
-                        zone: empty.clone(),
-                        region: text(cloud.map(|m| m.region)),
-                        provider: cloud.map_or("", |m| m.provider.as_str()),
-                        service: text(cloud.map(|m| m.service)),
-                        country: text(geo.country.as_deref()),
-                    })
-                })
+                let folded = folded_public(
+                    &mut self.remotes,
+                    &mut self.folded_public_of,
+                    &self.empty,
+                    cloud,
+                    name.is_some(),
+                );
+                // A name the guard does not admit is never interned: what is interned stays
+                // bounded by the names admitted, not by the names seen.
+                let tag = name.as_ref().map(|_| {
+                    u64::from(workload) << NAME_BITS | (self.hasher.hash_one(&public) & NAME_MASK)
+                });
+                match tag {
+                    Some(tag) if !self.names.admit(workload, tag & NAME_MASK) => {
+                        (folded, folded, tag)
+                    }
+                    _ => {
+                        let (remotes, empty) = (&mut self.remotes, &self.empty);
+                        let id = *self.remote_of_cloud.entry(public).or_insert_with(|| {
+                            let text = |v: Option<&str>| v.map_or_else(|| empty.clone(), Arc::from);
+                            remotes.intern(RemoteLabels {
+                                name: name.unwrap_or_else(|| empty.clone()),
+                                zone: empty.clone(),
+                                region: text(cloud.map(|m| m.region)),
+                                provider: cloud.map_or("", |m| m.provider.as_str()),
+                                service: text(cloud.map(|m| m.service)),
+                                country: text(geo.country.as_deref()),
+                            })
+                        });
+                        (id, folded, tag.unwrap_or(0))
+                    }
+                }
             }
-            _ => 0,
-        };
-        let egress_path = self.paths.path(address(key.family, &key.local_addr), &remote);
-        let class = remote.class;
-        let folded = self.folded(remote_id);
-        let named = class.is_public() && !self.remotes.get(remote_id).name.is_empty();
-        let (remote_id, tag) = if named {
-            let tag = u64::from(workload) << 32 | u64::from(remote_id);
-            (if self.names.admit(workload, remote_id) { remote_id } else { folded }, tag)
-        } else {
-            (remote_id, 0)
+            _ => (0, 0, 0),
         };
         let labels = LabelKey {
             hook,
@@ -424,6 +456,12 @@ impl Attributor {
         }
     }
 
+    /// Interned remote label tuples (bounded by the configured networks, the cloud ranges met
+    /// and the names admitted).
+    pub fn interned_remotes(&self) -> usize {
+        self.remotes.values.len()
+    }
+
     /// The name of an interned workload id.
     pub fn workload_name(&self, id: u32) -> Arc<str> {
         self.workloads.get(id).clone()
@@ -448,6 +486,32 @@ impl Attributor {
         let known = &*name != UNKNOWN_WORKLOAD;
         (self.workloads.intern(name), known)
     }
+}
+
+/// The folded remote of a public remote in `cloud` (named or not): `other` (or empty) with the
+/// provider, service and region that decide the price. Cached by (range, named).
+fn folded_public(
+    remotes: &mut Interner<RemoteLabels>,
+    cache: &mut HashMap<(Option<u64>, bool), u32, RandomState>,
+    empty: &Arc<str>,
+    cloud: Option<CloudMatch<'_>>,
+    named: bool,
+) -> u32 {
+    let key = (cloud.map(|m| m.id), named);
+    if let Some(&id) = cache.get(&key) {
+        return id;
+    }
+    let text = |v: Option<&str>| v.map_or_else(|| empty.clone(), Arc::from);
+    let id = remotes.intern(RemoteLabels {
+        name: if named { OTHER.into() } else { empty.clone() },
+        zone: empty.clone(),
+        region: text(cloud.map(|m| m.region)),
+        provider: cloud.map_or("", |m| m.provider.as_str()),
+        service: text(cloud.map(|m| m.service)),
+        country: empty.clone(),
+    });
+    cache.insert(key, id);
+    id
 }
 
 /// The remote address of a flow key, `None` for non-IP frames.
@@ -493,7 +557,7 @@ mod tests {
     #[test]
     fn names_are_admitted_first_come_then_by_bytes_per_window() {
         let mut g = NameGuard { k: 2, window_cycles: 2, ..NameGuard::default() };
-        let tag = |w: u64, r: u64| w << 32 | r;
+        let tag = |w: u64, r: u64| w << NAME_BITS | r;
         assert!(g.admit(7, 10) && g.admit(7, 11) && g.admit(7, 10));
         assert!(!g.admit(7, 12), "k = 2 names for workload 7");
         assert!(g.admit(8, 12), "another workload has its own k");
@@ -506,6 +570,55 @@ mod tests {
         assert!(!g.end_cycle([(tag(7, 10), 1)]));
         assert!(g.end_cycle([]));
         assert!(g.admit(7, 10) && g.admit(7, 11) && !g.admit(7, 12));
+    }
+
+    /// A DNS response: `name` A `addr`, TTL 300.
+    fn answer(name: &str, addr: [u8; 4]) -> Vec<u8> {
+        let mut m = vec![0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        for label in name.split('.') {
+            m.push(label.len() as u8);
+            m.extend(label.as_bytes());
+        }
+        m.extend([0, 0, 1, 0, 1, 0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 0x2c, 0, 4]);
+        m.extend(addr);
+        m
+    }
+
+    #[test]
+    fn names_beyond_the_top_k_fold_into_other_without_being_interned() {
+        let root = std::env::temp_dir().join(format!("egressor-names-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("app.service")).unwrap();
+        let ino = std::fs::metadata(root.join("app.service")).unwrap().ino();
+        let config = FileConfig::default();
+        let names = DnsNames::new(10_000, std::time::Duration::from_secs(60));
+        let mut a = Attributor::new(
+            CgroupResolver::new(root.clone()),
+            Classifier::new(&config, Arc::default()),
+            &config,
+            HashMap::new(),
+        )
+        .with_dns(names.clone())
+        .with_name_limit(5, 10);
+        let before = a.interned_remotes();
+        let mut seen = HashSet::new();
+        for i in 0..1000u32 {
+            let addr = [203, 0, (i >> 8) as u8, i as u8];
+            names.learn(&answer(&format!("host{i}.example.test"), addr), false);
+            let mut k = FlowKey {
+                cgroup_id: ino,
+                direction: Direction::Egress as u8,
+                family: family::IPV4,
+                ..FlowKey::zeroed()
+            };
+            k.remote_addr[0] = u32::from_ne_bytes(addr);
+            let l = a.label_key(&k);
+            assert_ne!(l.tag, 0, "named remotes report usage");
+            seen.insert(a.labels(&l.labels).remote.to_string());
+        }
+        assert_eq!(seen.len(), 6, "five names and other: {seen:?}");
+        assert!(seen.contains("other") && seen.contains("host0.example.test"));
+        assert!(a.interned_remotes() - before <= 6 + 1, "interned: {}", a.interned_remotes());
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
