@@ -240,6 +240,47 @@ impl Drop for Veth {
     }
 }
 
+/// A client namespace whose default routes (v4 and v6) lead through a veth into a second
+/// namespace, "the world", which owns `remotes` on its loopback: real public addresses (an S3
+/// range, say) played without any route out of the machine. Both namespaces are the test's.
+pub struct World {
+    /// Where the workload runs (with the veth's [`PEER`] addresses).
+    pub client: Netns,
+    /// Where the remotes live (with the veth's [`HOST`] addresses).
+    pub world: Netns,
+    /// The link between them.
+    pub veth: Veth,
+}
+
+impl World {
+    /// Creates both namespaces, the link (up), the remotes (`/32` or `/128`) and the client's
+    /// default routes via [`HOST`].
+    pub fn new(tag: &str, remotes: &[&str]) -> Self {
+        let client = Netns::new(&format!("{tag}c"));
+        let world = Netns::new(&format!("{tag}w"));
+        let veth = Veth::between(tag, Some(&world), &client, true);
+        for addr in remotes {
+            let len = if addr.contains(':') { 128 } else { 32 };
+            world.run(&["ip", "addr", "add", &format!("{addr}/{len}"), "dev", "lo"]);
+        }
+        world.run(&["ip", "link", "set", "lo", "up"]);
+        veth.up();
+        client.run(&["ip", "route", "add", "default", "via", HOST.v4]);
+        client.run(&["ip", "-6", "route", "add", "default", "via", HOST.v6]);
+        Self { client, world, veth }
+    }
+
+    /// Adds `gateway`/`len` in the world and `source`/`len` in the client, and makes the
+    /// client's default route of that family go via `gateway` from `source` (a subnet the
+    /// configuration knows, say).
+    pub fn route_from(&self, gateway: &str, source: &str, len: u8) {
+        self.veth.add_addresses(gateway, source, len);
+        let family = if gateway.contains(':') { "-6" } else { "-4" };
+        self.client
+            .run(&["ip", family, "route", "replace", "default", "via", gateway, "src", source]);
+    }
+}
+
 /// The kernel's own counters of an interface (`/sys/class/net/<if>/statistics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IfStats {

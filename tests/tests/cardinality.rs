@@ -46,11 +46,8 @@ fn hundred_thousand_destinations_keep_series_bounded_and_bytes_exact() {
     let nets = &nets[..NETWORKS];
     // A client namespace whose default route leads into a second namespace of this test,
     // where the datagrams end: the real public addresses never leave the machine.
-    let client = Netns::new("kc");
-    let sink = Netns::new("ks");
-    let veth = Veth::between("k", Some(&sink), &client, true);
-    veth.up();
-    client.run(&["ip", "route", "add", "default", "via", HOST.v4]);
+    let w = World::new("k", &[]);
+    let client = &w.client;
     let cgroup = Cgroup::new("kc");
     let config = temp_file("cardinality.yaml", "cloud_ranges: {sources: []}\n");
     let common = [
@@ -71,7 +68,7 @@ fn hundred_thousand_destinations_keep_series_bounded_and_bytes_exact() {
     let scatter = |per_net: u64, cidrs: &[&str]| -> u64 {
         let (size, n) = (SIZE.to_string(), per_net.to_string());
         let args = [&["udp-scatter", &size, "9999", &n][..], cidrs].concat();
-        let out = helper_in_cgroup(&cgroup, &client, HELPER, &args);
+        let out = helper_in_cgroup(&cgroup, client, HELPER, &args);
         out["sent"].parse().unwrap()
     };
     let all: Vec<&str> = nets.iter().map(|(c, _)| c.as_str()).collect();

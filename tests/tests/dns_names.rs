@@ -47,16 +47,8 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
     if !require_bpf("flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp") {
         return;
     }
-    let client = Netns::new("dc");
-    let server = Netns::new("dn");
-    let veth = Veth::between("d", Some(&server), &client, true);
-    for addr in ["203.0.113.10/32", "203.0.113.11/32", "2001:db8:5::10/128"] {
-        server.run(&["ip", "addr", "add", addr, "dev", "lo"]);
-    }
-    server.run(&["ip", "link", "set", "lo", "up"]);
-    veth.up();
-    client.run(&["ip", "route", "add", "default", "via", HOST.v4]);
-    client.run(&["ip", "-6", "route", "add", "default", "via", HOST.v6]);
+    let w = World::new("d", &["203.0.113.10", "203.0.113.11", "2001:db8:5::10"]);
+    let (client, server) = (&w.client, &w.world);
     let _dnsmasq = Dnsmasq(
         server
             .command("dnsmasq")
@@ -90,7 +82,7 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
     let resolve_send = |name: &str| {
         let out = helper_in_cgroup(
             &cgroup,
-            &client,
+            client,
             HELPER,
             &["resolve-send", name, "9400", &count.to_string(), &size.to_string()],
         );
@@ -98,12 +90,12 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
     };
     // Over UDP: the chain www → edge → api, A and AAAA.
     let resolv =
-        NetnsResolvConf::write(&client, &format!("nameserver {}\noptions timeout:2\n", HOST.v4));
+        NetnsResolvConf::write(client, &format!("nameserver {}\noptions timeout:2\n", HOST.v4));
     assert_eq!(resolve_send("www.example.test"), "203.0.113.10,2001:db8:5::10");
     // Over TCP (glibc's use-vc).
     drop(resolv);
     let _resolv = NetnsResolvConf::write(
-        &client,
+        client,
         &format!("nameserver {}\noptions use-vc timeout:2\n", HOST.v4),
     );
     assert_eq!(resolve_send("tcp.example.test"), "203.0.113.11");

@@ -34,30 +34,12 @@ fn nat_gateway_endpoint_and_internet_paths_are_priced_by_hand() {
         return;
     }
     let Some(ranges) = shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
-    // Client namespace (in a cgroup) → "VPC" namespace that also holds the cloud addresses.
-    let client = Netns::new("pc");
-    let vpc = Netns::new("pv");
-    let veth = Veth::between("p", Some(&vpc), &client, true);
-    veth.add_addresses("10.0.1.1", "10.0.1.5", 24);
-    veth.add_addresses("2001:db8:1::1", "2001:db8:1::5", 64);
-    for addr in [S3_V4, DYNAMODB_V4, INTERNET_V4] {
-        vpc.run(&["ip", "addr", "add", &format!("{addr}/32"), "dev", "lo"]);
-    }
-    vpc.run(&["ip", "addr", "add", &format!("{S3_V6}/128"), "dev", "lo"]);
-    vpc.run(&["ip", "link", "set", "lo", "up"]);
-    veth.up();
-    client.run(&["ip", "route", "add", "default", "via", "10.0.1.1", "src", "10.0.1.5"]);
-    client.run(&[
-        "ip",
-        "-6",
-        "route",
-        "add",
-        "default",
-        "via",
-        "2001:db8:1::1",
-        "src",
-        "2001:db8:1::5",
-    ]);
+    // The client (in a cgroup, in a subnet behind the NAT gateway) and the world holding the
+    // cloud and internet addresses.
+    let w = World::new("p", &[S3_V4, DYNAMODB_V4, INTERNET_V4, S3_V6]);
+    w.route_from("10.0.1.1", "10.0.1.5", 24);
+    w.route_from("2001:db8:1::1", "2001:db8:1::5", 64);
+    let (client, vpc) = (&w.client, &w.world);
     let cgroup = Cgroup::new("pc");
     let config = temp_file(
         "paths.yaml",
@@ -92,7 +74,7 @@ fn nat_gateway_endpoint_and_internet_paths_are_priced_by_hand() {
     for target in &targets {
         let out = helper_in_cgroup(
             &cgroup,
-            &client,
+            client,
             HELPER,
             &["udp-send", target, &count, &bytes, "echo"],
         );

@@ -19,16 +19,9 @@ fn top_flows_show_raw_detail_exact_bytes_and_hand_priced_costs() {
         return;
     }
     let Some(ranges) = shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
-    let client = Netns::new("fc");
-    let vpc = Netns::new("fv");
-    let veth = Veth::between("f", Some(&vpc), &client, true);
-    veth.add_addresses("10.0.1.1", "10.0.1.5", 24);
-    for addr in [S3, INTERNET] {
-        vpc.run(&["ip", "addr", "add", &format!("{addr}/32"), "dev", "lo"]);
-    }
-    vpc.run(&["ip", "link", "set", "lo", "up"]);
-    veth.up();
-    client.run(&["ip", "route", "add", "default", "via", "10.0.1.1", "src", "10.0.1.5"]);
+    let w = World::new("f", &[S3, INTERNET]);
+    w.route_from("10.0.1.1", "10.0.1.5", 24);
+    let client = &w.client;
     let cgroup = Cgroup::new("fc");
     let config = temp_file(
         "flows.yaml",
@@ -55,7 +48,7 @@ fn top_flows_show_raw_detail_exact_bytes_and_hand_priced_costs() {
     let send = |target: &str, n: u64, size: u64| {
         let out = helper_in_cgroup(
             &cgroup,
-            &client,
+            client,
             HELPER,
             &["udp-send", &format!("{target}:443"), &n.to_string(), &size.to_string()],
         );
