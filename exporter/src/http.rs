@@ -134,6 +134,8 @@ async fn landing(State(state): State<AppState>) -> Html<String> {
         "<!doctype html><html><head><title>egressor</title></head><body>\
          <h1>egressor</h1><p>Who moves data where, and what it costs.</p>\
          <ul><li><a href=\"{path}\">{path}</a> (OpenMetrics)</li>\
+         <li><a href=\"/api/v1/flows?top=20&amp;sort=cost\">/api/v1/flows</a> (top flows, JSON)</li>\
+         <li><a href=\"/api/v1/summary\">/api/v1/summary</a></li>\
          <li><a href=\"/healthz\">/healthz</a></li><li><a href=\"/readyz\">/readyz</a></li></ul>\
          </body></html>"
     ))
