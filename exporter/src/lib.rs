@@ -24,6 +24,7 @@ pub mod geoip;
 pub mod http;
 pub mod http_api;
 pub mod http_client;
+pub mod kubernetes;
 pub mod labels;
 pub mod metrics;
 pub mod paths;

@@ -1,0 +1,159 @@
+//! The Kubernetes watches against a local API server speaking the list/watch wire format
+//! with recorded objects: the index fills from the lists, follows watch events (IP reuse,
+//! finished pods), survives an API server that is down at start and a kind RBAC forbids.
+
+use std::{
+    sync::{Arc, RwLock, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use egressor::kubernetes::{
+    client,
+    index::{KubeIndex, Workload},
+    watch::{self, WatchStatus},
+};
+use egressor_tests::kube_api::{FakeKube, fixture};
+
+type Index = Arc<RwLock<KubeIndex>>;
+
+async fn start_watching(kubeconfig: &std::path::Path) -> (Index, Arc<WatchStatus>) {
+    let index = Arc::new(RwLock::new(KubeIndex::new(vec![
+        "app.kubernetes.io/version".into(),
+        "team".into(),
+    ])));
+    let status = Arc::new(WatchStatus::default());
+    let c = client(Some(kubeconfig)).await.unwrap();
+    watch::spawn(c, index.clone(), status.clone());
+    (index, status)
+}
+
+/// Waits (at most 20 s) until `ok` holds.
+async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn synced(status: &WatchStatus, kinds: &[usize]) -> bool {
+    kinds.iter().all(|&k| status.kinds[k].lists.load(Ordering::Relaxed) > 0)
+}
+
+fn workload(index: &Index, uid: &str) -> Option<Workload> {
+    let i = index.read().unwrap();
+    i.pod(uid).map(|p| i.workload(p))
+}
+
+const API_POD: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+const JOB_POD: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_and_watch_events_fill_the_index() {
+    let fake = FakeKube::start().with_fixtures();
+    let (index, status) = start_watching(&fake.kubeconfig()).await;
+    until("all four kinds listed", || synced(&status, &[0, 1, 2, 3])).await;
+
+    let w = |kind: &str, name: &str| Some(Workload { kind: kind.into(), name: name.into() });
+    assert_eq!(workload(&index, API_POD), w("Deployment", "api"), "Pod → ReplicaSet → Deployment");
+    assert_eq!(workload(&index, "7c9e6679-7425-40de-944b-e07fc1f90ae7"), w("StatefulSet", "db"));
+    assert_eq!(workload(&index, JOB_POD), w("CronJob", "report"), "Pod → Job → CronJob");
+    assert_eq!(
+        workload(&index, "c9bf9e57-1685-4c89-bafb-ff5af830be8a"),
+        w("Pod", "debug"),
+        "a bare pod"
+    );
+    assert_eq!(
+        workload(&index, "a3bb189e-8bf9-3888-9912-ace4e6543002"),
+        w("DaemonSet", "node-exporter")
+    );
+    {
+        let i = index.read().unwrap();
+        let api = i.pod(API_POD).unwrap();
+        assert_eq!(api.labels.get("app.kubernetes.io/version").map(String::as_str), Some("1.4.2"));
+        assert_eq!(api.labels.get("team").map(String::as_str), Some("payments"));
+        assert!(!api.labels.contains_key("pod-template-hash"), "only the labels asked for");
+        for ip in ["10.0.1.101", "2600:1f18:1:100::101"] {
+            assert_eq!(
+                i.pod_by_ip(ip.parse().unwrap()).map(|p| p.name.as_str()),
+                Some("api-7d9f8c6b5-x2x7q"),
+                "{ip}"
+            );
+        }
+        // The hostNetwork pod does not claim the node's address; the node does.
+        let (node, info) = i.node_by_ip("10.0.1.10".parse().unwrap()).unwrap();
+        assert_eq!((node, info.zone.as_deref()), ("ip-10-0-1-10.ec2.internal", Some("us-east-1a")));
+        assert!(i.pod_by_ip("10.0.1.10".parse().unwrap()).is_none());
+        assert_eq!(
+            i.node_by_ip("3.80.0.20".parse().unwrap()).unwrap().0,
+            "ip-10-0-2-20.ec2.internal",
+            "ExternalIP"
+        );
+        let legacy = i.node("ip-10-0-3-30.ec2.internal").unwrap();
+        assert_eq!(
+            (legacy.zone.as_deref(), legacy.region.as_deref()),
+            (Some("us-east-1c"), Some("us-east-1"))
+        );
+    }
+
+    // IP reuse: `debug` is deleted and a new pod gets its address.
+    let pods = fixture("pods");
+    let debug = pods.iter().find(|p| p["metadata"]["name"] == "debug").unwrap().clone();
+    fake.delete(&debug);
+    until("debug gone", || {
+        index.read().unwrap().pod("c9bf9e57-1685-4c89-bafb-ff5af830be8a").is_none()
+    })
+    .await;
+    assert!(
+        index.read().unwrap().pod_by_ip("10.0.2.104".parse().unwrap()).is_none(),
+        "no stale identity"
+    );
+    let mut reuse = debug.clone();
+    reuse["metadata"]["name"] = "debug-2".into();
+    reuse["metadata"]["uid"] = "d2c9f0a1-3b4e-4c5d-8e6f-7a8b9c0d1e2f".into();
+    fake.apply(reuse);
+    until("debug-2 has the address", || {
+        index
+            .read()
+            .unwrap()
+            .pod_by_ip("10.0.2.104".parse().unwrap())
+            .is_some_and(|p| p.name == "debug-2")
+    })
+    .await;
+    // A finished pod gives its address up.
+    let mut done = pods.iter().find(|p| p["metadata"]["uid"] == JOB_POD).unwrap().clone();
+    done["status"]["phase"] = "Succeeded".into();
+    fake.apply(done);
+    until("finished pod releases its IP", || {
+        index.read().unwrap().pod_by_ip("10.0.1.103".parse().unwrap()).is_none()
+    })
+    .await;
+    assert_eq!(status.kinds[0].errors.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_down_at_start_is_retried_and_a_forbidden_kind_is_counted() {
+    let port = egressor_tests::free_port();
+    let kubeconfig = FakeKube::kubeconfig_for(&format!("http://127.0.0.1:{port}"));
+    let (index, status) = start_watching(&kubeconfig).await;
+    until("errors while the API server is down", || {
+        status.kinds[0].errors.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    assert_eq!(index.read().unwrap().sizes().0, 0);
+
+    let fake = FakeKube::start_on(port).with_fixtures();
+    fake.forbid("Job");
+    until("pods, nodes and replicasets listed after the retry", || synced(&status, &[0, 1, 2]))
+        .await;
+    assert_eq!(index.read().unwrap().sizes().0, 5);
+    until("the forbidden kind counts errors", || {
+        status.kinds[3].errors.load(Ordering::Relaxed) > 1
+    })
+    .await;
+    assert_eq!(status.kinds[3].lists.load(Ordering::Relaxed), 0);
+    // Without Jobs, the CronJob pod's workload stops at its Job: known, not guessed.
+    let w = workload(&index, JOB_POD).unwrap();
+    assert_eq!((w.kind.as_str(), w.name.as_str()), ("Job", "report-28901234"));
+    assert!(fake.requests() > 3);
+}
