@@ -15,7 +15,7 @@ use crate::{
     attribution::Attributor,
     cgroups::{CgroupResolver, check_cgroup_dir, find_cgroup2_mount},
     classify::Classifier,
-    cli::{AgentArgs, HookMode, SetupArgs},
+    cli::{AgentArgs, HookMode, KubernetesMode, SetupArgs},
     cloud::sources::{CloudRanges, SourceMetrics},
     config::FileConfig,
     dataplane::{Dataplane, DataplaneOptions, Interface},
@@ -26,6 +26,11 @@ use crate::{
     geoip::GeoIp,
     http::{AppState, app},
     http_api::{ApiState, Guard},
+    kubernetes::{
+        self, KubeAttribution,
+        index::KubeIndex,
+        watch::{self, WatchStatus},
+    },
     metrics::{SharedSnapshot, registry},
     prices::{PriceSheet, Pricer},
     reader::{Reader, Request},
@@ -242,6 +247,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let dns_names = DnsNames::new(args.dns_cache_size, args.dns_grace_period);
+    let kube = start_kubernetes(&args, &mut registry).await?;
     let interfaces: HashMap<u32, Arc<str>> =
         plan.dataplane.interfaces.iter().map(|i| (i.index, Arc::from(i.name.as_str()))).collect();
     let cgroup_root = plan.dataplane.cgroup.clone().unwrap_or_else(|| PathBuf::from("/"));
@@ -261,6 +267,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         )
         .with_geoip(plan.geoip)
         .with_dns(dns_names.clone())
+        .with_kubernetes_opt(kube)
         .with_name_limit(
             args.remote_names_top_k,
             u64::from(cycles_in(args.remote_names_window, args.read_interval)),
@@ -310,6 +317,43 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         warn!("the reader thread panicked");
     }
     served.map_err(|source| AgentError::Http { address, source })
+}
+
+/// Starts the Kubernetes watches when `--kubernetes` says so; their self-metrics go into
+/// `registry`.
+///
+/// # Errors
+/// [`ConfigError::Flag`] when Kubernetes is asked for (or found) but its configuration cannot
+/// be read. An unreachable API server is not an error: the watches retry.
+async fn start_kubernetes(
+    args: &AgentArgs,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Option<KubeAttribution>, ConfigError> {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let wanted = match args.kubernetes {
+        KubernetesMode::Off => false,
+        KubernetesMode::On => true,
+        KubernetesMode::Auto => in_cluster || args.kubeconfig.is_some(),
+    };
+    if !wanted {
+        return Ok(None);
+    }
+    let client =
+        kubernetes::client(args.kubeconfig.as_deref()).await.map_err(|e| ConfigError::Flag {
+            flag: "--kubeconfig",
+            problem: format!(
+                "cannot set up the Kubernetes client: {}",
+                crate::reader::error_chain(&e)
+            ),
+        })?;
+    let index = Arc::new(std::sync::RwLock::new(KubeIndex::new(vec![
+        args.kubernetes_version_label.clone(),
+    ])));
+    let status = Arc::new(WatchStatus::default());
+    watch::register(registry, status.clone(), index.clone());
+    watch::spawn(client, index.clone(), status);
+    info!("watching Pods, Nodes, ReplicaSets and Jobs");
+    Ok(Some(KubeAttribution { index, version_label: args.kubernetes_version_label.clone() }))
 }
 
 /// Read cycles in `timeout` (at least one), rounded up.

@@ -16,12 +16,13 @@ use foldhash::fast::RandomState;
 use crate::{
     accounting::Labelled,
     api::FlowDetail,
-    cgroups::{CgroupResolver, UNKNOWN_WORKLOAD},
+    cgroups::{CgroupResolver, UNKNOWN_WORKLOAD, workload_name},
     classify::Classifier,
     cloud::CloudMatch,
     config::FileConfig,
     dns::DnsNames,
     geoip::{GeoInfo, GeoIp},
+    kubernetes::{CgroupIdentity, KubeAttribution},
     labels::{FlowLabels, HookLabel, LabelKey, OTHER_WORKLOAD},
     paths::EgressPaths,
     prices::PriceQuery,
@@ -61,7 +62,8 @@ pub struct Attributor {
     classifier: Classifier,
     paths: EgressPaths,
     interfaces: HashMap<u32, Arc<str>>,
-    workloads: Interner<Arc<str>>,
+    workloads: Interner<LocalLabels>,
+    kube: Option<KubeAttribution>,
     remotes: Interner<RemoteLabels>,
     /// Interned remote labels of each configured network, by its index.
     remote_of_network: Vec<u32>,
@@ -77,6 +79,22 @@ pub struct Attributor {
     hasher: foldhash::fast::FixedState,
     names: NameGuard,
     empty: Arc<str>,
+}
+
+/// The labels that describe the local end.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+struct LocalLabels {
+    workload: Arc<str>,
+    namespace: Arc<str>,
+    kind: Arc<str>,
+    version: Arc<str>,
+}
+
+impl LocalLabels {
+    fn named(workload: Arc<str>) -> Self {
+        let empty: Arc<str> = "".into();
+        Self { workload, namespace: empty.clone(), kind: empty.clone(), version: empty }
+    }
 }
 
 /// The label value that folded names and workloads take.
@@ -213,9 +231,10 @@ impl Attributor {
             classifier,
             paths: EgressPaths::new(config),
             interfaces,
+            kube: None,
             workloads: {
-                let mut w = Interner::new(empty.clone());
-                let other = w.intern(OTHER.into());
+                let mut w = Interner::new(LocalLabels::named(empty.clone()));
+                let other = w.intern(LocalLabels::named(OTHER.into()));
                 debug_assert_eq!(other, OTHER_WORKLOAD);
                 w
             },
@@ -236,6 +255,12 @@ impl Attributor {
     /// organisation).
     pub fn with_dns(mut self, names: DnsNames) -> Self {
         self.dns = Some(names);
+        self
+    }
+
+    /// Attributes pods' cgroups through the Kubernetes index, when given one.
+    pub fn with_kubernetes_opt(mut self, kube: Option<KubeAttribution>) -> Self {
+        self.kube = kube;
         self
     }
 
@@ -395,7 +420,10 @@ impl Attributor {
             interface,
             direction: key.direction,
             traffic_class: key.traffic_class,
-            workload: self.workloads.get(key.workload).clone(),
+            workload: self.workloads.get(key.workload).workload.clone(),
+            namespace: self.workloads.get(key.workload).namespace.clone(),
+            workload_kind: self.workloads.get(key.workload).kind.clone(),
+            workload_version: self.workloads.get(key.workload).version.clone(),
             remote: remote.name,
             remote_zone: remote.zone,
             remote_region: remote.region,
@@ -464,7 +492,7 @@ impl Attributor {
 
     /// The name of an interned workload id.
     pub fn workload_name(&self, id: u32) -> Arc<str> {
-        self.workloads.get(id).clone()
+        self.workloads.get(id).workload.clone()
     }
 
     /// What decides the price of a label set's bytes.
@@ -482,9 +510,31 @@ impl Attributor {
     /// The interned workload of a cgroup (the resolver caches names by id), and whether the
     /// cgroup was found. Called when a flow is first seen, not per read.
     fn workload(&mut self, cgroup_id: u64) -> (u32, bool) {
-        let name = self.cgroups.resolve(cgroup_id);
-        let known = &*name != UNKNOWN_WORKLOAD;
-        (self.workloads.intern(name), known)
+        let Some(path) = self.cgroups.resolve_path(cgroup_id) else {
+            return (self.workloads.intern(LocalLabels::named(UNKNOWN_WORKLOAD.into())), false);
+        };
+        let plain = |path: &str| {
+            LocalLabels::named(
+                workload_name(std::path::Path::new(path.trim_start_matches('/'))).into(),
+            )
+        };
+        let (labels, settled) = match self.kube.as_ref().map(|k| k.cgroup(&path)) {
+            None | Some(CgroupIdentity::NotAPod) => (plain(&path), true),
+            // A pod the index does not know yet: asked again next cycle.
+            Some(CgroupIdentity::UnknownPod) => {
+                (LocalLabels::named(UNKNOWN_WORKLOAD.into()), false)
+            }
+            Some(CgroupIdentity::Pod(p)) => (
+                LocalLabels {
+                    workload: p.workload.into(),
+                    namespace: p.namespace.into(),
+                    kind: p.kind.into(),
+                    version: p.version.into(),
+                },
+                true,
+            ),
+        };
+        (self.workloads.intern(labels), settled)
     }
 }
 

@@ -92,6 +92,7 @@ pub struct CgroupResolver {
     root: PathBuf,
     /// The cgroup2 root, open for `open_by_handle_at`; `None` once the kernel refused it.
     root_dir: Option<std::fs::File>,
+    /// cgroup id → path relative to the root.
     names: HashMap<u64, Arc<str>, foldhash::fast::RandomState>,
     unknown: Arc<str>,
     /// Read cycle, and the last cycle in which the tree was walked.
@@ -124,19 +125,28 @@ impl CgroupResolver {
     /// once per cycle, so ids of cgroups removed before the agent saw them cost one walk per
     /// cycle, not one each.
     pub fn resolve(&mut self, id: u64) -> Arc<str> {
-        if let Some(name) = self.names.get(&id) {
-            return name.clone();
+        match self.resolve_path(id) {
+            Some(path) => workload_name(Path::new(path.trim_start_matches('/'))).into(),
+            None => self.unknown.clone(),
+        }
+    }
+
+    /// The path of cgroup `id` relative to the root (`/` for the root itself), cached; `None`
+    /// when it is not found (see [`CgroupResolver::resolve`] for the cost).
+    pub fn resolve_path(&mut self, id: u64) -> Option<Arc<str>> {
+        if let Some(path) = self.names.get(&id) {
+            return Some(path.clone());
         }
         if let Some(dir) = &self.root_dir {
             match path_of_cgroup_id(dir, id) {
                 Ok(Some(path)) => {
                     let relative = path.strip_prefix(&self.root).unwrap_or(&path);
-                    let name: Arc<str> = workload_name(relative).into();
-                    self.names.insert(id, name.clone());
-                    return name;
+                    let path: Arc<str> = relative_text(relative).into();
+                    self.names.insert(id, path.clone());
+                    return Some(path);
                 }
                 // No such cgroup (any more): walking the tree would not find it either.
-                Ok(None) => return self.unknown.clone(),
+                Ok(None) => return None,
                 Err(e) => {
                     tracing::info!(error = %e, "cgroup ids resolve by walking the tree (open_by_handle_at needs CAP_DAC_READ_SEARCH)");
                     self.root_dir = None;
@@ -145,11 +155,11 @@ impl CgroupResolver {
         }
         if self.scanned_in != Some(self.generation) {
             self.rescan();
-            if let Some(name) = self.names.get(&id) {
-                return name.clone();
+            if let Some(path) = self.names.get(&id) {
+                return Some(path.clone());
             }
         }
-        self.unknown.clone()
+        None
     }
 
     fn rescan(&mut self) {
@@ -164,9 +174,14 @@ impl CgroupResolver {
                 continue;
             }
             let relative = entry.path().strip_prefix(&self.root).unwrap_or(entry.path());
-            self.names.insert(id, workload_name(relative).into());
+            self.names.insert(id, relative_text(relative).into());
         }
     }
+}
+
+/// A relative cgroup path as `/a/b` (`/` for the root).
+fn relative_text(relative: &Path) -> String {
+    format!("/{}", relative.to_string_lossy().trim_start_matches('/'))
 }
 
 /// `handle_type` of kernfs file handles (`FILEID_KERNFS`, include/linux/exportfs.h): the

@@ -64,6 +64,17 @@ pub enum HookMode {
     Both,
 }
 
+/// Whether the agent attributes flows through the Kubernetes API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KubernetesMode {
+    /// On in a cluster (KUBERNETES_SERVICE_HOST) or with --kubeconfig.
+    Auto,
+    /// On; fails to start without a usable configuration.
+    On,
+    /// Off: cgroup paths name workloads, as on any host.
+    Off,
+}
+
 /// How TC programs attach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TcAttachMode {
@@ -338,6 +349,22 @@ pub struct AgentArgs {
     #[arg(long = "dns.grace-period", env = "EGRESSOR_DNS_GRACE_PERIOD", default_value = "5m",
           value_parser = parse_duration, value_name = "DURATION")]
     pub dns_grace_period: Duration,
+
+    /// Kubernetes attribution: `auto` turns it on in a cluster (KUBERNETES_SERVICE_HOST set)
+    /// or with --kubeconfig.
+    #[arg(long = "kubernetes", env = "EGRESSOR_KUBERNETES", value_enum,
+          default_value_t = KubernetesMode::Auto)]
+    pub kubernetes: KubernetesMode,
+
+    /// kubeconfig file to reach the API server with (default: the in-cluster service
+    /// account).
+    #[arg(long = "kubeconfig", env = "EGRESSOR_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Pod label whose value becomes `workload_version`.
+    #[arg(long = "kubernetes.version-label", env = "EGRESSOR_KUBERNETES_VERSION_LABEL",
+          default_value = crate::kubernetes::DEFAULT_VERSION_LABEL, value_name = "LABEL")]
+    pub kubernetes_version_label: String,
 
     /// Log filter (error, warn, info, debug, trace, or a tracing directive list).
     #[arg(

@@ -82,8 +82,16 @@ pub struct FlowLabels {
     pub direction: DirectionLabel,
     /// Where the remote lives.
     pub traffic_class: TrafficClass,
-    /// Local workload (see `cgroups`), empty for `tc`.
+    /// Local workload (see `cgroups`; on Kubernetes the pod's Deployment, StatefulSet, …),
+    /// empty for `tc`.
     pub workload: Arc<str>,
+    /// Kubernetes namespace of the local pod, empty elsewhere.
+    pub namespace: Arc<str>,
+    /// Kind of the local workload (`Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`,
+    /// `Job`, `Pod`), empty outside Kubernetes.
+    pub workload_kind: Arc<str>,
+    /// The local pod's version label (`--kubernetes.version-label`), empty when absent.
+    pub workload_version: Arc<str>,
     /// Name of the remote: its configured network's, else (public remotes) its AS
     /// organisation (`--geoip-asn`); empty when none.
     pub remote: Arc<str>,

@@ -512,6 +512,9 @@ mod tests {
             direction: DirectionLabel::Egress,
             traffic_class: TrafficClass::Internet,
             workload: "nginx.service".into(),
+            namespace: "".into(),
+            workload_kind: "".into(),
+            workload_version: "".into(),
             remote: "".into(),
             remote_zone: "".into(),
             remote_region: "".into(),
@@ -545,7 +548,7 @@ mod tests {
         let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64, 100);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",remote_country="",egress_path="nat_gateway""#;
+        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",namespace="",workload_kind="",workload_version="",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",remote_country="",egress_path="nat_gateway""#;
         for line in [
             "# TYPE egressor_flow_bytes counter",
             "# UNIT egressor_flow_bytes bytes",

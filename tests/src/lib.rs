@@ -317,6 +317,8 @@ pub struct Cgroup {
     pub path: PathBuf,
     /// The path relative to the cgroup2 root, as the agent names the workload.
     pub workload: String,
+    /// Directories created above `path` (removed after it, deepest first).
+    parents: Vec<PathBuf>,
 }
 
 impl Cgroup {
@@ -325,19 +327,40 @@ impl Cgroup {
         let name = format!("egressor-test-{}", unique_name(tag));
         let path = root.join(&name);
         std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        Self { path, workload: format!("/{name}") }
+        Self { path, workload: format!("/{name}"), parents: Vec::new() }
+    }
+
+    /// A cgroup at `egressor-test-<tag>/<relative>` (a kubelet-shaped path, say), every
+    /// directory created on the way removed on drop.
+    pub fn nested(tag: &str, relative: &str) -> Self {
+        let mut at = cgroup2_root().join(format!("egressor-test-{}", unique_name(tag)));
+        let mut created = vec![at.clone()];
+        std::fs::create_dir(&at).unwrap_or_else(|e| panic!("mkdir {}: {e}", at.display()));
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            at = at.join(part);
+            std::fs::create_dir(&at).unwrap_or_else(|e| panic!("mkdir {}: {e}", at.display()));
+            created.push(at.clone());
+        }
+        let path = created.pop().unwrap();
+        let workload = format!("/{}", path.strip_prefix(cgroup2_root()).unwrap().display());
+        created.reverse();
+        Self { path, workload, parents: created }
     }
 }
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
+        for dir in std::iter::once(&self.path).chain(&self.parents) {
+            let removed = (0..50).any(|_| {
+                std::fs::remove_dir(dir).is_ok() || {
+                    thread::sleep(Duration::from_millis(100));
+                    false
+                }
+            });
+            if !removed {
+                eprintln!("could not remove cgroup {}", dir.display());
             }
-            thread::sleep(Duration::from_millis(100));
         }
-        eprintln!("could not remove cgroup {}", self.path.display());
     }
 }
 

@@ -76,6 +76,70 @@ pub fn spawn(client: Client, index: SharedIndex, status: Arc<WatchStatus>) {
     });
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// The watches' self-metrics, read at scrape time.
+#[derive(Debug)]
+struct WatchCollector {
+    status: Arc<WatchStatus>,
+    index: SharedIndex,
+}
+
+impl prometheus_client::collector::Collector for WatchCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::fmt::Result {
+        use prometheus_client::{
+            encoding::EncodeMetric,
+            metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+        };
+        let (pods, nodes, pod_ips) = self.index.read().unwrap_or_else(|p| p.into_inner()).sizes();
+        for (name, help, pick) in [
+            ("kubernetes_watch_events", "Watch events applied, by kind", 0),
+            (
+                "kubernetes_watch_errors",
+                "Watch errors (API server unreachable, forbidden, malformed objects), each followed by a retry with backoff",
+                1,
+            ),
+            (
+                "kubernetes_lists",
+                "Complete lists of a kind (1 once in sync; more after relists)",
+                2,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (slot, kind) in KINDS.iter().enumerate() {
+                let c = &self.status.kinds[slot];
+                let v = [&c.events, &c.errors, &c.lists][pick].load(Ordering::Relaxed);
+                ConstCounter::new(v).encode(family.encode_family(&KindLabels { kind })?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "kubernetes_objects",
+            "Objects held in the index: pods, nodes, and pod IPs",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (kind, n) in [("Pod", pods), ("Node", nodes), ("PodIP", pod_ips)] {
+            ConstGauge::new(n as i64).encode(family.encode_family(&KindLabels { kind })?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Registers the watches' self-metrics (`egressor_kubernetes_*`).
+pub fn register(
+    registry: &mut prometheus_client::registry::Registry,
+    status: Arc<WatchStatus>,
+    index: SharedIndex,
+) {
+    registry.register_collector(Box::new(WatchCollector { status, index }));
+}
+
 /// What a watch event does to the index.
 enum Change<'a, K> {
     Apply(&'a K),
