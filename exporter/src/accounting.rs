@@ -323,6 +323,16 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
         }
     }
 
+    /// Makes every flow matching `pred` be labelled again at its next observation (its
+    /// remote's identity changed: a pod IP reused).
+    pub fn relabel_where(&mut self, pred: impl Fn(&FlowKey) -> bool) {
+        for (key, t) in &mut self.flows {
+            if pred(key) {
+                t.label_generation = u64::MAX;
+            }
+        }
+    }
+
     /// Every tracked flow: its key, the kernel entry's totals at the last read, the bytes it
     /// gained in that read, and the label set it counts under.
     pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, FlowCounters, u64, &L)> {

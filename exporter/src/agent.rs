@@ -353,7 +353,15 @@ async fn start_kubernetes(
     watch::register(registry, status.clone(), index.clone());
     watch::spawn(client, index.clone(), status);
     info!("watching Pods, Nodes, ReplicaSets and Jobs");
-    Ok(Some(KubeAttribution { index, version_label: args.kubernetes_version_label.clone() }))
+    let node_name = args.kubernetes_node_name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+    });
+    info!(node = %node_name, "this node in the cluster");
+    Ok(Some(KubeAttribution {
+        index,
+        version_label: args.kubernetes_version_label.clone(),
+        node_name,
+    }))
 }
 
 /// Read cycles in `timeout` (at least one), rounded up.

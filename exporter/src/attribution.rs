@@ -17,14 +17,14 @@ use crate::{
     accounting::Labelled,
     api::FlowDetail,
     cgroups::{CgroupResolver, UNKNOWN_WORKLOAD, workload_name},
-    classify::Classifier,
+    classify::{Classifier, TrafficClass},
     cloud::CloudMatch,
     config::FileConfig,
     dns::DnsNames,
     geoip::{GeoInfo, GeoIp},
     kubernetes::{CgroupIdentity, KubeAttribution},
     labels::{FlowLabels, HookLabel, LabelKey, OTHER_WORKLOAD},
-    paths::EgressPaths,
+    paths::{EgressPath, EgressPaths},
     prices::PriceQuery,
 };
 
@@ -64,6 +64,9 @@ pub struct Attributor {
     interfaces: HashMap<u32, Arc<str>>,
     workloads: Interner<LocalLabels>,
     kube: Option<KubeAttribution>,
+    /// This node's zone and region from the configuration (fallback for its labels).
+    node_zone: Option<String>,
+    node_region: Option<String>,
     remotes: Interner<RemoteLabels>,
     /// Interned remote labels of each configured network, by its index.
     remote_of_network: Vec<u32>,
@@ -191,6 +194,8 @@ struct RemoteLabels {
     provider: &'static str,
     service: Arc<str>,
     country: Arc<str>,
+    namespace: Arc<str>,
+    kind: Arc<str>,
 }
 
 impl Attributor {
@@ -210,6 +215,8 @@ impl Attributor {
             provider: "",
             service: empty.clone(),
             country: empty.clone(),
+            namespace: empty.clone(),
+            kind: empty.clone(),
         });
         let text = |v: &Option<String>| v.as_deref().map_or_else(|| empty.clone(), Arc::from);
         let remote_of_network = config
@@ -223,6 +230,8 @@ impl Attributor {
                     provider: "",
                     service: empty.clone(),
                     country: empty.clone(),
+                    namespace: empty.clone(),
+                    kind: empty.clone(),
                 })
             })
             .collect();
@@ -232,6 +241,8 @@ impl Attributor {
             paths: EgressPaths::new(config),
             interfaces,
             kube: None,
+            node_zone: config.node.zone.clone(),
+            node_region: config.node.region.clone(),
             workloads: {
                 let mut w = Interner::new(LocalLabels::named(empty.clone()));
                 let other = w.intern(LocalLabels::named(OTHER.into()));
@@ -311,6 +322,19 @@ impl Attributor {
             }
             HookLabel::Tc => (0, key.ifindex, true),
         };
+        if let Some(peer) = self.kube_peer(key) {
+            let labels = LabelKey {
+                hook,
+                direction: Direction::from_u8(key.direction).into(),
+                traffic_class: peer.0,
+                interface,
+                workload,
+                remote: peer.1,
+                remote_folded: peer.2,
+                egress_path: EgressPath::None,
+            };
+            return Labelled { labels, settled, tag: 0 };
+        }
         let remote = self.classifier.classify(remote_address(key));
         let egress_path = self.paths.path(address(key.family, &key.local_addr), &remote);
         let class = remote.class;
@@ -367,6 +391,8 @@ impl Attributor {
                                 provider: cloud.map_or("", |m| m.provider.as_str()),
                                 service: text(cloud.map(|m| m.service)),
                                 country: text(geo.country.as_deref()),
+                                namespace: empty.clone(),
+                                kind: empty.clone(),
                             })
                         });
                         (id, folded, tag.unwrap_or(0))
@@ -388,6 +414,36 @@ impl Attributor {
         Labelled { labels, settled, tag }
     }
 
+    /// A pod or node of the cluster at the flow's remote address: (class, remote id, folded
+    /// id). Workload names are bounded by the cluster's workloads, so no top-K guard.
+    fn kube_peer(&mut self, key: &FlowKey) -> Option<(TrafficClass, u32, u32)> {
+        let kube = self.kube.as_ref()?;
+        let peer = kube.remote(remote_address(key)?)?;
+        let class = kube.class_to(&peer, (self.node_zone.as_deref(), self.node_region.as_deref()));
+        let text = |v: Option<String>| v.map_or_else(|| self.empty.clone(), Arc::from);
+        let labels = RemoteLabels {
+            name: peer.workload.into(),
+            zone: text(peer.zone),
+            region: text(peer.region),
+            provider: "",
+            service: self.empty.clone(),
+            country: self.empty.clone(),
+            namespace: peer.namespace.into(),
+            kind: peer.kind.into(),
+        };
+        let id = self.remotes.intern(labels);
+        Some((class, id, self.folded(id)))
+    }
+
+    /// The addresses whose Kubernetes owner changed since the last call (`None`: all may
+    /// have; empty off Kubernetes).
+    pub fn take_kube_changes(&self) -> Option<Vec<IpAddr>> {
+        match &self.kube {
+            Some(k) => k.take_changed(),
+            None => Some(Vec::new()),
+        }
+    }
+
     /// The id of `remote` with its name folded into `other`, keeping what decides the price.
     fn folded(&mut self, remote: u32) -> u32 {
         if let Some(&id) = self.folded_of.get(&remote) {
@@ -398,6 +454,8 @@ impl Attributor {
             name: if r.name.is_empty() { r.name } else { OTHER.into() },
             zone: self.empty.clone(),
             country: self.empty.clone(),
+            namespace: self.empty.clone(),
+            kind: self.empty.clone(),
             ..r
         });
         self.folded_of.insert(remote, id);
@@ -430,6 +488,8 @@ impl Attributor {
             remote_provider: remote.provider,
             remote_service: remote.service,
             remote_country: remote.country,
+            remote_namespace: remote.namespace,
+            remote_kind: remote.kind,
             egress_path: key.egress_path,
         }
     }
@@ -559,6 +619,8 @@ fn folded_public(
         provider: cloud.map_or("", |m| m.provider.as_str()),
         service: text(cloud.map(|m| m.service)),
         country: empty.clone(),
+        namespace: empty.clone(),
+        kind: empty.clone(),
     });
     cache.insert(key, id);
     id

@@ -54,11 +54,13 @@ pub enum TrafficClass {
     Internet,
     /// Not an IP packet (ARP, LLDP, …), seen on TC hooks only.
     NonIp,
+    /// A Kubernetes peer whose zone (or this node's) is not known: never guessed.
+    Unknown,
 }
 
 impl TrafficClass {
     /// Every class, in label order.
-    pub const ALL: [TrafficClass; 9] = [
+    pub const ALL: [TrafficClass; 10] = [
         Self::SameHost,
         Self::SameZone,
         Self::CrossZone,
@@ -68,6 +70,7 @@ impl TrafficClass {
         Self::Private,
         Self::Internet,
         Self::NonIp,
+        Self::Unknown,
     ];
 
     /// The label value.
@@ -82,6 +85,7 @@ impl TrafficClass {
             Self::Private => "private",
             Self::Internet => "internet",
             Self::NonIp => "non_ip",
+            Self::Unknown => "unknown",
         }
     }
 

@@ -361,6 +361,11 @@ pub struct AgentArgs {
     #[arg(long = "kubeconfig", env = "EGRESSOR_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
+    /// This node's name in the cluster [default: $NODE_NAME (the downward API), else the
+    /// host name]: its zone labels place the local end.
+    #[arg(long = "kubernetes.node-name", env = "NODE_NAME", value_name = "NAME")]
+    pub kubernetes_node_name: Option<String>,
+
     /// Pod label whose value becomes `workload_version`.
     #[arg(long = "kubernetes.version-label", env = "EGRESSOR_KUBERNETES_VERSION_LABEL",
           default_value = crate::kubernetes::DEFAULT_VERSION_LABEL, value_name = "LABEL")]

@@ -108,6 +108,11 @@ pub struct FlowLabels {
     pub remote_service: Arc<str>,
     /// ISO 3166-1 country code of a public remote (`--geoip-country`), empty when unknown.
     pub remote_country: Arc<str>,
+    /// Namespace of a remote pod, empty otherwise.
+    pub remote_namespace: Arc<str>,
+    /// Kind of a remote pod's workload (`Deployment`, …), `Node` for a node's address,
+    /// empty otherwise.
+    pub remote_kind: Arc<str>,
     /// How the flow leaves the VPC (both directions of it): `none`, `nat_gateway`,
     /// `internet_gateway`, `vpc_gateway_endpoint`, `vpc_interface_endpoint`,
     /// `transit_gateway`.

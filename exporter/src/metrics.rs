@@ -521,6 +521,8 @@ mod tests {
             remote_provider: "",
             remote_service: "".into(),
             remote_country: "".into(),
+            remote_namespace: "".into(),
+            remote_kind: "".into(),
             egress_path: EgressPath::NatGateway,
         };
         let mut pricer = Pricer::new(Arc::new(PriceSheet::embedded()), &Default::default());
@@ -548,7 +550,7 @@ mod tests {
         let (registry, _) = registry(snapshot, Arc::new(PriceSheet::embedded()), &[], 64, 100);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",namespace="",workload_kind="",workload_version="",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",remote_country="",egress_path="nat_gateway""#;
+        let flow_labels = r#"hook="cgroup",interface="",direction="egress",traffic_class="internet",workload="nginx.service",namespace="",workload_kind="",workload_version="",remote="",remote_zone="",remote_region="",remote_provider="",remote_service="",remote_country="",remote_namespace="",remote_kind="",egress_path="nat_gateway""#;
         for line in [
             "# TYPE egressor_flow_bytes counter",
             "# UNIT egressor_flow_bytes bytes",

@@ -156,7 +156,16 @@ impl Reader {
         // DNS answers first: a flow whose address was just looked up gets its name.
         let dns = &self.dns;
         self.dataplane.drain_dns(|message, tcp| dns.learn(message, tcp));
-        let relabel = self.attributor.next_cycle(host_addresses()) | self.relabel_next;
+        let mut relabel = self.attributor.next_cycle(host_addresses()) | self.relabel_next;
+        match self.attributor.take_kube_changes() {
+            None => relabel = true,
+            Some(changed) if !changed.is_empty() => {
+                let changed: std::collections::HashSet<_> = changed.into_iter().collect();
+                self.accounting
+                    .relabel_where(|k| remote_address(k).is_some_and(|a| changed.contains(&a)));
+            }
+            Some(_) => {}
+        }
         self.accounting.begin_cycle(relabel);
         let mut entries = 0u64;
         {

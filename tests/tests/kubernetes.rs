@@ -79,3 +79,99 @@ fn pods_cgroups_get_namespace_workload_kind_and_version() {
     assert_eq!(m.sum("egressor_kubernetes_objects", &[("kind", "Pod")]), 5.0);
     assert_eq!(m.sum("egressor_kubernetes_watch_errors_total", &[]), 0.0);
 }
+
+#[test]
+fn remote_pods_and_nodes_get_workload_zone_class_and_reused_ips_a_new_identity() {
+    if !require_bpf("remote_pods_and_nodes_get_workload_zone_class_and_reused_ips_a_new_identity") {
+        return;
+    }
+    let fake = FakeKube::start().with_fixtures();
+    let kubeconfig = fake.kubeconfig();
+    // Peers from the fixtures: db-0 on node 2 (us-east-1b), the CronJob's pod on node 1 (this
+    // node, us-east-1a), node 3 itself (us-east-1c, legacy labels), the bare pod `debug`.
+    let (db, job, node3, debug) = ("10.0.2.102", "10.0.1.103", "10.0.3.30", "10.0.2.104");
+    let w = World::new("k9", &[db, job, node3, debug]);
+    let api = Cgroup::nested("k9a", &format!("kubepods/burstable/pod{API_POD}/{CONTAINER}"));
+    let agent = Agent::start(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--kubernetes.node-name",
+        "ip-10-0-1-10.ec2.internal",
+    ]);
+    let synced =
+        || agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Pod")]) > 0.0;
+    for _ in 0..100 {
+        if synced() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let send = |target: &str, n: u64, size: u64| {
+        let target = format!("{target}:9600");
+        let out = helper_in_cgroup(
+            &api,
+            &w.client,
+            HELPER,
+            &["udp-send", &target, &n.to_string(), &size.to_string()],
+        );
+        assert_eq!(out["sent"], n.to_string());
+        n * (size + 28)
+    };
+    let to_db = send(db, 20, 500);
+    let to_job = send(job, 10, 200);
+    let to_node = send(node3, 5, 100);
+    let to_debug = send(debug, 7, 300);
+    agent.settle();
+
+    // The IP of `debug` goes to a new pod in another namespace.
+    let pods = egressor_tests::kube_api::fixture("pods");
+    let old = pods.iter().find(|p| p["metadata"]["name"] == "debug").unwrap().clone();
+    fake.delete(&old);
+    let mut new = old.clone();
+    new["metadata"]["name"] = "debug-2".into();
+    new["metadata"]["namespace"] = "tools".into();
+    new["metadata"]["uid"] = "d2c9f0a1-3b4e-4c5d-8e6f-7a8b9c0d1e2f".into();
+    fake.apply(new);
+    std::thread::sleep(std::time::Duration::from_millis(600)); // the event, then a read cycle
+    let to_debug_2 = send(debug, 9, 300);
+    agent.settle();
+
+    let m = agent.metrics();
+    let bytes = |labels: &[(&str, &str)]| {
+        m.sum(
+            "egressor_flow_bytes_total",
+            &[&[("direction", "egress"), ("workload", "api"), ("namespace", "shop")], labels]
+                .concat(),
+        )
+    };
+    let to = |remote: &str, kind: &str, class: &str| {
+        bytes(&[("remote", remote), ("remote_kind", kind), ("traffic_class", class)])
+    };
+    assert_eq!(to("db", "StatefulSet", "cross_zone"), to_db as f64, "{}", agent.metrics_text());
+    assert_eq!(
+        bytes(&[("remote", "db"), ("remote_namespace", "shop"), ("remote_zone", "us-east-1b")]),
+        to_db as f64
+    );
+    assert_eq!(to("report", "CronJob", "same_host"), to_job as f64, "same node");
+    assert_eq!(
+        to("ip-10-0-3-30.ec2.internal", "Node", "cross_zone"),
+        to_node as f64,
+        "a node's address"
+    );
+    assert_eq!(
+        bytes(&[("remote", "ip-10-0-3-30.ec2.internal"), ("remote_zone", "us-east-1c")]),
+        to_node as f64
+    );
+    // Each byte to the reused address lands on the identity that owned it at the time.
+    assert_eq!(
+        bytes(&[("remote", "debug"), ("remote_namespace", "default"), ("remote_kind", "Pod")]),
+        to_debug as f64
+    );
+    assert_eq!(bytes(&[("remote", "debug-2"), ("remote_namespace", "tools")]), to_debug_2 as f64);
+    // Cross-zone costs 0.01 USD/GiB on the sender's egress (AWS us-east-1 sheet, 2025-07-01).
+    let cost = m.sum(
+        "egressor_flow_cost_usd_total",
+        &[("direction", "egress"), ("workload", "api"), ("remote", "db")],
+    );
+    assert!((cost - to_db as f64 / (1u64 << 30) as f64 * 0.01).abs() < 1e-15, "{cost}");
+}

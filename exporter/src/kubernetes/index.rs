@@ -82,6 +82,11 @@ pub struct KubeIndex {
     jobs: HashMap<(String, String), Option<(String, String)>>,
     /// Pod labels to keep.
     keep_labels: Vec<String>,
+    /// Addresses whose owner (pod or node) changed since the last
+    /// [`KubeIndex::take_changed`]: flows to them are attributed again.
+    changed: Vec<IpAddr>,
+    /// Everything changed (a relist): every flow is attributed again.
+    changed_all: bool,
 }
 
 fn controller(
@@ -142,7 +147,9 @@ impl KubeIndex {
         }
         if !info.finished {
             for ip in &info.ips {
-                self.pod_by_ip.insert(*ip, uid.clone());
+                if self.pod_by_ip.insert(*ip, uid.clone()).as_ref() != Some(&uid) {
+                    self.changed.push(*ip);
+                }
             }
         }
         self.pods.insert(uid, info);
@@ -161,6 +168,7 @@ impl KubeIndex {
     fn release_ip(&mut self, ip: IpAddr, uid: &str) {
         if self.pod_by_ip.get(&ip).is_some_and(|owner| owner == uid) {
             self.pod_by_ip.remove(&ip);
+            self.changed.push(ip);
         }
     }
 
@@ -168,6 +176,7 @@ impl KubeIndex {
     pub fn replace_pods(&mut self, pods: &[Pod]) {
         self.pods.clear();
         self.pod_by_ip.clear();
+        self.changed_all = true;
         for p in pods {
             self.apply_pod(p);
         }
@@ -189,9 +198,15 @@ impl KubeIndex {
                     .collect()
             })
             .unwrap_or_default();
+        let (zone, region) = (label(ZONE_LABELS), label(REGION_LABELS));
+        if self.nodes.get(&name).is_some_and(|old| old.zone != zone || old.region != region) {
+            // Every flow to a pod on this node changes class.
+            self.changed_all = true;
+        }
         self.delete_node_named(&name);
         for ip in &addresses {
             self.node_by_ip.insert(*ip, name.clone());
+            self.changed.push(*ip);
         }
         self.nodes.insert(
             name,
@@ -209,6 +224,7 @@ impl KubeIndex {
             for ip in old.addresses {
                 if self.node_by_ip.get(&ip).is_some_and(|n| n == name) {
                     self.node_by_ip.remove(&ip);
+                    self.changed.push(ip);
                 }
             }
         }
@@ -218,6 +234,7 @@ impl KubeIndex {
     pub fn replace_nodes(&mut self, nodes: &[Node]) {
         self.nodes.clear();
         self.node_by_ip.clear();
+        self.changed_all = true;
         for n in nodes {
             self.apply_node(n);
         }
@@ -296,6 +313,14 @@ impl KubeIndex {
             Some(Some((kind, name))) => Workload { kind: kind.clone(), name: name.clone() },
             _ => Workload { kind, name },
         }
+    }
+
+    /// The addresses whose owner changed since the last call, or `None` when everything did
+    /// (a relist, a node's zone).
+    pub fn take_changed(&mut self) -> Option<Vec<IpAddr>> {
+        let all = std::mem::take(&mut self.changed_all);
+        let changed = std::mem::take(&mut self.changed);
+        if all { None } else { Some(changed) }
     }
 
     /// (pods, nodes, pod IPs) held: for the self-metrics and the churn test.

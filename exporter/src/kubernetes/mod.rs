@@ -14,6 +14,7 @@ use kube::{
 };
 
 use self::{cgroup_path::pod_of, watch::SharedIndex};
+use crate::classify::TrafficClass;
 
 /// Default pod label holding a workload's version.
 pub const DEFAULT_VERSION_LABEL: &str = "app.kubernetes.io/version";
@@ -42,6 +43,23 @@ pub enum CgroupIdentity {
     Pod(LocalPod),
 }
 
+/// The other end of a flow, when it is a pod or a node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePeer {
+    /// Namespace (empty for a node).
+    pub namespace: String,
+    /// Workload name, or the node's name.
+    pub workload: String,
+    /// Workload kind, or `Node`.
+    pub kind: String,
+    /// The node it runs on (itself for a node).
+    pub node: Option<String>,
+    /// That node's zone.
+    pub zone: Option<String>,
+    /// That node's region.
+    pub region: Option<String>,
+}
+
 /// Attribution from the Kubernetes index.
 #[derive(Debug, Clone)]
 pub struct KubeAttribution {
@@ -49,6 +67,8 @@ pub struct KubeAttribution {
     pub index: SharedIndex,
     /// The pod label holding the version.
     pub version_label: String,
+    /// This node's name (`--kubernetes.node-name`).
+    pub node_name: String,
 }
 
 impl KubeAttribution {
@@ -64,6 +84,70 @@ impl KubeAttribution {
             kind: workload.kind,
             version: info.labels.get(&self.version_label).cloned().unwrap_or_default(),
         })
+    }
+
+    /// The pod that owns `ip` now, else the node that has it (hostNetwork pods share their
+    /// node's address: the remote side cannot tell them apart, and says the node).
+    pub fn remote(&self, ip: std::net::IpAddr) -> Option<RemotePeer> {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(pod) = index.pod_by_ip(ip) {
+            let workload = index.workload(pod);
+            let node = pod.node.as_deref().and_then(|n| index.node(n));
+            return Some(RemotePeer {
+                namespace: pod.namespace.clone(),
+                workload: workload.name,
+                kind: workload.kind,
+                node: pod.node.clone(),
+                zone: node.and_then(|n| n.zone.clone()),
+                region: node.and_then(|n| n.region.clone()),
+            });
+        }
+        let (name, node) = index.node_by_ip(ip)?;
+        Some(RemotePeer {
+            namespace: String::new(),
+            workload: name.to_owned(),
+            kind: "Node".into(),
+            node: Some(name.to_owned()),
+            zone: node.zone.clone(),
+            region: node.region.clone(),
+        })
+    }
+
+    /// This node's zone and region from its labels, if the index has it.
+    pub fn local_place(&self) -> (Option<String>, Option<String>) {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        index.node(&self.node_name).map_or((None, None), |n| (n.zone.clone(), n.region.clone()))
+    }
+
+    /// The class of traffic to `peer`, from both ends' nodes: same node, same zone, cross
+    /// zone, cross region; `unknown` when a zone is not known — never a guess. `fallback` is
+    /// this node's place from the configuration, used where its labels are missing.
+    pub fn class_to(
+        &self,
+        peer: &RemotePeer,
+        fallback: (Option<&str>, Option<&str>),
+    ) -> TrafficClass {
+        if peer.node.as_deref() == Some(self.node_name.as_str()) {
+            return TrafficClass::SameHost;
+        }
+        let (zone, region) = self.local_place();
+        let zone = zone.as_deref().or(fallback.0);
+        let region = region.as_deref().or(fallback.1);
+        if let (Some(a), Some(b)) = (region, peer.region.as_deref())
+            && a != b
+        {
+            return TrafficClass::CrossRegion;
+        }
+        match (zone, peer.zone.as_deref()) {
+            (Some(a), Some(b)) if a == b => TrafficClass::SameZone,
+            (Some(_), Some(_)) => TrafficClass::CrossZone,
+            _ => TrafficClass::Unknown,
+        }
+    }
+
+    /// Addresses whose owner changed since the last call (`None`: everything changed).
+    pub fn take_changed(&self) -> Option<Vec<std::net::IpAddr>> {
+        self.index.write().unwrap_or_else(|p| p.into_inner()).take_changed()
     }
 }
 
