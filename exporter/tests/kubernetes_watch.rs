@@ -146,7 +146,7 @@ async fn an_api_server_down_at_start_is_retried_and_a_forbidden_kind_is_counted(
     fake.forbid("Job");
     until("pods, nodes and replicasets listed after the retry", || synced(&status, &[0, 1, 2]))
         .await;
-    assert_eq!(index.read().unwrap().sizes().0, 5);
+    assert_eq!(index.read().unwrap().sizes().0, 6);
     until("the forbidden kind counts errors", || {
         status.kinds[3].errors.load(Ordering::Relaxed) > 1
     })

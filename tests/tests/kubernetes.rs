@@ -76,7 +76,7 @@ fn pods_cgroups_get_namespace_workload_kind_and_version() {
     let plain_labels =
         [("workload", plain.workload.as_str()), ("namespace", ""), ("workload_kind", "")];
     assert_eq!(egress(&plain_labels), plain_bytes as f64);
-    assert_eq!(m.sum("egressor_kubernetes_objects", &[("kind", "Pod")]), 5.0);
+    assert_eq!(m.sum("egressor_kubernetes_objects", &[("kind", "Pod")]), 6.0);
     assert_eq!(m.sum("egressor_kubernetes_watch_errors_total", &[]), 0.0);
 }
 
@@ -90,7 +90,8 @@ fn remote_pods_and_nodes_get_workload_zone_class_and_reused_ips_a_new_identity()
     // Peers from the fixtures: db-0 on node 2 (us-east-1b), the CronJob's pod on node 1 (this
     // node, us-east-1a), node 3 itself (us-east-1c, legacy labels), the bare pod `debug`.
     let (db, job, node3, debug) = ("10.0.2.102", "10.0.1.103", "10.0.3.30", "10.0.2.104");
-    let w = World::new("k9", &[db, job, node3, debug]);
+    let db_v6 = "2600:1f18:1:200::102";
+    let w = World::new("k9", &[db, db_v6, job, node3, debug]);
     let api = Cgroup::nested("k9a", &format!("kubepods/burstable/pod{API_POD}/{CONTAINER}"));
     let agent = Agent::start(&[
         "--kubeconfig",
@@ -174,4 +175,56 @@ fn remote_pods_and_nodes_get_workload_zone_class_and_reused_ips_a_new_identity()
         &[("direction", "egress"), ("workload", "api"), ("remote", "db")],
     );
     assert!((cost - to_db as f64 / (1u64 << 30) as f64 * 0.01).abs() < 1e-15, "{cost}");
+}
+
+#[test]
+fn host_network_pods_sharing_the_node_address_are_told_apart_by_cgroup() {
+    if !require_bpf("host_network_pods_sharing_the_node_address_are_told_apart_by_cgroup") {
+        return;
+    }
+    let fake = FakeKube::start().with_fixtures();
+    let kubeconfig = fake.kubeconfig();
+    let w = World::new("kh", &["203.0.113.60"]);
+    // node-exporter and kube-proxy: both hostNetwork DaemonSet pods on node 1, one network
+    // namespace (here the test's client namespace plays the node's), two cgroups.
+    let exporter = Cgroup::nested(
+        "khe",
+        &format!("kubepods/besteffort/poda3bb189e-8bf9-3888-9912-ace4e6543002/{CONTAINER}"),
+    );
+    let proxy = Cgroup::nested(
+        "khp",
+        &format!("kubepods/besteffort/pod5f0e2e1b-7c3a-4d59-9a1e-3b6c7d8e9f01/{CONTAINER}"),
+    );
+    let agent = Agent::start(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    for _ in 0..100 {
+        if agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Pod")]) > 0.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let send = |cgroup: &Cgroup, n: u64| {
+        let out = helper_in_cgroup(
+            cgroup,
+            &w.client,
+            HELPER,
+            &["udp-send", "203.0.113.60:9700", &n.to_string(), "200"],
+        );
+        assert_eq!(out["sent"], n.to_string());
+        n * 228
+    };
+    let (e, p) = (send(&exporter, 12), send(&proxy, 17));
+    agent.settle();
+    let m = agent.metrics();
+    let of = |workload: &str| {
+        m.sum(
+            "egressor_flow_bytes_total",
+            &[
+                ("direction", "egress"),
+                ("namespace", "kube-system"),
+                ("workload", workload),
+                ("workload_kind", "DaemonSet"),
+            ],
+        )
+    };
+    assert_eq!((of("node-exporter"), of("kube-proxy")), (e as f64, p as f64));
 }
