@@ -228,3 +228,76 @@ fn host_network_pods_sharing_the_node_address_are_told_apart_by_cgroup() {
     };
     assert_eq!((of("node-exporter"), of("kube-proxy")), (e as f64, p as f64));
 }
+
+/// Resident memory of a process, from /proc/<pid>/status (kB).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_thousand_pods_created_and_deleted_leave_memory_and_series_at_baseline() {
+    if !require_bpf("a_thousand_pods_created_and_deleted_leave_memory_and_series_at_baseline") {
+        return;
+    }
+    let fake = FakeKube::start().with_fixtures();
+    let kubeconfig = fake.kubeconfig();
+    let agent = Agent::start(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let pods = |m: &Metrics| m.sum("egressor_kubernetes_objects", &[("kind", "Pod")]);
+    let wait_for = |want: f64| {
+        for _ in 0..300 {
+            if pods(&agent.metrics()) == want {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the index never held {want} pods");
+    };
+    wait_for(6.0);
+    let baseline = (rss_kb(agent.pid()), agent.metrics().sum("egressor_series", &[]));
+    let template = egressor_tests::kube_api::fixture("pods")[0].clone();
+    let churn: Vec<_> = (0..1000u32)
+        .map(|i| {
+            let mut p = template.clone();
+            p["metadata"]["name"] = format!("api-7d9f8c6b5-{i:05}").into();
+            p["metadata"]["uid"] = format!("00000000-0000-4000-8000-{i:012}").into();
+            p["status"]["podIP"] = format!("10.1.{}.{}", i / 250, i % 250 + 1).into();
+            p["status"]["podIPs"] =
+                serde_json::json!([{"ip": format!("10.1.{}.{}", i / 250, i % 250 + 1)}]);
+            p
+        })
+        .collect();
+    // Two rounds of 1,000 pods created and deleted: the second must not grow memory further
+    // (what the first leaves is the allocator keeping freed pages, not pods).
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        for p in &churn {
+            fake.apply(p.clone());
+        }
+        wait_for(1006.0);
+        let peak = rss_kb(agent.pid());
+        for p in &churn {
+            fake.delete(p);
+        }
+        wait_for(6.0);
+        rounds.push((peak, rss_kb(agent.pid())));
+    }
+    let series_after = agent.metrics().sum("egressor_series", &[]);
+    println!(
+        "RSS (debug build): baseline {} kB; round 1 peak {} kB, after {} kB; round 2 peak {} kB, \
+         after {} kB; series {} → {}",
+        baseline.0, rounds[0].0, rounds[0].1, rounds[1].0, rounds[1].1, baseline.1, series_after
+    );
+    assert_eq!(agent.metrics().sum("egressor_kubernetes_objects", &[("kind", "PodIP")]), 6.0);
+    // Pods that never sent create no series (other processes on the machine may add a few).
+    assert!(series_after <= baseline.1 + 2.0, "series {} → {series_after}", baseline.1);
+    assert!(
+        rounds[1].1 <= rounds[0].1 + 1024,
+        "RSS grew {} kB in the second round",
+        rounds[1].1 - rounds[0].1
+    );
+}
