@@ -346,9 +346,10 @@ async fn start_kubernetes(
                 crate::reader::error_chain(&e)
             ),
         })?;
-    let index = Arc::new(std::sync::RwLock::new(KubeIndex::new(vec![
-        args.kubernetes_version_label.clone(),
-    ])));
+    // The pod and namespace labels to keep: the version label and the chargeback labels.
+    let mut keep = vec![args.kubernetes_version_label.clone()];
+    keep.extend(args.kubernetes_labels.iter().cloned());
+    let index = Arc::new(std::sync::RwLock::new(KubeIndex::new(keep)));
     let status = Arc::new(WatchStatus::default());
     watch::register(registry, status.clone(), index.clone());
     watch::spawn(client, index.clone(), status);
@@ -358,6 +359,7 @@ async fn start_kubernetes(
     });
     info!(node = %node_name, "this node in the cluster");
     Ok(Some(KubeAttribution {
+        chargeback: args.kubernetes_labels.clone(),
         index,
         version_label: args.kubernetes_version_label.clone(),
         node_name,

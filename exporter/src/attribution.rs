@@ -23,7 +23,9 @@ use crate::{
     dns::DnsNames,
     geoip::{GeoInfo, GeoIp},
     kubernetes::{CgroupIdentity, KubeAttribution},
-    labels::{FlowLabels, HookLabel, LabelKey, OTHER_WORKLOAD},
+    labels::{
+        ChargebackLabels, FlowLabels, HookLabel, LabelKey, OTHER_WORKLOAD, chargeback_label_name,
+    },
     paths::{EgressPath, EgressPaths},
     prices::PriceQuery,
 };
@@ -64,6 +66,9 @@ pub struct Attributor {
     interfaces: HashMap<u32, Arc<str>>,
     workloads: Interner<LocalLabels>,
     kube: Option<KubeAttribution>,
+    /// Label names of the chargeback allowlist, and the labels with empty values.
+    chargeback_names: Vec<Arc<str>>,
+    empty_chargeback: ChargebackLabels,
     /// This node's zone and region from the configuration (fallback for its labels).
     node_zone: Option<String>,
     node_region: Option<String>,
@@ -91,12 +96,13 @@ struct LocalLabels {
     namespace: Arc<str>,
     kind: Arc<str>,
     version: Arc<str>,
+    chargeback: ChargebackLabels,
 }
 
 impl LocalLabels {
-    fn named(workload: Arc<str>) -> Self {
+    fn named(workload: Arc<str>, chargeback: ChargebackLabels) -> Self {
         let empty: Arc<str> = "".into();
-        Self { workload, namespace: empty.clone(), kind: empty.clone(), version: empty }
+        Self { workload, namespace: empty.clone(), kind: empty.clone(), version: empty, chargeback }
     }
 }
 
@@ -241,11 +247,14 @@ impl Attributor {
             paths: EgressPaths::new(config),
             interfaces,
             kube: None,
+            chargeback_names: Vec::new(),
+            empty_chargeback: ChargebackLabels::default(),
             node_zone: config.node.zone.clone(),
             node_region: config.node.region.clone(),
             workloads: {
-                let mut w = Interner::new(LocalLabels::named(empty.clone()));
-                let other = w.intern(LocalLabels::named(OTHER.into()));
+                let mut w =
+                    Interner::new(LocalLabels::named(empty.clone(), ChargebackLabels::default()));
+                let other = w.intern(LocalLabels::named(OTHER.into(), ChargebackLabels::default()));
                 debug_assert_eq!(other, OTHER_WORKLOAD);
                 w
             },
@@ -271,6 +280,13 @@ impl Attributor {
 
     /// Attributes pods' cgroups through the Kubernetes index, when given one.
     pub fn with_kubernetes_opt(mut self, kube: Option<KubeAttribution>) -> Self {
+        if let Some(k) = &kube {
+            self.chargeback_names =
+                k.chargeback.iter().map(|key| Arc::from(chargeback_label_name(key))).collect();
+            self.empty_chargeback = ChargebackLabels(
+                self.chargeback_names.iter().map(|n| (n.clone(), self.empty.clone())).collect(),
+            );
+        }
         self.kube = kube;
         self
     }
@@ -482,6 +498,7 @@ impl Attributor {
             namespace: self.workloads.get(key.workload).namespace.clone(),
             workload_kind: self.workloads.get(key.workload).kind.clone(),
             workload_version: self.workloads.get(key.workload).version.clone(),
+            chargeback: self.chargeback_of(key.workload),
             remote: remote.name,
             remote_zone: remote.zone,
             remote_region: remote.region,
@@ -570,31 +587,51 @@ impl Attributor {
     /// The interned workload of a cgroup (the resolver caches names by id), and whether the
     /// cgroup was found. Called when a flow is first seen, not per read.
     fn workload(&mut self, cgroup_id: u64) -> (u32, bool) {
+        let empty_chargeback = self.empty_chargeback.clone();
         let Some(path) = self.cgroups.resolve_path(cgroup_id) else {
-            return (self.workloads.intern(LocalLabels::named(UNKNOWN_WORKLOAD.into())), false);
+            return (
+                self.workloads
+                    .intern(LocalLabels::named(UNKNOWN_WORKLOAD.into(), empty_chargeback)),
+                false,
+            );
         };
         let plain = |path: &str| {
-            LocalLabels::named(
-                workload_name(std::path::Path::new(path.trim_start_matches('/'))).into(),
-            )
+            let name = workload_name(std::path::Path::new(path.trim_start_matches('/')));
+            LocalLabels::named(name.into(), empty_chargeback.clone())
         };
         let (labels, settled) = match self.kube.as_ref().map(|k| k.cgroup(&path)) {
             None | Some(CgroupIdentity::NotAPod) => (plain(&path), true),
             // A pod the index does not know yet: asked again next cycle.
             Some(CgroupIdentity::UnknownPod) => {
-                (LocalLabels::named(UNKNOWN_WORKLOAD.into()), false)
+                (LocalLabels::named(UNKNOWN_WORKLOAD.into(), empty_chargeback.clone()), false)
             }
-            Some(CgroupIdentity::Pod(p)) => (
-                LocalLabels {
-                    workload: p.workload.into(),
-                    namespace: p.namespace.into(),
-                    kind: p.kind.into(),
-                    version: p.version.into(),
-                },
-                true,
-            ),
+            Some(CgroupIdentity::Pod(p)) => {
+                let values = self
+                    .chargeback_names
+                    .iter()
+                    .cloned()
+                    .zip(p.chargeback.into_iter().map(Arc::from));
+                (
+                    LocalLabels {
+                        workload: p.workload.into(),
+                        namespace: p.namespace.into(),
+                        kind: p.kind.into(),
+                        version: p.version.into(),
+                        chargeback: ChargebackLabels(values.collect()),
+                    },
+                    true,
+                )
+            }
         };
         (self.workloads.intern(labels), settled)
+    }
+
+    /// The chargeback labels of an interned local id: the pod's values, or the allowlist's
+    /// names with empty values (folded `other` and non-pod cgroups), so every series has the
+    /// same label names.
+    fn chargeback_of(&self, id: u32) -> ChargebackLabels {
+        let c = &self.workloads.get(id).chargeback;
+        if c.0.is_empty() { self.empty_chargeback.clone() } else { c.clone() }
     }
 }
 

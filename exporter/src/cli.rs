@@ -366,6 +366,12 @@ pub struct AgentArgs {
     #[arg(long = "kubernetes.node-name", env = "NODE_NAME", value_name = "NAME")]
     pub kubernetes_node_name: Option<String>,
 
+    /// Chargeback labels: pod labels (else the namespace's) copied onto every series as
+    /// `label_<name>` (`team` → `label_team`, `cost-center` → `label_cost_center`); at most 10.
+    #[arg(long = "kubernetes.labels", env = "EGRESSOR_KUBERNETES_LABELS", value_delimiter = ',',
+          value_name = "LABEL", num_args = 0..=10)]
+    pub kubernetes_labels: Vec<String>,
+
     /// Pod label whose value becomes `workload_version`.
     #[arg(long = "kubernetes.version-label", env = "EGRESSOR_KUBERNETES_VERSION_LABEL",
           default_value = crate::kubernetes::DEFAULT_VERSION_LABEL, value_name = "LABEL")]

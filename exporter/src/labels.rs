@@ -117,6 +117,42 @@ pub struct FlowLabels {
     /// `internet_gateway`, `vpc_gateway_endpoint`, `vpc_interface_endpoint`,
     /// `transit_gateway`.
     pub egress_path: EgressPath,
+    /// Chargeback labels (`--kubernetes.labels`): `label_<name>` per allowlisted pod or
+    /// namespace label; none when no allowlist is given.
+    #[prometheus(flatten)]
+    pub chargeback: ChargebackLabels,
+}
+
+/// Chargeback labels: (label name, value) pairs, the same names in the same order on every
+/// series of an agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChargebackLabels(pub Arc<[(Arc<str>, Arc<str>)]>);
+
+impl EncodeLabelSet for ChargebackLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeLabelKey;
+        for (name, value) in self.0.iter() {
+            let mut label = encoder.encode_label();
+            let mut key = label.encode_label_key()?;
+            EncodeLabelKey::encode(&name.as_ref(), &mut key)?;
+            let mut value_encoder = key.encode_label_value()?;
+            EncodeLabelValue::encode(&value.as_ref(), &mut value_encoder)?;
+            value_encoder.finish()?;
+        }
+        Ok(())
+    }
+}
+
+/// The label name a chargeback label key becomes: `label_` and the key with every character
+/// outside `[a-zA-Z0-9_]` replaced by `_` (as kube-state-metrics does): `cost-center` →
+/// `label_cost_center`.
+pub fn chargeback_label_name(key: &str) -> String {
+    let tail: String =
+        key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    format!("label_{tail}")
 }
 
 /// A compact stand-in for [`FlowLabels`], what the accounting hashes per flow: interned

@@ -524,6 +524,7 @@ mod tests {
             remote_namespace: "".into(),
             remote_kind: "".into(),
             egress_path: EgressPath::NatGateway,
+            chargeback: Default::default(),
         };
         let mut pricer = Pricer::new(Arc::new(PriceSheet::embedded()), &Default::default());
         pricer.start_cycle(std::time::SystemTime::now());

@@ -1,7 +1,7 @@
 //! A local Kubernetes API server for tests: it serves the real list and watch wire format
 //! (`GET /api/v1/pods` → a `PodList` with a `resourceVersion`; `?watch=true` → a stream of
 //! `{"type": "ADDED" | "MODIFIED" | "DELETED", "object": …}` lines from that version on) for
-//! Pods, Nodes, ReplicaSets and Jobs, from recorded JSON objects, and lets a test add, change
+//! Pods, Nodes, ReplicaSets, Jobs and Namespaces, from recorded JSON objects, and lets a test add, change
 //! and delete objects while the agent watches. Kinds can be made to answer 403 (RBAC) and the
 //! server can start late (API server down at start).
 
@@ -24,11 +24,12 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// Collection paths served, with their list kinds.
-pub const KINDS: [(&str, &str, &str); 4] = [
+pub const KINDS: [(&str, &str, &str); 5] = [
     ("/api/v1/pods", "PodList", "v1"),
     ("/api/v1/nodes", "NodeList", "v1"),
     ("/apis/apps/v1/replicasets", "ReplicaSetList", "apps/v1"),
     ("/apis/batch/v1/jobs", "JobList", "batch/v1"),
+    ("/api/v1/namespaces", "NamespaceList", "v1"),
 ];
 
 #[derive(Default)]
@@ -62,6 +63,7 @@ fn path_of(kind: &str) -> &'static str {
         "Node" => KINDS[1].0,
         "ReplicaSet" => KINDS[2].0,
         "Job" => KINDS[3].0,
+        "Namespace" => KINDS[4].0,
         other => panic!("kind {other} not served"),
     }
 }
@@ -157,7 +159,7 @@ impl FakeKube {
 
     /// Serves every object of `tests/fixtures/kubernetes/` (nodes, pods, replicasets, jobs).
     pub fn with_fixtures(self) -> Self {
-        for name in ["nodes", "replicasets", "jobs", "pods"] {
+        for name in ["namespaces", "nodes", "replicasets", "jobs", "pods"] {
             for object in fixture(name) {
                 self.apply(object);
             }

@@ -1,8 +1,8 @@
 //! Kubernetes attribution on real traffic: a local API server speaks the list/watch wire
 //! format with recorded objects; cgroups follow the kubelet's path shapes for two pods (systemd
 //! driver with containerd, cgroupfs driver); processes in them send real datagrams from their
-//! own network namespace; `/metrics` carries namespace, workload, kind and version, with the
-//! exact bytes sent.
+//! own network namespace; `/metrics` carries namespace, workload, kind, version and the
+//! chargeback labels, with the exact bytes sent.
 
 use egressor_tests::{kube_api::FakeKube, *};
 
@@ -31,7 +31,12 @@ fn pods_cgroups_get_namespace_workload_kind_and_version() {
     );
     let db = Cgroup::nested("k8d", &format!("kubepods/besteffort/pod{DB_POD}/{CONTAINER}"));
     let plain = Cgroup::new("k8p");
-    let agent = Agent::start(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let agent = Agent::start(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--kubernetes.labels",
+        "team,cost-center",
+    ]);
     // The agent is ready once it has read the kernel; wait for the watches too.
     for _ in 0..100 {
         if agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Pod")]) > 0.0 {
@@ -65,6 +70,11 @@ fn pods_cgroups_get_namespace_workload_kind_and_version() {
         ("workload_version", "1.4.2"),
     ];
     assert_eq!(egress(&api_labels), api_bytes as f64, "{}", agent.metrics_text());
+    // Chargeback: the pod's own `team` label wins over its namespace's; `cost-center` comes
+    // from the namespace.
+    let chargeback =
+        [("workload", "api"), ("label_team", "payments"), ("label_cost_center", "cc-1234")];
+    assert_eq!(egress(&chargeback), api_bytes as f64, "{}", agent.metrics_text());
     let db_labels = [
         ("namespace", "shop"),
         ("workload", "db"),

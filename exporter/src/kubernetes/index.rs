@@ -16,7 +16,7 @@ use std::{
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
     batch::v1::Job,
-    core::v1::{Node, Pod},
+    core::v1::{Namespace, Node, Pod},
 };
 use kube::ResourceExt;
 
@@ -80,8 +80,10 @@ pub struct KubeIndex {
     replicasets: HashMap<(String, String), Option<(String, String)>>,
     /// (namespace, Job) → its owner (kind, name).
     jobs: HashMap<(String, String), Option<(String, String)>>,
-    /// Pod labels to keep.
+    /// Pod and namespace labels to keep.
     keep_labels: Vec<String>,
+    /// Namespace → its kept labels.
+    namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Addresses whose owner (pod or node) changed since the last
     /// [`KubeIndex::take_changed`]: flows to them are attributed again.
     changed: Vec<IpAddr>,
@@ -258,6 +260,38 @@ impl KubeIndex {
         } else {
             self.jobs.remove(&key);
         }
+    }
+
+    /// Adds, updates or removes a namespace's kept labels.
+    pub fn apply_namespace(&mut self, ns: &Namespace, present: bool) {
+        let name = ns.name_any();
+        if !present {
+            self.namespaces.remove(&name);
+            return;
+        }
+        let labels = ns.labels();
+        let kept = self
+            .keep_labels
+            .iter()
+            .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+            .collect();
+        self.namespaces.insert(name, kept);
+    }
+
+    /// Replaces every namespace.
+    pub fn replace_namespaces(&mut self, all: &[Namespace]) {
+        self.namespaces.clear();
+        for n in all {
+            self.apply_namespace(n, true);
+        }
+    }
+
+    /// A kept label of a pod, else of its namespace.
+    pub fn label<'a>(&'a self, pod: &'a PodInfo, key: &str) -> Option<&'a str> {
+        pod.labels
+            .get(key)
+            .or_else(|| self.namespaces.get(&pod.namespace).and_then(|l| l.get(key)))
+            .map(String::as_str)
     }
 
     /// Replaces every ReplicaSet.

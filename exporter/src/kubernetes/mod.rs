@@ -30,6 +30,9 @@ pub struct LocalPod {
     pub kind: String,
     /// Value of the version label, empty when absent.
     pub version: String,
+    /// Values of the chargeback labels, in [`KubeAttribution::chargeback`] order (pod label,
+    /// else namespace label, else empty).
+    pub chargeback: Vec<String>,
 }
 
 /// What a cgroup is, in Kubernetes terms.
@@ -69,7 +72,12 @@ pub struct KubeAttribution {
     pub version_label: String,
     /// This node's name (`--kubernetes.node-name`).
     pub node_name: String,
+    /// Chargeback label keys (`--kubernetes.labels`), in order.
+    pub chargeback: Vec<String>,
 }
+
+/// Longest chargeback label value kept (longer ones are cut).
+pub const MAX_CHARGEBACK_VALUE: usize = 128;
 
 impl KubeAttribution {
     /// What the cgroup at `path` (relative to the cgroup2 root) belongs to.
@@ -83,6 +91,15 @@ impl KubeAttribution {
             workload: workload.name,
             kind: workload.kind,
             version: info.labels.get(&self.version_label).cloned().unwrap_or_default(),
+            chargeback: self
+                .chargeback
+                .iter()
+                .map(|k| {
+                    let mut v = index.label(info, k).unwrap_or_default().to_owned();
+                    v.truncate(MAX_CHARGEBACK_VALUE);
+                    v
+                })
+                .collect(),
         })
     }
 

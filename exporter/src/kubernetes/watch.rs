@@ -1,4 +1,4 @@
-//! One watch per kind (Pods, Nodes, ReplicaSets, Jobs), each a kube-runtime watcher with the
+//! One watch per kind (Pods, Nodes, ReplicaSets, Jobs, Namespaces), each a kube-runtime watcher with the
 //! default backoff: a list, then a watch from its resourceVersion, relisting when the watch
 //! is lost. Events update the [`KubeIndex`]; a relist replaces the kind's entries at once
 //! (objects deleted while the watch was down disappear). Errors (API server down, RBAC
@@ -17,7 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
     batch::v1::Job,
-    core::v1::{Node, Pod},
+    core::v1::{Namespace, Node, Pod},
 };
 use kube::{
     Api, Client, Resource,
@@ -31,8 +31,8 @@ use super::index::KubeIndex;
 /// Per-kind health of the watches.
 #[derive(Debug, Default)]
 pub struct WatchStatus {
-    /// Kinds in order: Pod, Node, ReplicaSet, Job.
-    pub kinds: [KindStatus; 4],
+    /// Kinds in order: Pod, Node, ReplicaSet, Job, Namespace.
+    pub kinds: [KindStatus; 5],
 }
 
 /// One kind's counters.
@@ -47,7 +47,7 @@ pub struct KindStatus {
 }
 
 /// The kinds' names, in [`WatchStatus::kinds`] order.
-pub const KINDS: [&str; 4] = ["Pod", "Node", "ReplicaSet", "Job"];
+pub const KINDS: [&str; 5] = ["Pod", "Node", "ReplicaSet", "Job", "Namespace"];
 
 /// The shared index.
 pub type SharedIndex = Arc<RwLock<KubeIndex>>;
@@ -69,10 +69,15 @@ pub fn spawn(client: Client, index: SharedIndex, status: Arc<WatchStatus>) {
         Change::Delete(r) => i.apply_replicaset(r, false),
         Change::Replace(all) => i.replace_replicasets(all),
     });
-    spawn_kind::<Job>(client, index, status, 3, |i, e| match e {
+    spawn_kind::<Job>(client.clone(), index.clone(), status.clone(), 3, |i, e| match e {
         Change::Apply(j) => i.apply_job(j, true),
         Change::Delete(j) => i.apply_job(j, false),
         Change::Replace(all) => i.replace_jobs(all),
+    });
+    spawn_kind::<Namespace>(client, index, status, 4, |i, e| match e {
+        Change::Apply(n) => i.apply_namespace(n, true),
+        Change::Delete(n) => i.apply_namespace(n, false),
+        Change::Replace(all) => i.replace_namespaces(all),
     });
 }
 
