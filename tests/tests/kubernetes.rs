@@ -12,6 +12,18 @@ const API_POD: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
 const DB_POD: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 const CONTAINER: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
+/// The agent is ready once it has read the kernel; this waits for the Pod watch's first list
+/// too (at most 10 s).
+fn wait_for_pod_list(agent: &Agent) {
+    for _ in 0..100 {
+        if agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Pod")]) > 0.0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the Pod watch never listed:\n{}", agent.log());
+}
+
 #[test]
 fn pods_cgroups_get_namespace_workload_kind_and_version() {
     if !require_bpf("pods_cgroups_get_namespace_workload_kind_and_version") {
@@ -37,13 +49,7 @@ fn pods_cgroups_get_namespace_workload_kind_and_version() {
         "--kubernetes.labels",
         "team,cost-center",
     ]);
-    // The agent is ready once it has read the kernel; wait for the watches too.
-    for _ in 0..100 {
-        if agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Pod")]) > 0.0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_pod_list(&agent);
     let send = |cgroup: &Cgroup, n: u64, size: u64| {
         let out = helper_in_cgroup(
             cgroup,
@@ -109,14 +115,7 @@ fn remote_pods_and_nodes_get_workload_zone_class_and_reused_ips_a_new_identity()
         "--kubernetes.node-name",
         "ip-10-0-1-10.ec2.internal",
     ]);
-    let synced =
-        || agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Pod")]) > 0.0;
-    for _ in 0..100 {
-        if synced() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_pod_list(&agent);
     let send = |target: &str, n: u64, size: u64| {
         let target = format!("{target}:9600");
         let out = helper_in_cgroup(
@@ -206,12 +205,7 @@ fn host_network_pods_sharing_the_node_address_are_told_apart_by_cgroup() {
         &format!("kubepods/besteffort/pod5f0e2e1b-7c3a-4d59-9a1e-3b6c7d8e9f01/{CONTAINER}"),
     );
     let agent = Agent::start(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
-    for _ in 0..100 {
-        if agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Pod")]) > 0.0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_pod_list(&agent);
     let send = |cgroup: &Cgroup, n: u64| {
         let out = helper_in_cgroup(
             cgroup,
