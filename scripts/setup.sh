@@ -3,7 +3,8 @@
 # what is missing: a second run finishes in about a second.
 #
 #   - apt: llvm-22 (+ -dev, libpolly) for bpf-linker, prometheus (promtool), iperf3,
-#     iproute2, ethtool, dnsmasq-base (a real DNS server for the DNS tests), tcpdump-free test peers;
+#     iproute2, ethtool, dnsmasq-base (a real DNS server for the DNS tests), nftables (the
+#     Service NAT kube-proxy would do, for the Kubernetes tests);
 #   - the nightly toolchain's rust-src component (the eBPF crate builds core for bpfel);
 #   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major);
 #   - cargo-fuzz (scripts/fuzz.sh runs the parsers' fuzz targets).
@@ -17,7 +18,7 @@ LLVM_MAJOR=22
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
   libzstd-dev zlib1g-dev
-  prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux dnsmasq-base
+  prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux dnsmasq-base nftables
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

@@ -15,6 +15,24 @@ pub const OVERFLOW_MAP: &str = "OVERFLOW";
 pub const CONFIG_GLOBAL: &str = "CONFIG";
 /// Default maximum number of entries in [`FLOWS_MAP`].
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
+/// Name of the hash map of [`ServiceAddress`]es (Kubernetes Service virtual IPs, filled by
+/// user space from the Service watch) whose flows keep both ports in the key.
+pub const SERVICES_MAP: &str = "SERVICES";
+/// Entries of [`SERVICES_MAP`]: Kubernetes' documented scalability limit is 10,000 Services
+/// per cluster; dual-stack Services have two addresses.
+pub const SERVICE_MAP_ENTRIES: u32 = 32_768;
+
+/// Key of [`SERVICES_MAP`]: an address in [`FlowKey`]'s encoding and its family. 20 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ServiceAddress {
+    /// Address words, as [`FlowKey::remote_addr`].
+    pub addr: [u32; 4],
+    /// One of [`family`].
+    pub family: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
 
 /// First port of the Linux default ephemeral range (`net.ipv4.ip_local_port_range`,
 /// 32768–60999). Ports at or above it are never put in a flow key.
@@ -88,10 +106,16 @@ pub struct FlowKey {
     /// The peer's address, same encoding as `local_addr`.
     pub remote_addr: [u32; 4],
     /// Service port (see [`EPHEMERAL_PORT_MIN`]) in host byte order, or the EtherType for
-    /// non-IP frames.
+    /// non-IP frames. For a flow to a [`SERVICES_MAP`] address: the remote's port, always.
     pub port: u16,
+    /// 0, except for TCP/UDP flows of a cgroup hook to a [`SERVICES_MAP`] address (a
+    /// Kubernetes Service's virtual IP): this socket's own port, host byte order. With it the
+    /// key is one connection's full tuple, which user space looks up in the node's conntrack
+    /// table to find the backend the NAT chose (the [`EPHEMERAL_PORT_MIN`] rule keeps
+    /// ephemeral ports out of every other key).
+    pub local_port: u16,
     /// Always zero (explicit padding, hashed by the kernel).
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 4],
 }
 
 impl FlowKey {
@@ -107,7 +131,8 @@ impl FlowKey {
             local_addr: [0; 4],
             remote_addr: [0; 4],
             port: 0,
-            _pad: [0; 6],
+            local_port: 0,
+            _pad: [0; 4],
         }
     }
 }
@@ -145,8 +170,10 @@ pub struct DataplaneConfig {
     pub include_loopback: u8,
     /// 1 to copy DNS responses to [`DNS_EVENTS_MAP`], 0 not to.
     pub capture_dns: u8,
+    /// 1 to look flows' remote addresses up in [`SERVICES_MAP`] (Kubernetes nodes), 0 not to.
+    pub track_services: u8,
     /// Always zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
     /// DNS responses copied at most per second and CPU; the rest are counted in
     /// [`dns_stat::RATE_LIMITED`].
     pub dns_events_per_second: u32,
@@ -217,12 +244,14 @@ impl FlowKey {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all four types are `repr(C)`, `Copy`, made only of integers and byte arrays,
+    // SAFETY: all five types are `repr(C)`, `Copy`, made only of integers and byte arrays,
     // and have no implicit padding, so every bit pattern is valid.
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowCounters {}
     unsafe impl aya::Pod for super::DataplaneConfig {}
     unsafe impl aya::Pod for super::DnsEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ServiceAddress {}
 }
 
 #[cfg(test)]
@@ -234,6 +263,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey>(), 56);
         assert_eq!(core::mem::size_of::<FlowCounters>(), 16);
         assert_eq!(core::mem::size_of::<DataplaneConfig>(), 8);
+        assert_eq!(core::mem::size_of::<ServiceAddress>(), 20);
     }
 
     #[test]

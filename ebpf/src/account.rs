@@ -9,12 +9,12 @@ use core::{
 use aya_ebpf::{
     helpers::generated::bpf_skb_cgroup_id,
     macros::map,
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
     programs::sk_buff::SkBuff,
 };
 use egressor_common::{
     DEFAULT_FLOW_MAP_ENTRIES, DataplaneConfig, Direction, FlowCounters, FlowKey, Hook,
-    OVERFLOW_SLOTS, overflow_slot,
+    OVERFLOW_SLOTS, SERVICE_MAP_ENTRIES, ServiceAddress, overflow_slot,
 };
 
 use crate::packet::{parse, skip_ethernet};
@@ -28,11 +28,21 @@ static FLOWS: PerCpuHashMap<FlowKey, FlowCounters> =
 #[map]
 static OVERFLOW: PerCpuArray<FlowCounters> = PerCpuArray::with_max_entries(OVERFLOW_SLOTS, 0);
 
+/// Kubernetes Service virtual IPs, kept by user space from the Service watch. Flows to them
+/// keep both ports (see `FlowKey::local_port`).
+#[map]
+static SERVICES: HashMap<ServiceAddress, u8> = HashMap::with_max_entries(SERVICE_MAP_ENTRIES, 0);
+
 /// Written by user space before load; read-only to the programs (the verifier then prunes
 /// the branches it rules out).
 #[unsafe(no_mangle)]
-static CONFIG: DataplaneConfig =
-    DataplaneConfig { include_loopback: 0, capture_dns: 0, _pad: [0; 2], dns_events_per_second: 0 };
+static CONFIG: DataplaneConfig = DataplaneConfig {
+    include_loopback: 0,
+    capture_dns: 0,
+    track_services: 0,
+    _pad: 0,
+    dns_events_per_second: 0,
+};
 
 /// `LOOPBACK_IFINDEX`: every network namespace's `lo` has index 1.
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -51,6 +61,13 @@ pub fn capture_dns_enabled() -> bool {
     unsafe { core::ptr::read_volatile(&CONFIG.capture_dns) != 0 }
 }
 
+/// Whether flows' remote addresses are looked up in `SERVICES`.
+#[inline(always)]
+fn track_services() -> bool {
+    // SAFETY: as above.
+    unsafe { core::ptr::read_volatile(&CONFIG.track_services) != 0 }
+}
+
 /// DNS responses copied at most per second and CPU.
 #[inline(always)]
 pub fn dns_events_per_second() -> u32 {
@@ -64,8 +81,8 @@ const IPPROTO_UDP: u8 = 17;
 /// Hands a received packet's payload to the DNS capture when it may be a DNS response (the
 /// capture checks the source port and the QR bit).
 #[inline(always)]
-fn maybe_dns(skb: &SkBuff, key: &FlowKey, l3: usize, parsed: (u32, u16), l3_len: u32) {
-    let (headers, source_port) = parsed;
+fn maybe_dns(skb: &SkBuff, key: &FlowKey, l3: usize, parsed: (u32, [u16; 2]), l3_len: u32) {
+    let (headers, [source_port, _]) = parsed;
     if key.direction != Direction::Ingress as u8 || source_port != egressor_common::DNS_PORT {
         return;
     }
@@ -92,9 +109,30 @@ pub fn count_cgroup(skb: &SkBuff, direction: Direction) {
     key.cgroup_id = unsafe { bpf_skb_cgroup_id(raw) };
     let egress = direction == Direction::Egress;
     let parsed = parse(skb, 0, u16::from_be(protocol as u16), egress, key);
+    if track_services() {
+        keep_service_tuple(key, parsed.1, egress);
+    }
     let len = skb.len();
     maybe_dns(skb, key, 0, parsed, len);
     record(skb, key, parsed.0, len);
+}
+
+/// For a TCP/UDP flow to a Kubernetes Service address, keeps both ports: the key is then
+/// one connection, which user space finds in the conntrack table of the node to learn which
+/// backend the NAT chose (the socket sees the Service address, before NAT).
+#[inline(always)]
+fn keep_service_tuple(key: &mut FlowKey, [source, destination]: [u16; 2], egress: bool) {
+    if key.protocol != IPPROTO_TCP && key.protocol != IPPROTO_UDP {
+        return;
+    }
+    let service = ServiceAddress { addr: key.remote_addr, family: key.family, _pad: [0; 3] };
+    // SAFETY: `get` is unsafe because the value may change under the reference while
+    // another CPU updates it; only its presence is used here.
+    if unsafe { SERVICES.get(service) }.is_some() {
+        let (local, remote) = if egress { (source, destination) } else { (destination, source) };
+        key.local_port = local;
+        key.port = remote;
+    }
 }
 
 /// Counts a packet seen by a TC program. With `ETHERNET`, `skb->data` is at the Ethernet

@@ -110,7 +110,7 @@ pub fn skip_ethernet(skb: &SkBuff) -> Option<(usize, u16)> {
 ///
 /// Returns the bytes of IP plus transport header that every GSO segment carries (what a
 /// super-packet adds per extra segment on the wire; the payload starts that far past `l3`),
-/// and the TCP/UDP source port (0 when there is none).
+/// and the TCP/UDP source and destination ports, host order (0 when there are none).
 #[inline(always)]
 pub fn parse(
     skb: &SkBuff,
@@ -118,22 +118,28 @@ pub fn parse(
     ethertype: u16,
     egress: bool,
     key: &mut FlowKey,
-) -> (u32, u16) {
-    let mut source_port = 0;
+) -> (u32, [u16; 2]) {
+    let mut ports = [0; 2];
     let headers = match ethertype {
-        ETH_P_IP => parse_ipv4(skb, l3, egress, key, &mut source_port),
-        ETH_P_IPV6 => parse_ipv6(skb, l3, egress, key, &mut source_port),
+        ETH_P_IP => parse_ipv4(skb, l3, egress, key, &mut ports),
+        ETH_P_IPV6 => parse_ipv6(skb, l3, egress, key, &mut ports),
         other => {
             key.family = family::NON_IP;
             key.port = other;
             0
         }
     };
-    (headers, source_port)
+    (headers, ports)
 }
 
 #[inline(always)]
-fn parse_ipv4(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey, sport: &mut u16) -> u32 {
+fn parse_ipv4(
+    skb: &SkBuff,
+    l3: usize,
+    egress: bool,
+    key: &mut FlowKey,
+    ports: &mut [u16; 2],
+) -> u32 {
     key.family = family::IPV4;
     let Some(ip) = read::<Ipv4>(skb, l3) else {
         return 0;
@@ -150,11 +156,17 @@ fn parse_ipv4(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey, sport: &
     if u16::from_be(ip.fragment) & 0x1FFF != 0 {
         return ihl as u32;
     }
-    ihl as u32 + transport(skb, l3 + ihl, ip.protocol, key, sport)
+    ihl as u32 + transport(skb, l3 + ihl, ip.protocol, key, ports)
 }
 
 #[inline(always)]
-fn parse_ipv6(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey, sport: &mut u16) -> u32 {
+fn parse_ipv6(
+    skb: &SkBuff,
+    l3: usize,
+    egress: bool,
+    key: &mut FlowKey,
+    ports: &mut [u16; 2],
+) -> u32 {
     key.family = family::IPV6;
     let Some(ip) = read::<Ipv6>(skb, l3) else {
         return 0;
@@ -201,13 +213,19 @@ fn parse_ipv6(skb: &SkBuff, l3: usize, egress: bool, key: &mut FlowKey, sport: &
         offset += len;
     }
     key.protocol = next;
-    (offset - l3) as u32 + transport(skb, offset, next, key, sport)
+    (offset - l3) as u32 + transport(skb, offset, next, key, ports)
 }
 
-/// Reads the TCP/UDP ports at `l4`, sets the service port and `sport` (the source port).
+/// Reads the TCP/UDP ports at `l4`, sets the service port and `ports` (source, destination).
 /// Returns the transport header's length (0 for other protocols or when it cannot be read).
 #[inline(always)]
-fn transport(skb: &SkBuff, l4: usize, protocol: u8, key: &mut FlowKey, sport: &mut u16) -> u32 {
+fn transport(
+    skb: &SkBuff,
+    l4: usize,
+    protocol: u8,
+    key: &mut FlowKey,
+    ports: &mut [u16; 2],
+) -> u32 {
     let header_len = match protocol {
         // Data offset: the high nibble of byte 12, in 32-bit words. (Read as two bytes: LLVM
         // turns a one-byte bounds check into a form the verifier cannot follow.)
@@ -218,11 +236,11 @@ fn transport(skb: &SkBuff, l4: usize, protocol: u8, key: &mut FlowKey, sport: &m
         IPPROTO_UDP | IPPROTO_UDPLITE => UDP_HEADER,
         _ => return 0,
     };
-    let Some(ports) = read::<[u16; 2]>(skb, l4) else {
+    let Some([source, destination]) = read::<[u16; 2]>(skb, l4) else {
         return 0;
     };
-    *sport = u16::from_be(ports[0]);
-    key.port = service_port(*sport, u16::from_be(ports[1]));
+    *ports = [u16::from_be(source), u16::from_be(destination)];
+    key.port = service_port(ports[0], ports[1]);
     header_len
 }
 

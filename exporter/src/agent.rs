@@ -27,7 +27,8 @@ use crate::{
     http::{AppState, app},
     http_api::{ApiState, Guard},
     kubernetes::{
-        self, KubeAttribution,
+        self, KubeAttribution, ServiceLookups,
+        conntrack::{Conntrack, ConntrackError},
         index::KubeIndex,
         watch::{self, WatchStatus},
     },
@@ -129,8 +130,20 @@ pub fn plan(args: &AgentArgs, discovered: Option<&Discovered>) -> Result<AgentPl
             include_loopback: args.include_loopback,
             max_flows: args.flow_map_max_entries,
             dns_events_per_second: args.dns_events_per_second,
+            track_services: kubernetes_wanted(args),
         },
     })
+}
+
+/// Whether `--kubernetes` (and the environment, for `auto`) turns Kubernetes attribution on.
+fn kubernetes_wanted(args: &AgentArgs) -> bool {
+    match args.kubernetes {
+        KubernetesMode::Off => false,
+        KubernetesMode::On => true,
+        KubernetesMode::Auto => {
+            std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() || args.kubeconfig.is_some()
+        }
+    }
 }
 
 /// Asks the cloud's metadata service when the configuration file enables it; `None` when it
@@ -278,6 +291,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         ready: ready.clone(),
         relabel_next: false,
         dns: dns_names,
+        pending_services: None,
         destinations: Destinations::new(
             u64::from(cycles_in(args.destinations_window, args.read_interval)),
             args.destinations_lookback,
@@ -329,15 +343,25 @@ async fn start_kubernetes(
     args: &AgentArgs,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Option<KubeAttribution>, ConfigError> {
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let wanted = match args.kubernetes {
-        KubernetesMode::Off => false,
-        KubernetesMode::On => true,
-        KubernetesMode::Auto => in_cluster || args.kubeconfig.is_some(),
-    };
-    if !wanted {
+    if !kubernetes_wanted(args) {
         return Ok(None);
     }
+    // Which backend served a connection to a Service: the conntrack table of the namespace
+    // where the Service NAT happens (the node's).
+    let conntrack_netns = args.kubernetes_conntrack_netns.as_deref();
+    let conntrack = match Conntrack::open(conntrack_netns) {
+        Ok(c) => Some(Arc::new(std::sync::Mutex::new(c))),
+        Err(e @ ConntrackError::Netns { .. }) => {
+            return Err(ConfigError::Flag {
+                flag: "--kubernetes.conntrack-netns",
+                problem: crate::reader::error_chain(&e),
+            });
+        }
+        Err(e) => {
+            warn!(error = %crate::reader::error_chain(&e), "conntrack cannot be asked (CAP_NET_ADMIN?): flows to Services are attributed to the Service, class unknown");
+            None
+        }
+    };
     let client =
         kubernetes::client(args.kubeconfig.as_deref()).await.map_err(|e| ConfigError::Flag {
             flag: "--kubeconfig",
@@ -351,9 +375,10 @@ async fn start_kubernetes(
     keep.extend(args.kubernetes_labels.iter().cloned());
     let index = Arc::new(std::sync::RwLock::new(KubeIndex::new(keep)));
     let status = Arc::new(WatchStatus::default());
-    watch::register(registry, status.clone(), index.clone());
+    let service_lookups = Arc::new(ServiceLookups::default());
+    watch::register(registry, status.clone(), index.clone(), service_lookups.clone());
     watch::spawn(client, index.clone(), status);
-    info!("watching Pods, Nodes, ReplicaSets and Jobs");
+    info!("watching Pods, Nodes, ReplicaSets, Jobs, Namespaces, Services and EndpointSlices");
     let node_name = args.kubernetes_node_name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
     });
@@ -361,6 +386,8 @@ async fn start_kubernetes(
     Ok(Some(KubeAttribution {
         chargeback: args.kubernetes_labels.clone(),
         index,
+        conntrack,
+        service_lookups,
         version_label: args.kubernetes_version_label.clone(),
         node_name,
     }))

@@ -6,7 +6,7 @@
 use std::{
     collections::{HashMap, HashSet},
     hash::{BuildHasher as _, Hash},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
 };
 
@@ -22,7 +22,7 @@ use crate::{
     config::FileConfig,
     dns::DnsNames,
     geoip::{GeoInfo, GeoIp},
-    kubernetes::{CgroupIdentity, KubeAttribution},
+    kubernetes::{CgroupIdentity, KubeAttribution, conntrack::Connection},
     labels::{
         ChargebackLabels, FlowLabels, HookLabel, LabelKey, OTHER_WORKLOAD, chargeback_label_name,
     },
@@ -434,7 +434,17 @@ impl Attributor {
     /// id). Workload names are bounded by the cluster's workloads, so no top-K guard.
     fn kube_peer(&mut self, key: &FlowKey) -> Option<(TrafficClass, u32, u32)> {
         let kube = self.kube.as_ref()?;
-        let peer = kube.remote(remote_address(key)?)?;
+        let remote = remote_address(key)?;
+        // A flow to a Service address carries its connection's ports (see FlowKey::local_port).
+        let connection = match address(key.family, &key.local_addr) {
+            Some(local) if key.local_port != 0 => Some(Connection {
+                protocol: key.protocol,
+                source: SocketAddr::new(local, key.local_port),
+                destination: SocketAddr::new(remote, key.port),
+            }),
+            _ => None,
+        };
+        let peer = kube.peer(remote, connection.as_ref())?;
         let class = kube.class_to(&peer, (self.node_zone.as_deref(), self.node_region.as_deref()));
         let text = |v: Option<String>| v.map_or_else(|| self.empty.clone(), Arc::from);
         let labels = RemoteLabels {
@@ -449,6 +459,12 @@ impl Attributor {
         };
         let id = self.remotes.intern(labels);
         Some((class, id, self.folded(id)))
+    }
+
+    /// Every Kubernetes Service virtual IP, when they changed since the last call (`None`
+    /// off Kubernetes): what the kernel's service map must hold.
+    pub fn take_service_addresses(&self) -> Option<HashSet<IpAddr>> {
+        self.kube.as_ref()?.take_service_addresses()
     }
 
     /// The addresses whose Kubernetes owner changed since the last call (`None`: all may

@@ -372,6 +372,16 @@ pub struct AgentArgs {
           value_name = "LABEL", num_args = 0..=10)]
     pub kubernetes_labels: Vec<String>,
 
+    /// Network namespace whose conntrack table says which backend served a connection to a
+    /// Service (a `/run/netns/NAME` or `/proc/PID/ns/net` file) [default: the agent's own,
+    /// the node's with hostNetwork]. Needs CAP_NET_ADMIN there (CAP_SYS_ADMIN to enter it).
+    #[arg(
+        long = "kubernetes.conntrack-netns",
+        env = "EGRESSOR_KUBERNETES_CONNTRACK_NETNS",
+        value_name = "FILE"
+    )]
+    pub kubernetes_conntrack_netns: Option<PathBuf>,
+
     /// Pod label whose value becomes `workload_version`.
     #[arg(long = "kubernetes.version-label", env = "EGRESSOR_KUBERNETES_VERSION_LABEL",
           default_value = crate::kubernetes::DEFAULT_VERSION_LABEL, value_name = "LABEL")]

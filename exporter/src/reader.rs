@@ -50,6 +50,8 @@ pub struct Reader {
     pub destinations: Destinations,
     /// Address → name from captured DNS responses (shared with the attributor).
     pub dns: DnsNames,
+    /// Service addresses the kernel's service map could not take yet (retried each cycle).
+    pub pending_services: Option<std::collections::HashSet<std::net::IpAddr>>,
 }
 
 /// What the reader thread is asked between two cycles.
@@ -156,6 +158,7 @@ impl Reader {
         // DNS answers first: a flow whose address was just looked up gets its name.
         let dns = &self.dns;
         self.dataplane.drain_dns(|message, tcp| dns.learn(message, tcp));
+        self.sync_service_addresses();
         let mut relabel = self.attributor.next_cycle(host_addresses()) | self.relabel_next;
         match self.attributor.take_kube_changes() {
             None => relabel = true,
@@ -228,6 +231,30 @@ impl Reader {
             map_entries: entries,
         });
         Ok(())
+    }
+}
+
+impl Reader {
+    /// Makes the kernel's service map hold the Kubernetes Service addresses, when they
+    /// changed; a refused update is retried next cycle.
+    fn sync_service_addresses(&mut self) {
+        let Some(addresses) =
+            self.attributor.take_service_addresses().or(self.pending_services.take())
+        else {
+            return;
+        };
+        match self.dataplane.set_service_addresses(&addresses) {
+            Ok(held) if held < addresses.len() => warn!(
+                held,
+                services = addresses.len(),
+                "the kernel's service map is full: flows to the Service addresses left out are attributed to their Service, class unknown"
+            ),
+            Ok(held) => debug!(held, "Service addresses in the kernel's service map"),
+            Err(e) => {
+                warn!(error = %error_chain(&e), "cannot update the kernel's service map; retrying next cycle");
+                self.pending_services = Some(addresses);
+            }
+        }
     }
 }
 

@@ -157,3 +157,51 @@ async fn an_api_server_down_at_start_is_retried_and_a_forbidden_kind_is_counted(
     assert_eq!((w.kind.as_str(), w.name.as_str()), ("Job", "report-28901234"));
     assert!(fake.requests() > 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_endpoint_slices_fill_the_index_and_follow_changes() {
+    let fake = FakeKube::start().with_fixtures();
+    let (index, status) = start_watching(&fake.kubeconfig()).await;
+    until("Services and EndpointSlices listed", || synced(&status, &[5, 6])).await;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    {
+        let mut i = index.write().unwrap();
+        let name = |a: &str| i.service_by_ip(ip(a)).map(|s| format!("{}/{}", s.namespace, s.name));
+        assert_eq!(name("10.96.0.20").as_deref(), Some("shop/db"));
+        assert_eq!(name("10.96.0.40").as_deref(), Some("shop/legacy-db"));
+        let addresses = i.take_service_addresses().expect("changed since the start");
+        let mut addresses: Vec<_> = addresses.into_iter().map(|a| a.to_string()).collect();
+        addresses.sort();
+        // The headless Service (clusterIP None) has no virtual IP.
+        assert_eq!(addresses, ["10.96.0.20", "10.96.0.30", "10.96.0.40"]);
+        assert!(i.take_service_addresses().is_none(), "nothing changed since");
+        let e = i.endpoint_by_ip(ip("10.0.3.200")).expect("the hand-written slice");
+        assert_eq!(
+            (e.service.name.as_str(), e.zone.as_deref(), e.node.as_deref()),
+            ("legacy-db", Some("us-east-1c"), Some("ip-10-0-3-30.ec2.internal"))
+        );
+        assert_eq!(i.endpoint_by_ip(ip("10.0.2.102")).unwrap().service.name, "db");
+    }
+    // A Service's address changes, another is deleted: the index and the set follow.
+    let services = fixture("services");
+    let mut db = services.iter().find(|s| s["metadata"]["name"] == "db").unwrap().clone();
+    db["spec"]["clusterIP"] = "10.96.0.21".into();
+    db["spec"]["clusterIPs"] = serde_json::json!(["10.96.0.21"]);
+    fake.apply(db);
+    fake.delete(services.iter().find(|s| s["metadata"]["name"] == "cache").unwrap());
+    until("the new address", || index.read().unwrap().service_by_ip(ip("10.96.0.21")).is_some())
+        .await;
+    until("cache gone", || index.read().unwrap().service_by_ip(ip("10.96.0.30")).is_none()).await;
+    let mut i = index.write().unwrap();
+    assert!(i.service_by_ip(ip("10.96.0.20")).is_none(), "the old address is no Service's");
+    let mut addresses: Vec<_> =
+        i.take_service_addresses().unwrap().into_iter().map(|a| a.to_string()).collect();
+    addresses.sort();
+    assert_eq!(addresses, ["10.96.0.21", "10.96.0.40"]);
+    drop(i);
+    let slices = fixture("endpointslices");
+    fake.delete(slices.iter().find(|s| s["metadata"]["name"] == "legacy-db-1").unwrap());
+    until("slice gone", || index.read().unwrap().endpoint_by_ip(ip("10.0.3.200")).is_none()).await;
+    assert_eq!(status.kinds[5].errors.load(Ordering::Relaxed), 0);
+    assert_eq!(status.kinds[6].errors.load(Ordering::Relaxed), 0);
+}

@@ -1,7 +1,7 @@
 //! A local Kubernetes API server for tests: it serves the real list and watch wire format
 //! (`GET /api/v1/pods` → a `PodList` with a `resourceVersion`; `?watch=true` → a stream of
 //! `{"type": "ADDED" | "MODIFIED" | "DELETED", "object": …}` lines from that version on) for
-//! Pods, Nodes, ReplicaSets, Jobs and Namespaces, from recorded JSON objects, and lets a test add, change
+//! Pods, Nodes, ReplicaSets, Jobs, Namespaces, Services and EndpointSlices, from recorded JSON objects, and lets a test add, change
 //! and delete objects while the agent watches. Kinds can be made to answer 403 (RBAC) and the
 //! server can start late (API server down at start).
 
@@ -24,12 +24,14 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// Collection paths served, with their list kinds.
-pub const KINDS: [(&str, &str, &str); 5] = [
+pub const KINDS: [(&str, &str, &str); 7] = [
     ("/api/v1/pods", "PodList", "v1"),
     ("/api/v1/nodes", "NodeList", "v1"),
     ("/apis/apps/v1/replicasets", "ReplicaSetList", "apps/v1"),
     ("/apis/batch/v1/jobs", "JobList", "batch/v1"),
     ("/api/v1/namespaces", "NamespaceList", "v1"),
+    ("/api/v1/services", "ServiceList", "v1"),
+    ("/apis/discovery.k8s.io/v1/endpointslices", "EndpointSliceList", "discovery.k8s.io/v1"),
 ];
 
 #[derive(Default)]
@@ -64,6 +66,8 @@ fn path_of(kind: &str) -> &'static str {
         "ReplicaSet" => KINDS[2].0,
         "Job" => KINDS[3].0,
         "Namespace" => KINDS[4].0,
+        "Service" => KINDS[5].0,
+        "EndpointSlice" => KINDS[6].0,
         other => panic!("kind {other} not served"),
     }
 }
@@ -157,9 +161,11 @@ impl FakeKube {
         self.store.lock().unwrap().forbidden.push(path_of(kind));
     }
 
-    /// Serves every object of `tests/fixtures/kubernetes/` (nodes, pods, replicasets, jobs).
+    /// Serves every object of `tests/fixtures/kubernetes/`.
     pub fn with_fixtures(self) -> Self {
-        for name in ["namespaces", "nodes", "replicasets", "jobs", "pods"] {
+        for name in
+            ["namespaces", "nodes", "replicasets", "jobs", "pods", "services", "endpointslices"]
+        {
             for object in fixture(name) {
                 self.apply(object);
             }

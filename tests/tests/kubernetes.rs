@@ -305,3 +305,179 @@ fn a_thousand_pods_created_and_deleted_leave_memory_and_series_at_baseline() {
         rounds[1].1 - rounds[0].1
     );
 }
+
+/// What kube-proxy does on a node, done by nftables in the namespace that plays the node:
+/// DNAT of Service addresses to backends, the `db` Service alternating between its two
+/// backends per connection (`numgen inc`, deterministic where kube-proxy's `numgen random`
+/// is not), and counters of what each backend received (the oracle).
+const SERVICE_NAT: &str = "table ip egressor_test {
+  counter db_0 {}
+  counter db_1 {}
+  counter legacy {}
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr 10.96.0.20 udp dport 9600 dnat to numgen inc mod 2 map { 0 : 10.0.2.102, 1 : 10.0.3.105 }
+    ip daddr 10.96.0.40 udp dport 9600 dnat to 10.0.3.200
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    ip daddr 10.0.2.102 udp dport 9600 counter name db_0
+    ip daddr 10.0.3.105 udp dport 9600 counter name db_1
+    ip daddr 10.0.3.200 udp dport 9600 counter name legacy
+  }
+}
+";
+
+/// Bytes an nftables named counter of [`SERVICE_NAT`] counted (L3, as the agent counts).
+fn nft_counter_bytes(ns: &Netns, name: &str) -> u64 {
+    let out = ns.run(&["nft", "list", "counter", "ip", "egressor_test", name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bytes = text.split_whitespace().skip_while(|w| *w != "bytes").nth(1);
+    bytes.and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("no bytes in {text}"))
+}
+
+#[test]
+fn cluster_ip_bytes_land_on_the_zone_of_the_backend_that_served_them() {
+    if !require_bpf("cluster_ip_bytes_land_on_the_zone_of_the_backend_that_served_them") {
+        return;
+    }
+    let fake = FakeKube::start().with_fixtures();
+    // A second `db` replica, on node 3 (us-east-1c, legacy zone labels); db-0 is on node 2
+    // (us-east-1b); this node is node 1 (us-east-1a).
+    let pods = egressor_tests::kube_api::fixture("pods");
+    let mut db_1 = pods.iter().find(|p| p["metadata"]["name"] == "db-0").unwrap().clone();
+    db_1["metadata"]["name"] = "db-1".into();
+    db_1["metadata"]["uid"] = "6f7a8b9c-0d1e-4f2a-8b3c-4d5e6f7a8b9c".into();
+    db_1["spec"]["nodeName"] = "ip-10-0-3-30.ec2.internal".into();
+    db_1["status"]["podIP"] = "10.0.3.105".into();
+    db_1["status"]["podIPs"] = serde_json::json!([{"ip": "10.0.3.105"}]);
+    fake.apply(db_1);
+    let kubeconfig = fake.kubeconfig();
+    let (db_0_ip, db_1_ip, legacy_ip) = ("10.0.2.102", "10.0.3.105", "10.0.3.200");
+    let w = World::new("ks", &[db_0_ip, db_1_ip, legacy_ip]);
+    let rules = temp_file("service-nat.nft", SERVICE_NAT);
+    w.world.run(&["nft", "-f", rules.to_str().unwrap()]);
+    let api = Cgroup::nested("ksa", &format!("kubepods/burstable/pod{API_POD}/{CONTAINER}"));
+    let conntrack_netns = format!("/run/netns/{}", w.world.name);
+    let agent = Agent::start(&[
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--kubernetes.node-name",
+        "ip-10-0-1-10.ec2.internal",
+        "--kubernetes.conntrack-netns",
+        &conntrack_netns,
+    ]);
+    wait_for_pod_list(&agent);
+    for _ in 0..100 {
+        if agent.metrics().sum("egressor_kubernetes_lists_total", &[("kind", "Service")]) > 0.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    agent.settle(); // a read cycle puts the Service addresses into the kernel's map
+
+    let mut echoes: Vec<_> = [db_0_ip, db_1_ip]
+        .iter()
+        .map(|ip| {
+            w.world
+                .command(HELPER)
+                .args(["udp-echo", &format!("{ip}:9600"), "50"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("echo server")
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let send = |target: &str, n: u64, size: u64, echo: bool| {
+        let (n_text, size_text) = (n.to_string(), size.to_string());
+        let mut args = vec!["udp-send", target, &n_text, &size_text];
+        if echo {
+            args.push("echo");
+        }
+        let out = helper_in_cgroup(&api, &w.client, HELPER, &args);
+        assert_eq!(out["sent"], n.to_string(), "{out:?}");
+        n * (size + 28)
+    };
+    // Two connections (two sockets) to the db Service: one lands on each backend.
+    let first = send("10.96.0.20:9600", 20, 400, true);
+    let second = send("10.96.0.20:9600", 30, 300, true);
+    // A Service without backends (no NAT rule): nobody can say where it went.
+    let to_cache = send("10.96.0.30:9600", 5, 100, false);
+    // A selector-less Service whose EndpointSlice names an address that is no pod.
+    let to_legacy = send("10.96.0.40:9600", 8, 200, false);
+    agent.settle();
+    for e in &mut echoes {
+        let _ = e.kill();
+        let _ = e.wait();
+    }
+
+    let (db_0, db_1, legacy) = (
+        nft_counter_bytes(&w.world, "db_0"),
+        nft_counter_bytes(&w.world, "db_1"),
+        nft_counter_bytes(&w.world, "legacy"),
+    );
+    assert_eq!(db_0 + db_1, first + second, "the backends got every byte sent");
+    assert!(db_0 > 0 && db_1 > 0, "each backend served one connection: {db_0} {db_1}");
+    assert_eq!(legacy, to_legacy);
+
+    let m = agent.metrics();
+    let bytes = |direction: &str, labels: &[(&str, &str)]| {
+        m.sum(
+            "egressor_flow_bytes_total",
+            &[&[("direction", direction), ("workload", "api"), ("namespace", "shop")], labels]
+                .concat(),
+        )
+    };
+    let text = agent.metrics_text();
+    for direction in ["egress", "ingress"] {
+        // Each byte on the zone of the backend that served it: the oracle is what each
+        // backend received (the echo sends the same bytes back).
+        let on = |zone: &str| {
+            bytes(
+                direction,
+                &[
+                    ("remote", "db"),
+                    ("remote_kind", "StatefulSet"),
+                    ("remote_zone", zone),
+                    ("traffic_class", "cross_zone"),
+                ],
+            )
+        };
+        assert_eq!(on("us-east-1b"), db_0 as f64, "{direction} to db-0\n{text}");
+        assert_eq!(on("us-east-1c"), db_1 as f64, "{direction} to db-1\n{text}");
+    }
+    assert_eq!(
+        bytes(
+            "egress",
+            &[("remote", "cache"), ("remote_kind", "Service"), ("traffic_class", "unknown")]
+        ),
+        to_cache as f64,
+        "no backend known: the Service, class unknown\n{text}"
+    );
+    assert_eq!(
+        bytes(
+            "egress",
+            &[
+                ("remote", "legacy-db"),
+                ("remote_kind", "Service"),
+                ("remote_zone", "us-east-1c"),
+                ("traffic_class", "cross_zone")
+            ]
+        ),
+        to_legacy as f64,
+        "the EndpointSlice's zone\n{text}"
+    );
+    let lookups =
+        |result: &str| m.sum("egressor_kubernetes_service_lookups_total", &[("result", result)]);
+    assert!(lookups("backend") >= 5.0, "2 × 2 db flows and the legacy one\n{text}");
+    // The cache's packets: not NATed, and dropped unrouted before conntrack confirms them.
+    assert!(lookups("no_nat") + lookups("not_found") >= 1.0, "{text}");
+    assert_eq!(lookups("error"), 0.0, "{}", agent.log());
+    // Inter-zone: 0.01 USD/GiB on the sender's egress (AWS us-east-1 sheet, 2025-07-01).
+    let cost = m.sum(
+        "egressor_flow_cost_usd_total",
+        &[("direction", "egress"), ("workload", "api"), ("remote", "db")],
+    );
+    let want = (db_0 + db_1) as f64 / (1u64 << 30) as f64 * 0.01;
+    assert!((cost - want).abs() < 1e-15, "{cost} vs {want}");
+}

@@ -269,6 +269,7 @@ fn read_cycle() {
         include_loopback: false,
         max_flows: FLOWS + 1024,
         dns_events_per_second: 1000,
+        track_services: false,
     };
     let mut dataplane = Dataplane::load(&options).expect("load dataplane");
     let cpus = dataplane.cpus();
@@ -317,6 +318,7 @@ fn read_cycle() {
         ready: Arc::new(AtomicBool::new(true)),
         relabel_next: false,
         dns: egressor::dns::DnsNames::new(100_000, Duration::from_secs(300)),
+        pending_services: None,
         destinations: egressor::destinations::Destinations::new(
             30,
             Duration::from_secs(86_400),

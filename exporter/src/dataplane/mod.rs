@@ -3,14 +3,16 @@
 mod bpf_sys;
 
 use std::{
+    collections::HashSet,
     io,
+    net::IpAddr,
     os::fd::{AsFd, OwnedFd},
     path::PathBuf,
 };
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
-    maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, SchedClassifier,
         TcAttachType,
@@ -19,7 +21,8 @@ use aya::{
 };
 use egressor_common::{
     CONFIG_GLOBAL, DNS_EVENTS_MAP, DNS_STATS_MAP, DataplaneConfig, Direction, DnsEvent, FLOWS_MAP,
-    FlowCounters, FlowKey, Hook, OVERFLOW_MAP, OVERFLOW_SLOTS, dns_stat, overflow_slot,
+    FlowCounters, FlowKey, Hook, OVERFLOW_MAP, OVERFLOW_SLOTS, SERVICE_MAP_ENTRIES, SERVICES_MAP,
+    ServiceAddress, dns_stat, family, overflow_slot,
 };
 use tracing::{debug, info, warn};
 
@@ -46,6 +49,9 @@ pub struct DataplaneOptions {
     pub max_flows: u32,
     /// DNS responses copied at most per second and CPU; 0 turns DNS capture off.
     pub dns_events_per_second: u32,
+    /// Whether the cgroup programs keep both ports of flows to the addresses given to
+    /// [`Dataplane::set_service_addresses`] (Kubernetes nodes).
+    pub track_services: bool,
 }
 
 /// An interface to attach TC programs to.
@@ -152,6 +158,9 @@ pub struct Dataplane {
     overflow: PerCpuArray<MapData, FlowCounters>,
     dns_events: RingBuf<MapData>,
     dns_stats: PerCpuArray<MapData, u64>,
+    services: BpfHashMap<MapData, ServiceAddress, u8>,
+    /// What `services` holds.
+    service_addresses: HashSet<IpAddr>,
     cpus: usize,
     capacity: u32,
     batch_supported: bool,
@@ -173,6 +182,7 @@ impl Dataplane {
             include_loopback: u8::from(options.include_loopback),
             capture_dns: u8::from(options.dns_events_per_second > 0),
             dns_events_per_second: options.dns_events_per_second,
+            track_services: u8::from(options.track_services),
             ..Default::default()
         };
         let mut ebpf = EbpfLoader::new()
@@ -210,6 +220,8 @@ impl Dataplane {
             .map_err(|source| DataplaneError::Map { map: DNS_EVENTS_MAP, source })?;
         let dns_stats = PerCpuArray::try_from(take(&mut ebpf, DNS_STATS_MAP)?)
             .map_err(|source| DataplaneError::Map { map: DNS_STATS_MAP, source })?;
+        let services = BpfHashMap::try_from(take(&mut ebpf, SERVICES_MAP)?)
+            .map_err(|source| DataplaneError::Map { map: SERVICES_MAP, source })?;
         let cpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Syscall {
             op: "counting possible CPUs",
             map: FLOWS_MAP,
@@ -221,6 +233,8 @@ impl Dataplane {
             overflow,
             dns_events,
             dns_stats,
+            services,
+            service_addresses: HashSet::new(),
             cpus,
             capacity: options.max_flows,
             batch_supported: true,
@@ -228,6 +242,37 @@ impl Dataplane {
             attachments,
             _ebpf: ebpf,
         })
+    }
+
+    /// Makes the service map hold exactly `addresses` (at most [`SERVICE_MAP_ENTRIES`]: the
+    /// rest are left out, and their flows keep the plain key). Returns how many are held.
+    ///
+    /// # Errors
+    /// [`DataplaneError::Map`] when the kernel refuses an update (the map keeps what it had).
+    pub fn set_service_addresses(
+        &mut self,
+        addresses: &HashSet<IpAddr>,
+    ) -> Result<usize, DataplaneError> {
+        let map = |source| DataplaneError::Map { map: SERVICES_MAP, source };
+        let gone: Vec<IpAddr> = self.service_addresses.difference(addresses).copied().collect();
+        for ip in gone {
+            match self.services.remove(&service_address(ip)) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map(e)),
+            }
+            self.service_addresses.remove(&ip);
+        }
+        for ip in addresses {
+            if self.service_addresses.contains(ip) {
+                continue;
+            }
+            if self.service_addresses.len() >= SERVICE_MAP_ENTRIES as usize {
+                break;
+            }
+            self.services.insert(service_address(*ip), 1, 0).map_err(map)?;
+            self.service_addresses.insert(*ip);
+        }
+        Ok(self.service_addresses.len())
     }
 
     /// The kernel flow map, for tools and benchmarks that seed or inspect it directly.
@@ -387,6 +432,19 @@ impl Dataplane {
     fn flows_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.flows_fd.as_fd()
     }
+}
+
+/// `ip` in the service map's key encoding.
+fn service_address(ip: IpAddr) -> ServiceAddress {
+    let (addr, fam) = match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            (FlowKey::address_words(&bytes), family::IPV4)
+        }
+        IpAddr::V6(v6) => (FlowKey::address_words(&v6.octets()), family::IPV6),
+    };
+    ServiceAddress { addr, family: fam, _pad: [0; 3] }
 }
 
 fn sum<'a>(values: impl Iterator<Item = &'a FlowCounters>) -> FlowCounters {

@@ -7,6 +7,11 @@
 //! owns an address now: a pod's deletion removes its addresses only if they still point to it,
 //! and a newer pod taking an address replaces the old mapping. A pod that has finished
 //! (Succeeded or Failed) no longer owns its addresses.
+//!
+//! **Services.** A Service's virtual IPs (`spec.clusterIPs`) name the Service; which backend
+//! served a connection comes from conntrack (see [`super::conntrack`]). EndpointSlices give
+//! the zone and node of backends that are no pod of the index (`endpoints[].zone`,
+//! `nodeName`: endpoints of a selector-less Service, pods not yet seen).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,7 +21,8 @@ use std::{
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
     batch::v1::Job,
-    core::v1::{Namespace, Node, Pod},
+    core::v1::{Namespace, Node, Pod, Service},
+    discovery::v1::EndpointSlice,
 };
 use kube::ResourceExt;
 
@@ -69,9 +75,37 @@ pub struct NodeInfo {
     pub addresses: Vec<IpAddr>,
 }
 
+/// A Service, as its virtual IPs name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+/// A backend address from an EndpointSlice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// The Service it backs.
+    pub service: ServiceName,
+    /// `endpoints[].zone`.
+    pub zone: Option<String>,
+    /// `endpoints[].nodeName`.
+    pub node: Option<String>,
+}
+
 /// The indexes.
 #[derive(Debug, Default)]
 pub struct KubeIndex {
+    /// (namespace, name) → the Service's virtual IPs.
+    services: HashMap<(String, String), Vec<IpAddr>>,
+    service_by_ip: HashMap<IpAddr, ServiceName>,
+    /// Whether `service_by_ip` changed since [`KubeIndex::take_service_addresses`].
+    services_changed: bool,
+    /// (namespace, slice name) → the addresses it lists.
+    slices: HashMap<(String, String), Vec<IpAddr>>,
+    endpoint_by_ip: HashMap<IpAddr, EndpointInfo>,
     pods: HashMap<String, PodInfo>,
     pod_by_ip: HashMap<IpAddr, String>,
     nodes: HashMap<String, NodeInfo>,
@@ -310,6 +344,108 @@ impl KubeIndex {
         }
     }
 
+    /// Adds or updates (`present`) or removes a Service's virtual IPs (headless Services,
+    /// `None`, have none).
+    pub fn apply_service(&mut self, service: &Service, present: bool) {
+        let key = (service.namespace().unwrap_or_default(), service.name_any());
+        if let Some(old) = self.services.remove(&key) {
+            for ip in old {
+                self.service_by_ip.remove(&ip);
+                self.changed.push(ip);
+            }
+            self.services_changed = true;
+        }
+        if !present {
+            return;
+        }
+        let spec = service.spec.as_ref();
+        let mut ips: Vec<IpAddr> = spec
+            .and_then(|s| s.cluster_ips.as_ref())
+            .map(|v| v.iter().filter_map(|ip| ip.parse().ok()).collect())
+            .unwrap_or_default();
+        if ips.is_empty()
+            && let Some(ip) = spec.and_then(|s| s.cluster_ip.as_ref()).and_then(|i| i.parse().ok())
+        {
+            ips.push(ip);
+        }
+        for ip in &ips {
+            let name = ServiceName { namespace: key.0.clone(), name: key.1.clone() };
+            self.service_by_ip.insert(ip.to_canonical(), name);
+            self.changed.push(*ip);
+        }
+        self.services_changed |= !ips.is_empty();
+        self.services.insert(key, ips);
+    }
+
+    /// Replaces every Service.
+    pub fn replace_services(&mut self, all: &[Service]) {
+        self.services.clear();
+        self.service_by_ip.clear();
+        self.services_changed = true;
+        self.changed_all = true;
+        for s in all {
+            self.apply_service(s, true);
+        }
+    }
+
+    /// The Service whose virtual IP `ip` is.
+    pub fn service_by_ip(&self, ip: IpAddr) -> Option<&ServiceName> {
+        self.service_by_ip.get(&ip.to_canonical())
+    }
+
+    /// Every Service virtual IP, when they changed since the last call.
+    pub fn take_service_addresses(&mut self) -> Option<std::collections::HashSet<IpAddr>> {
+        std::mem::take(&mut self.services_changed)
+            .then(|| self.service_by_ip.keys().copied().collect())
+    }
+
+    /// Adds, updates or removes an EndpointSlice's addresses.
+    pub fn apply_endpoint_slice(&mut self, slice: &EndpointSlice, present: bool) {
+        let key = (slice.namespace().unwrap_or_default(), slice.name_any());
+        if let Some(old) = self.slices.remove(&key) {
+            for ip in old {
+                self.endpoint_by_ip.remove(&ip);
+            }
+        }
+        if !present {
+            return;
+        }
+        let Some(service) = slice.labels().get("kubernetes.io/service-name").cloned() else {
+            return;
+        };
+        let service = ServiceName { namespace: key.0.clone(), name: service };
+        let mut ips = Vec::new();
+        for endpoint in slice.endpoints.iter().flatten() {
+            for ip in endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
+                let ip = ip.to_canonical();
+                self.endpoint_by_ip.insert(
+                    ip,
+                    EndpointInfo {
+                        service: service.clone(),
+                        zone: endpoint.zone.clone(),
+                        node: endpoint.node_name.clone(),
+                    },
+                );
+                ips.push(ip);
+            }
+        }
+        self.slices.insert(key, ips);
+    }
+
+    /// Replaces every EndpointSlice.
+    pub fn replace_endpoint_slices(&mut self, all: &[EndpointSlice]) {
+        self.slices.clear();
+        self.endpoint_by_ip.clear();
+        for s in all {
+            self.apply_endpoint_slice(s, true);
+        }
+    }
+
+    /// The EndpointSlice entry of a backend address.
+    pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<&EndpointInfo> {
+        self.endpoint_by_ip.get(&ip.to_canonical())
+    }
+
     /// A pod by UID.
     pub fn pod(&self, uid: &str) -> Option<&PodInfo> {
         self.pods.get(uid)
@@ -360,5 +496,10 @@ impl KubeIndex {
     /// (pods, nodes, pod IPs) held: for the self-metrics and the churn test.
     pub fn sizes(&self) -> (usize, usize, usize) {
         (self.pods.len(), self.nodes.len(), self.pod_by_ip.len())
+    }
+
+    /// (Service virtual IPs, EndpointSlice addresses) held.
+    pub fn service_sizes(&self) -> (usize, usize) {
+        (self.service_by_ip.len(), self.endpoint_by_ip.len())
     }
 }

@@ -1,19 +1,33 @@
 //! Kubernetes attribution: which pod and workload a cgroup belongs to ([`cgroup_path`]), and
-//! what the cluster says about pods, nodes and owners ([`index`], filled by the watches in
-//! [`watch`]).
+//! what the cluster says about pods, nodes, owners and Services ([`index`], filled by the
+//! watches in [`watch`]); which backend served a connection to a Service ([`conntrack`]).
 
 pub mod cgroup_path;
+pub mod conntrack;
 pub mod index;
 pub mod watch;
 
-use std::path::Path;
+use std::{
+    net::IpAddr,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tracing::warn;
 
 use kube::{
     Client, Config,
     config::{KubeConfigOptions, Kubeconfig},
 };
 
-use self::{cgroup_path::pod_of, watch::SharedIndex};
+use self::{
+    cgroup_path::pod_of,
+    conntrack::{Connection, Conntrack},
+    watch::SharedIndex,
+};
 use crate::classify::TrafficClass;
 
 /// Default pod label holding a workload's version.
@@ -63,11 +77,35 @@ pub struct RemotePeer {
     pub region: Option<String>,
 }
 
+/// How flows to Service addresses were resolved, by outcome (`egressor_kubernetes_service_lookups_total`).
+#[derive(Debug, Default)]
+pub struct ServiceLookups {
+    /// Outcomes in [`SERVICE_LOOKUP_RESULTS`] order.
+    pub counts: [AtomicU64; 5],
+}
+
+/// The `result` label values of [`ServiceLookups`]: conntrack named the backend; conntrack
+/// shows no NAT; conntrack has no entry; conntrack could not be asked; the flow has no
+/// connection tuple (its Service was not yet in the kernel's service map, or no conntrack).
+pub const SERVICE_LOOKUP_RESULTS: [&str; 5] =
+    ["backend", "no_nat", "not_found", "error", "no_tuple"];
+
+impl ServiceLookups {
+    fn count(&self, result: usize) -> u64 {
+        self.counts[result].fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
 /// Attribution from the Kubernetes index.
 #[derive(Debug, Clone)]
 pub struct KubeAttribution {
     /// The index the watches fill.
     pub index: SharedIndex,
+    /// The node's conntrack table, where the backend of a connection to a Service is found;
+    /// `None` when it cannot be asked (flows to Services are then `unknown`).
+    pub conntrack: Option<Arc<Mutex<Conntrack>>>,
+    /// Outcomes of Service lookups.
+    pub service_lookups: Arc<ServiceLookups>,
     /// The pod label holding the version.
     pub version_label: String,
     /// This node's name (`--kubernetes.node-name`).
@@ -128,6 +166,69 @@ impl KubeAttribution {
             zone: node.zone.clone(),
             region: node.region.clone(),
         })
+    }
+
+    /// The other end of a flow to `remote`. For a Service's virtual IP that is the backend
+    /// that served `connection` (the flow's full tuple, as the socket saw it), found in
+    /// conntrack; where conntrack cannot say, the Service itself with no zone (its class is
+    /// then `unknown`, never a guess). Anything else: [`KubeAttribution::remote`].
+    pub fn peer(&self, remote: IpAddr, connection: Option<&Connection>) -> Option<RemotePeer> {
+        let service = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            index.service_by_ip(remote).cloned()
+        };
+        let Some(service) = service else { return self.remote(remote) };
+        let answer = match (connection, &self.conntrack) {
+            (Some(c), Some(ct)) => {
+                Some(ct.lock().unwrap_or_else(|p| p.into_inner()).reply_source(c))
+            }
+            _ => None,
+        };
+        let (result, backend) = match answer {
+            None => (4, None),
+            Some(Ok(Some(b))) if b.ip().to_canonical() == remote.to_canonical() => (1, None),
+            Some(Ok(Some(b))) => (0, Some(b.ip())),
+            Some(Ok(None)) => (2, None),
+            Some(Err(e)) => {
+                // Logged at the 1st, 2nd, 4th, 8th… error: visible, never a flood.
+                let n = self.service_lookups.count(3);
+                if n.is_power_of_two() {
+                    warn!(error = %crate::reader::error_chain(&e), errors = n, "conntrack lookup failed; flows to Services are attributed to the Service, class unknown");
+                }
+                (usize::MAX, None)
+            }
+        };
+        if result != usize::MAX {
+            self.service_lookups.count(result);
+        }
+        let service_peer = || RemotePeer {
+            namespace: service.namespace.clone(),
+            workload: service.name.clone(),
+            kind: "Service".into(),
+            node: None,
+            zone: None,
+            region: None,
+        };
+        let Some(backend) = backend else { return Some(service_peer()) };
+        if let Some(peer) = self.remote(backend) {
+            return Some(peer);
+        }
+        // A backend that is no pod or node the index knows: its EndpointSlice may say where.
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let Some(endpoint) = index.endpoint_by_ip(backend) else { return Some(service_peer()) };
+        let region =
+            endpoint.node.as_deref().and_then(|n| index.node(n)).and_then(|n| n.region.clone());
+        Some(RemotePeer {
+            node: endpoint.node.clone(),
+            zone: endpoint.zone.clone(),
+            region,
+            ..service_peer()
+        })
+    }
+
+    /// Every Service virtual IP, when they changed since the last call.
+    pub fn take_service_addresses(&self) -> Option<std::collections::HashSet<IpAddr>> {
+        self.index.write().unwrap_or_else(|p| p.into_inner()).take_service_addresses()
     }
 
     /// This node's zone and region from its labels, if the index has it.

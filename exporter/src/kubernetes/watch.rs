@@ -1,4 +1,4 @@
-//! One watch per kind (Pods, Nodes, ReplicaSets, Jobs, Namespaces), each a kube-runtime watcher with the
+//! One watch per kind (Pods, Nodes, ReplicaSets, Jobs, Namespaces, Services, EndpointSlices), each a kube-runtime watcher with the
 //! default backoff: a list, then a watch from its resourceVersion, relisting when the watch
 //! is lost. Events update the [`KubeIndex`]; a relist replaces the kind's entries at once
 //! (objects deleted while the watch was down disappear). Errors (API server down, RBAC
@@ -17,7 +17,8 @@ use futures::StreamExt;
 use k8s_openapi::api::{
     apps::v1::ReplicaSet,
     batch::v1::Job,
-    core::v1::{Namespace, Node, Pod},
+    core::v1::{Namespace, Node, Pod, Service},
+    discovery::v1::EndpointSlice,
 };
 use kube::{
     Api, Client, Resource,
@@ -31,8 +32,8 @@ use super::index::KubeIndex;
 /// Per-kind health of the watches.
 #[derive(Debug, Default)]
 pub struct WatchStatus {
-    /// Kinds in order: Pod, Node, ReplicaSet, Job, Namespace.
-    pub kinds: [KindStatus; 5],
+    /// Kinds in [`KINDS`] order.
+    pub kinds: [KindStatus; 7],
 }
 
 /// One kind's counters.
@@ -47,12 +48,13 @@ pub struct KindStatus {
 }
 
 /// The kinds' names, in [`WatchStatus::kinds`] order.
-pub const KINDS: [&str; 5] = ["Pod", "Node", "ReplicaSet", "Job", "Namespace"];
+pub const KINDS: [&str; 7] =
+    ["Pod", "Node", "ReplicaSet", "Job", "Namespace", "Service", "EndpointSlice"];
 
 /// The shared index.
 pub type SharedIndex = Arc<RwLock<KubeIndex>>;
 
-/// Starts the four watches on the current tokio runtime.
+/// Starts the watches on the current tokio runtime.
 pub fn spawn(client: Client, index: SharedIndex, status: Arc<WatchStatus>) {
     spawn_kind::<Pod>(client.clone(), index.clone(), status.clone(), 0, |i, e| match e {
         Change::Apply(p) => i.apply_pod(p),
@@ -74,10 +76,20 @@ pub fn spawn(client: Client, index: SharedIndex, status: Arc<WatchStatus>) {
         Change::Delete(j) => i.apply_job(j, false),
         Change::Replace(all) => i.replace_jobs(all),
     });
-    spawn_kind::<Namespace>(client, index, status, 4, |i, e| match e {
+    spawn_kind::<Namespace>(client.clone(), index.clone(), status.clone(), 4, |i, e| match e {
         Change::Apply(n) => i.apply_namespace(n, true),
         Change::Delete(n) => i.apply_namespace(n, false),
         Change::Replace(all) => i.replace_namespaces(all),
+    });
+    spawn_kind::<Service>(client.clone(), index.clone(), status.clone(), 5, |i, e| match e {
+        Change::Apply(s) => i.apply_service(s, true),
+        Change::Delete(s) => i.apply_service(s, false),
+        Change::Replace(all) => i.replace_services(all),
+    });
+    spawn_kind::<EndpointSlice>(client, index, status, 6, |i, e| match e {
+        Change::Apply(s) => i.apply_endpoint_slice(s, true),
+        Change::Delete(s) => i.apply_endpoint_slice(s, false),
+        Change::Replace(all) => i.replace_endpoint_slices(all),
     });
 }
 
@@ -91,6 +103,12 @@ struct KindLabels {
 struct WatchCollector {
     status: Arc<WatchStatus>,
     index: SharedIndex,
+    service_lookups: Arc<super::ServiceLookups>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 impl prometheus_client::collector::Collector for WatchCollector {
@@ -102,7 +120,10 @@ impl prometheus_client::collector::Collector for WatchCollector {
             encoding::EncodeMetric,
             metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
         };
-        let (pods, nodes, pod_ips) = self.index.read().unwrap_or_else(|p| p.into_inner()).sizes();
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let (pods, nodes, pod_ips) = index.sizes();
+        let (service_ips, endpoint_ips) = index.service_sizes();
+        drop(index);
         for (name, help, pick) in [
             ("kubernetes_watch_events", "Watch events applied, by kind", 0),
             (
@@ -125,12 +146,28 @@ impl prometheus_client::collector::Collector for WatchCollector {
         }
         let mut family = encoder.encode_descriptor(
             "kubernetes_objects",
-            "Objects held in the index: pods, nodes, and pod IPs",
+            "Objects held in the index: pods, nodes, pod IPs, Service virtual IPs and EndpointSlice addresses",
             None,
             MetricType::Gauge,
         )?;
-        for (kind, n) in [("Pod", pods), ("Node", nodes), ("PodIP", pod_ips)] {
+        for (kind, n) in [
+            ("Pod", pods),
+            ("Node", nodes),
+            ("PodIP", pod_ips),
+            ("ServiceIP", service_ips),
+            ("EndpointIP", endpoint_ips),
+        ] {
             ConstGauge::new(n as i64).encode(family.encode_family(&KindLabels { kind })?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "kubernetes_service_lookups",
+            "Flows to Service virtual IPs by how their backend was found: backend (conntrack named it), no_nat, not_found (no conntrack entry), error (conntrack could not be asked), no_tuple (no connection ports in the flow)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (slot, result) in super::SERVICE_LOOKUP_RESULTS.iter().enumerate() {
+            let v = self.service_lookups.counts[slot].load(Ordering::Relaxed);
+            ConstCounter::new(v).encode(family.encode_family(&ResultLabels { result })?)?;
         }
         Ok(())
     }
@@ -141,8 +178,9 @@ pub fn register(
     registry: &mut prometheus_client::registry::Registry,
     status: Arc<WatchStatus>,
     index: SharedIndex,
+    service_lookups: Arc<super::ServiceLookups>,
 ) {
-    registry.register_collector(Box::new(WatchCollector { status, index }));
+    registry.register_collector(Box::new(WatchCollector { status, index, service_lookups }));
 }
 
 /// What a watch event does to the index.
