@@ -205,3 +205,51 @@ async fn services_and_endpoint_slices_fill_the_index_and_follow_changes() {
     assert_eq!(status.kinds[5].errors.load(Ordering::Relaxed), 0);
     assert_eq!(status.kinds[6].errors.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_object_is_counted_and_skipped_without_failing_its_list() {
+    let fake = FakeKube::start().with_fixtures();
+    // In the list: a pod whose `spec.containers` is a string, not a list.
+    let pods = fixture("pods");
+    let mut broken = pods.iter().find(|p| p["metadata"]["name"] == "debug").unwrap().clone();
+    broken["metadata"]["name"] = "broken".into();
+    broken["metadata"]["uid"] = "e1e2e3e4-0000-4000-8000-000000000001".into();
+    broken["spec"]["containers"] = "oops".into();
+    fake.apply(broken.clone());
+    let (index, status) = start_watching(&fake.kubeconfig()).await;
+    until("pods listed", || synced(&status, &[0])).await;
+    let malformed = || status.kinds[0].malformed.load(Ordering::Relaxed);
+    assert_eq!(malformed(), 1);
+    assert!(workload(&index, API_POD).is_some(), "the rest of the list is in the index");
+    assert!(index.read().unwrap().pod("e1e2e3e4-0000-4000-8000-000000000001").is_none());
+    // In the watch: a node whose `status.addresses` is a number; then a good event.
+    let nodes = fixture("nodes");
+    let mut node = nodes[2].clone();
+    node["status"]["addresses"] = 7.into();
+    fake.apply(node);
+    let mut relabelled = nodes[1].clone();
+    relabelled["metadata"]["labels"]["topology.kubernetes.io/zone"] = "us-east-1d".into();
+    fake.apply(relabelled);
+    until("the good event after the bad one", || {
+        index
+            .read()
+            .unwrap()
+            .node("ip-10-0-2-20.ec2.internal")
+            .is_some_and(|n| n.zone.as_deref() == Some("us-east-1d"))
+    })
+    .await;
+    assert_eq!(status.kinds[1].malformed.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        index.read().unwrap().node("ip-10-0-3-30.ec2.internal").and_then(|n| n.zone.clone()),
+        Some("us-east-1c".into()),
+        "the malformed update left the node as it was"
+    );
+    // A malformed object's deletion still deletes (by its metadata).
+    let api_pod = pods.iter().find(|p| p["metadata"]["uid"] == API_POD).unwrap().clone();
+    let mut bad = api_pod.clone();
+    bad["spec"]["containers"] = 1.into();
+    fake.apply(bad.clone());
+    fake.delete(&bad);
+    until("the pod deleted", || index.read().unwrap().pod(API_POD).is_none()).await;
+    assert_eq!(status.kinds[0].errors.load(Ordering::Relaxed), 0, "never a watch error");
+}

@@ -2,8 +2,14 @@
 //! default backoff: a list, then a watch from its resourceVersion, relisting when the watch
 //! is lost. Events update the [`KubeIndex`]; a relist replaces the kind's entries at once
 //! (objects deleted while the watch was down disappear). Errors (API server down, RBAC
-//! forbidden, malformed objects) are logged and counted per kind, and the watcher retries:
-//! attribution meanwhile says `unknown` where it must, and nothing stops.
+//! forbidden) are logged and counted per kind, and the watcher retries: attribution
+//! meanwhile says `unknown` where it must, and nothing stops.
+//!
+//! **Malformed objects.** The watches read objects untyped ([`DynamicObject`]) and decode
+//! each one on its own: an object that does not decode (a field of the wrong type, say) is
+//! logged with its namespace and name, counted, and skipped — it never fails the list that
+//! holds it, which would keep the whole kind out of sync. A malformed deletion still deletes
+//! (by its metadata).
 
 use std::{
     fmt::Debug,
@@ -22,6 +28,7 @@ use k8s_openapi::api::{
 };
 use kube::{
     Api, Client, Resource,
+    api::{ApiResource, DynamicObject},
     runtime::{WatchStreamExt, watcher},
 };
 use serde::de::DeserializeOwned;
@@ -45,6 +52,8 @@ pub struct KindStatus {
     pub errors: AtomicU64,
     /// Completed lists (1 once the kind is in sync; more after relists).
     pub lists: AtomicU64,
+    /// Objects that did not decode as their kind (skipped).
+    pub malformed: AtomicU64,
 }
 
 /// The kinds' names, in [`WatchStatus::kinds`] order.
@@ -136,11 +145,17 @@ impl prometheus_client::collector::Collector for WatchCollector {
                 "Complete lists of a kind (1 once in sync; more after relists)",
                 2,
             ),
+            (
+                "kubernetes_malformed_objects",
+                "Objects that did not decode as their kind: logged with their name and skipped",
+                3,
+            ),
         ] {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (slot, kind) in KINDS.iter().enumerate() {
                 let c = &self.status.kinds[slot];
-                let v = [&c.events, &c.errors, &c.lists][pick].load(Ordering::Relaxed);
+                let v =
+                    [&c.events, &c.errors, &c.lists, &c.malformed][pick].load(Ordering::Relaxed);
                 ConstCounter::new(v).encode(family.encode_family(&KindLabels { kind })?)?;
             }
         }
@@ -197,14 +212,15 @@ fn spawn_kind<K>(
     slot: usize,
     apply: fn(&mut KubeIndex, Change<'_, K>),
 ) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K: Resource + Clone + Default + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
     tokio::spawn(async move {
         let kind = KINDS[slot];
         let counters = &status.kinds[slot];
-        let mut stream =
-            watcher(Api::<K>::all(client), watcher::Config::default()).default_backoff().boxed();
+        let resource = ApiResource::erase::<K>(&K::DynamicType::default());
+        let api = Api::<DynamicObject>::all_with(client, &resource);
+        let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
         let mut listing: Option<Vec<K>> = None;
         while let Some(event) = stream.next().await {
             let event = match event {
@@ -216,10 +232,15 @@ fn spawn_kind<K>(
                 }
             };
             counters.events.fetch_add(1, Ordering::Relaxed);
+            let decoded = |object: DynamicObject| decode::<K>(kind, counters, object);
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
             match event {
                 watcher::Event::Init => listing = Some(Vec::new()),
-                watcher::Event::InitApply(o) => listing.get_or_insert_with(Vec::new).push(o),
+                watcher::Event::InitApply(o) => {
+                    if let Ok(o) = decoded(o) {
+                        listing.get_or_insert_with(Vec::new).push(o);
+                    }
+                }
                 watcher::Event::InitDone => {
                     let all = listing.take().unwrap_or_default();
                     apply(&mut index, Change::Replace(&all));
@@ -227,9 +248,43 @@ fn spawn_kind<K>(
                         info!(kind, objects = all.len(), "Kubernetes metadata in sync");
                     }
                 }
-                watcher::Event::Apply(o) => apply(&mut index, Change::Apply(&o)),
-                watcher::Event::Delete(o) => apply(&mut index, Change::Delete(&o)),
+                watcher::Event::Apply(o) => {
+                    if let Ok(o) = decoded(o) {
+                        apply(&mut index, Change::Apply(&o));
+                    }
+                }
+                watcher::Event::Delete(o) => {
+                    // A deletion needs only the metadata: a malformed one still deletes.
+                    let o = decoded(o).unwrap_or_else(|metadata| {
+                        let mut bare = K::default();
+                        *bare.meta_mut() = metadata;
+                        bare
+                    });
+                    apply(&mut index, Change::Delete(&o));
+                }
             }
         }
     });
+}
+
+/// Decodes one object as `K`; one that does not decode is logged, counted and given back as
+/// its metadata.
+fn decode<K: Resource + DeserializeOwned>(
+    kind: &'static str,
+    counters: &KindStatus,
+    object: DynamicObject,
+) -> Result<K, kube::api::ObjectMeta> {
+    let decoded = serde_json::to_value(&object).and_then(serde_json::from_value::<K>);
+    decoded.map_err(|e| {
+        counters.malformed.fetch_add(1, Ordering::Relaxed);
+        let metadata = object.metadata;
+        warn!(
+            kind,
+            namespace = metadata.namespace.as_deref().unwrap_or(""),
+            name = metadata.name.as_deref().unwrap_or(""),
+            error = %e,
+            "malformed Kubernetes object skipped"
+        );
+        metadata
+    })
 }
