@@ -257,7 +257,7 @@ fn spawn_kind<K>(
                     // A deletion needs only the metadata: a malformed one still deletes.
                     let o = decoded(o).unwrap_or_else(|metadata| {
                         let mut bare = K::default();
-                        *bare.meta_mut() = metadata;
+                        *bare.meta_mut() = *metadata;
                         bare
                     });
                     apply(&mut index, Change::Delete(&o));
@@ -273,7 +273,7 @@ fn decode<K: Resource + DeserializeOwned>(
     kind: &'static str,
     counters: &KindStatus,
     object: DynamicObject,
-) -> Result<K, kube::api::ObjectMeta> {
+) -> Result<K, Box<kube::api::ObjectMeta>> {
     let decoded = serde_json::to_value(&object).and_then(serde_json::from_value::<K>);
     decoded.map_err(|e| {
         counters.malformed.fetch_add(1, Ordering::Relaxed);
@@ -285,6 +285,6 @@ fn decode<K: Resource + DeserializeOwned>(
             error = %e,
             "malformed Kubernetes object skipped"
         );
-        metadata
+        Box::new(metadata)
     })
 }
