@@ -192,13 +192,14 @@ async fn services_and_endpoint_slices_fill_the_index_and_follow_changes() {
     until("the new address", || index.read().unwrap().service_by_ip(ip("10.96.0.21")).is_some())
         .await;
     until("cache gone", || index.read().unwrap().service_by_ip(ip("10.96.0.30")).is_none()).await;
-    let mut i = index.write().unwrap();
-    assert!(i.service_by_ip(ip("10.96.0.20")).is_none(), "the old address is no Service's");
-    let mut addresses: Vec<_> =
-        i.take_service_addresses().unwrap().into_iter().map(|a| a.to_string()).collect();
-    addresses.sort();
-    assert_eq!(addresses, ["10.96.0.21", "10.96.0.40"]);
-    drop(i);
+    {
+        let mut i = index.write().unwrap();
+        assert!(i.service_by_ip(ip("10.96.0.20")).is_none(), "the old address is no Service's");
+        let mut addresses: Vec<_> =
+            i.take_service_addresses().unwrap().into_iter().map(|a| a.to_string()).collect();
+        addresses.sort();
+        assert_eq!(addresses, ["10.96.0.21", "10.96.0.40"]);
+    }
     let slices = fixture("endpointslices");
     fake.delete(slices.iter().find(|s| s["metadata"]["name"] == "legacy-db-1").unwrap());
     until("slice gone", || index.read().unwrap().endpoint_by_ip(ip("10.0.3.200")).is_none()).await;
