@@ -260,7 +260,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let dns_names = DnsNames::new(args.dns_cache_size, args.dns_grace_period);
-    let kube = start_kubernetes(&args, &mut registry).await?;
+    let kube = start_kubernetes(&args, &plan.file, &mut registry).await?;
     let interfaces: HashMap<u32, Arc<str>> =
         plan.dataplane.interfaces.iter().map(|i| (i.index, Arc::from(i.name.as_str()))).collect();
     let cgroup_root = plan.dataplane.cgroup.clone().unwrap_or_else(|| PathBuf::from("/"));
@@ -341,6 +341,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
 /// be read. An unreachable API server is not an error: the watches retry.
 async fn start_kubernetes(
     args: &AgentArgs,
+    file: &FileConfig,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Option<KubeAttribution>, ConfigError> {
     if !kubernetes_wanted(args) {
@@ -373,7 +374,9 @@ async fn start_kubernetes(
     // The pod and namespace labels to keep: the version label and the chargeback labels.
     let mut keep = vec![args.kubernetes_version_label.clone()];
     keep.extend(args.kubernetes_labels.iter().cloned());
-    let index = Arc::new(std::sync::RwLock::new(KubeIndex::new(keep)));
+    let index = Arc::new(std::sync::RwLock::new(
+        KubeIndex::new(keep).with_topology(&file.kubernetes.nodes),
+    ));
     let status = Arc::new(WatchStatus::default());
     let service_lookups = Arc::new(ServiceLookups::default());
     watch::register(registry, status.clone(), index.clone(), service_lookups.clone());

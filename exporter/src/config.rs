@@ -10,6 +10,10 @@
 //!     name: vpc-main-az2
 //!     zone: use1-az2
 //!     region: us-east-1
+//! kubernetes:
+//!   nodes:                # zone/region of nodes, over their topology labels
+//!     - name: ip-10-0-3-30.ec2.internal
+//!       zone: us-east-1c
 //! ```
 
 use std::{collections::HashSet, path::Path, time::Duration};
@@ -46,6 +50,31 @@ pub struct FileConfig {
     /// What to ask the cloud's metadata service.
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// Kubernetes settings.
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `kubernetes` in the configuration file.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Nodes whose zone or region is not (or not rightly) in their topology labels:
+    /// on-premises nodes, nodes whose labels drifted. What is given wins over the labels.
+    #[serde(default)]
+    pub nodes: Vec<NodeTopology>,
+}
+
+/// One node's place, as configured.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTopology {
+    /// The Node object's name.
+    pub name: String,
+    /// Its zone (over `topology.kubernetes.io/zone`).
+    pub zone: Option<String>,
+    /// Its region (over `topology.kubernetes.io/region`).
+    pub region: Option<String>,
 }
 
 /// A local subnet: flows whose local address lies in it leave the VPC by `egress`.
@@ -187,6 +216,23 @@ impl FileConfig {
                 self.pricing.tier_offset_gib
             ));
         }
+        let mut names = HashSet::new();
+        for (i, n) in self.kubernetes.nodes.iter().enumerate() {
+            let at = format!("kubernetes.nodes[{i}] ({})", n.name);
+            if n.name.trim().is_empty() {
+                problems.push(format!("kubernetes.nodes[{i}].name: must not be empty"));
+            } else if !names.insert(n.name.as_str()) {
+                problems.push(format!("{at}.name: listed twice"));
+            }
+            if n.zone.is_none() && n.region.is_none() {
+                problems.push(format!("{at}: give a zone, a region or both"));
+            }
+            for (field, value) in [("zone", &n.zone), ("region", &n.region)] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    problems.push(format!("{at}.{field}: must not be empty when given"));
+                }
+            }
+        }
         problems.extend(self.cloud_ranges.problems());
         problems
     }
@@ -219,6 +265,24 @@ mod tests {
         assert_eq!(c.node.zone.as_deref(), Some("use1-az1"));
         assert_eq!(c.networks.len(), 2);
         assert_eq!(c.networks[1].cidr.to_string(), "2001:db8::/32");
+    }
+
+    #[test]
+    fn kubernetes_node_overrides_are_checked() {
+        let c = parse("kubernetes:\n  nodes:\n    - {name: n1, zone: us-east-1c}\n").unwrap();
+        assert_eq!(c.kubernetes.nodes[0].zone.as_deref(), Some("us-east-1c"));
+        let e = parse(
+            "kubernetes:\n  nodes:\n    - {name: n1, zone: a}\n    - {name: n1, region: r}\n    \
+             - {name: n2}\n    - {name: '', zone: ''}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("kubernetes.nodes[1] (n1).name: listed twice"), "{e}");
+        assert!(e.contains("kubernetes.nodes[2] (n2): give a zone, a region or both"), "{e}");
+        assert!(e.contains("kubernetes.nodes[3].name: must not be empty"), "{e}");
+        assert!(e.contains("kubernetes.nodes[3] ().zone: must not be empty when given"), "{e}");
+        let e = parse("kubernetes:\n  nodes:\n    - {name: n1, zome: a}\n").unwrap_err();
+        assert!(e.to_string().contains("zome"), "a typo is an error: {e}");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct KubeIndex {
     jobs: HashMap<(String, String), Option<(String, String)>>,
     /// Pod and namespace labels to keep.
     keep_labels: Vec<String>,
+    /// Node name → (zone, region) from the configuration, over the node's labels.
+    topology: HashMap<String, (Option<String>, Option<String>)>,
     /// Namespace → its kept labels.
     namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Addresses whose owner (pod or node) changed since the last
@@ -139,6 +141,14 @@ impl KubeIndex {
     /// An empty index keeping the pod labels named in `keep_labels`.
     pub fn new(keep_labels: Vec<String>) -> Self {
         Self { keep_labels, ..Self::default() }
+    }
+
+    /// Zones and regions of nodes from the configuration (`kubernetes.nodes`): what is given
+    /// wins over the node's topology labels.
+    pub fn with_topology(mut self, nodes: &[crate::config::NodeTopology]) -> Self {
+        self.topology =
+            nodes.iter().map(|n| (n.name.clone(), (n.zone.clone(), n.region.clone()))).collect();
+        self
     }
 
     /// Adds or updates a pod.
@@ -234,7 +244,9 @@ impl KubeIndex {
                     .collect()
             })
             .unwrap_or_default();
-        let (zone, region) = (label(ZONE_LABELS), label(REGION_LABELS));
+        let configured = self.topology.get(&name);
+        let zone = configured.and_then(|c| c.0.clone()).or_else(|| label(ZONE_LABELS));
+        let region = configured.and_then(|c| c.1.clone()).or_else(|| label(REGION_LABELS));
         if self.nodes.get(&name).is_some_and(|old| old.zone != zone || old.region != region) {
             // Every flow to a pod on this node changes class.
             self.changed_all = true;
@@ -244,10 +256,7 @@ impl KubeIndex {
             self.node_by_ip.insert(*ip, name.clone());
             self.changed.push(*ip);
         }
-        self.nodes.insert(
-            name,
-            NodeInfo { zone: label(ZONE_LABELS), region: label(REGION_LABELS), addresses },
-        );
+        self.nodes.insert(name, NodeInfo { zone, region, addresses });
     }
 
     /// Removes a node.
@@ -501,5 +510,35 @@ impl KubeIndex {
     /// (Service virtual IPs, EndpointSlice addresses) held.
     pub fn service_sizes(&self) -> (usize, usize) {
         (self.service_by_ip.len(), self.endpoint_by_ip.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeTopology;
+
+    fn nodes() -> Vec<Node> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/kubernetes/nodes.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn configured_topology_wins_over_node_labels() {
+        let overrides = [
+            NodeTopology {
+                name: "ip-10-0-2-20.ec2.internal".into(),
+                zone: Some("use1-az6".into()),
+                region: None,
+            },
+            NodeTopology { name: "absent".into(), zone: Some("x".into()), region: None },
+        ];
+        let mut index = KubeIndex::new(Vec::new()).with_topology(&overrides);
+        index.replace_nodes(&nodes());
+        let n2 = index.node("ip-10-0-2-20.ec2.internal").unwrap();
+        assert_eq!(n2.zone.as_deref(), Some("use1-az6"), "the configured zone");
+        assert_eq!(n2.region.as_deref(), Some("us-east-1"), "the label where none is configured");
+        let n1 = index.node("ip-10-0-1-10.ec2.internal").unwrap();
+        assert_eq!(n1.zone.as_deref(), Some("us-east-1a"), "labels where nothing is configured");
     }
 }
