@@ -374,18 +374,22 @@ async fn start_kubernetes(
     // The pod and namespace labels to keep: the version label and the chargeback labels.
     let mut keep = vec![args.kubernetes_version_label.clone()];
     keep.extend(args.kubernetes_labels.iter().cloned());
+
+    let node_name = args.kubernetes_node_name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+    });
+    info!(node = %node_name, "this node in the cluster");
     let index = Arc::new(std::sync::RwLock::new(
-        KubeIndex::new(keep).with_topology(&file.kubernetes.nodes),
+        KubeIndex::new(keep)
+            .with_topology(&file.kubernetes.nodes)
+            .with_local_node(&node_name)
+            .with_fallback_place(file.node.zone.as_deref(), file.node.region.as_deref()),
     ));
     let status = Arc::new(WatchStatus::default());
     let service_lookups = Arc::new(ServiceLookups::default());
     watch::register(registry, status.clone(), index.clone(), service_lookups.clone());
     watch::spawn(client, index.clone(), status);
     info!("watching Pods, Nodes, ReplicaSets, Jobs, Namespaces, Services and EndpointSlices");
-    let node_name = args.kubernetes_node_name.clone().unwrap_or_else(|| {
-        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
-    });
-    info!(node = %node_name, "this node in the cluster");
     Ok(Some(KubeAttribution {
         chargeback: args.kubernetes_labels.clone(),
         index,

@@ -69,9 +69,6 @@ pub struct Attributor {
     /// Label names of the chargeback allowlist, and the labels with empty values.
     chargeback_names: Vec<Arc<str>>,
     empty_chargeback: ChargebackLabels,
-    /// This node's zone and region from the configuration (fallback for its labels).
-    node_zone: Option<String>,
-    node_region: Option<String>,
     remotes: Interner<RemoteLabels>,
     /// Interned remote labels of each configured network, by its index.
     remote_of_network: Vec<u32>,
@@ -249,8 +246,6 @@ impl Attributor {
             kube: None,
             chargeback_names: Vec::new(),
             empty_chargeback: ChargebackLabels::default(),
-            node_zone: config.node.zone.clone(),
-            node_region: config.node.region.clone(),
             workloads: {
                 let mut w =
                     Interner::new(LocalLabels::named(empty.clone(), ChargebackLabels::default()));
@@ -445,17 +440,17 @@ impl Attributor {
             _ => None,
         };
         let peer = kube.peer(remote, connection.as_ref())?;
-        let class = kube.class_to(&peer, (self.node_zone.as_deref(), self.node_region.as_deref()));
-        let text = |v: Option<String>| v.map_or_else(|| self.empty.clone(), Arc::from);
+        let class = peer.class;
+        let text = |v: &Option<Arc<str>>| v.clone().unwrap_or_else(|| self.empty.clone());
         let labels = RemoteLabels {
-            name: peer.workload.into(),
-            zone: text(peer.zone),
-            region: text(peer.region),
+            name: peer.workload.clone(),
+            zone: text(&peer.zone),
+            region: text(&peer.region),
             provider: "",
             service: self.empty.clone(),
             country: self.empty.clone(),
-            namespace: peer.namespace.into(),
-            kind: peer.kind.into(),
+            namespace: peer.namespace.clone(),
+            kind: peer.kind.clone(),
         };
         let id = self.remotes.intern(labels);
         Some((class, id, self.folded(id)))

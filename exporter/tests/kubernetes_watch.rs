@@ -75,17 +75,20 @@ async fn lists_and_watch_events_fill_the_index() {
         assert!(!api.labels.contains_key("pod-template-hash"), "only the labels asked for");
         for ip in ["10.0.1.101", "2600:1f18:1:100::101"] {
             assert_eq!(
-                i.pod_by_ip(ip.parse().unwrap()).map(|p| p.name.as_str()),
+                i.pod_by_ip(ip.parse().unwrap()).map(|p| &*p.name),
                 Some("api-7d9f8c6b5-x2x7q"),
                 "{ip}"
             );
         }
         // The hostNetwork pod does not claim the node's address; the node does.
         let (node, info) = i.node_by_ip("10.0.1.10".parse().unwrap()).unwrap();
-        assert_eq!((node, info.zone.as_deref()), ("ip-10-0-1-10.ec2.internal", Some("us-east-1a")));
+        assert_eq!(
+            (&**node, info.zone.as_deref()),
+            ("ip-10-0-1-10.ec2.internal", Some("us-east-1a"))
+        );
         assert!(i.pod_by_ip("10.0.1.10".parse().unwrap()).is_none());
         assert_eq!(
-            i.node_by_ip("3.80.0.20".parse().unwrap()).unwrap().0,
+            &**i.node_by_ip("3.80.0.20".parse().unwrap()).unwrap().0,
             "ip-10-0-2-20.ec2.internal",
             "ExternalIP"
         );
@@ -117,7 +120,7 @@ async fn lists_and_watch_events_fill_the_index() {
             .read()
             .unwrap()
             .pod_by_ip("10.0.2.104".parse().unwrap())
-            .is_some_and(|p| p.name == "debug-2")
+            .is_some_and(|p| &*p.name == "debug-2")
     })
     .await;
     // A finished pod gives its address up.
@@ -146,7 +149,9 @@ async fn an_api_server_down_at_start_is_retried_and_a_forbidden_kind_is_counted(
     fake.forbid("Job");
     until("pods, nodes and replicasets listed after the retry", || synced(&status, &[0, 1, 2]))
         .await;
-    assert_eq!(index.read().unwrap().sizes().0, 6);
+    // The server starts while the fixtures are still being added: a list may see some of
+    // them, the watch brings the rest.
+    until("all six pods", || index.read().unwrap().sizes().0 == 6).await;
     until("the forbidden kind counts errors", || {
         status.kinds[3].errors.load(Ordering::Relaxed) > 1
     })
@@ -154,7 +159,7 @@ async fn an_api_server_down_at_start_is_retried_and_a_forbidden_kind_is_counted(
     assert_eq!(status.kinds[3].lists.load(Ordering::Relaxed), 0);
     // Without Jobs, the CronJob pod's workload stops at its Job: known, not guessed.
     let w = workload(&index, JOB_POD).unwrap();
-    assert_eq!((w.kind.as_str(), w.name.as_str()), ("Job", "report-28901234"));
+    assert_eq!((&*w.kind, &*w.name), ("Job", "report-28901234"));
     assert!(fake.requests() > 3);
 }
 
@@ -177,10 +182,10 @@ async fn services_and_endpoint_slices_fill_the_index_and_follow_changes() {
         assert!(i.take_service_addresses().is_none(), "nothing changed since");
         let e = i.endpoint_by_ip(ip("10.0.3.200")).expect("the hand-written slice");
         assert_eq!(
-            (e.service.name.as_str(), e.zone.as_deref(), e.node.as_deref()),
+            (&*e.service.name, e.zone.as_deref(), e.node.as_deref()),
             ("legacy-db", Some("us-east-1c"), Some("ip-10-0-3-30.ec2.internal"))
         );
-        assert_eq!(i.endpoint_by_ip(ip("10.0.2.102")).unwrap().service.name, "db");
+        assert_eq!(&*i.endpoint_by_ip(ip("10.0.2.102")).unwrap().service.name, "db");
     }
     // A Service's address changes, another is deleted: the index and the set follow.
     let services = fixture("services");
@@ -218,7 +223,7 @@ async fn a_malformed_object_is_counted_and_skipped_without_failing_its_list() {
     broken["spec"]["containers"] = "oops".into();
     fake.apply(broken.clone());
     let (index, status) = start_watching(&fake.kubeconfig()).await;
-    until("pods listed", || synced(&status, &[0])).await;
+    until("pods and nodes listed", || synced(&status, &[0, 1])).await;
     let malformed = || status.kinds[0].malformed.load(Ordering::Relaxed);
     assert_eq!(malformed(), 1);
     assert!(workload(&index, API_POD).is_some(), "the rest of the list is in the index");

@@ -14,8 +14,9 @@
 //! `nodeName`: endpoints of a selector-less Service, pods not yet seen).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap as StdHashMap},
     net::IpAddr,
+    sync::Arc,
 };
 
 use k8s_openapi::api::{
@@ -25,6 +26,17 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
 };
 use kube::ResourceExt;
+
+use super::RemotePeer;
+use crate::classify::TrafficClass;
+
+/// Maps with foldhash: attribution looks up pods, nodes and owners per new flow (the
+/// benchmark's target is ≤ 200 ns per flow at 10k pods), and keys are not attacker-chosen.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+
+/// Shared text: names, zones and kinds are cloned into every flow's attribution, so they are
+/// reference-counted rather than copied.
+pub type Text = Arc<str>;
 
 /// Node label of the zone (and its legacy name).
 pub const ZONE_LABELS: [&str; 2] =
@@ -38,26 +50,34 @@ pub const REGION_LABELS: [&str; 2] =
 pub struct Workload {
     /// `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`, `ReplicaSet`, `Pod`, or
     /// another owner's kind.
-    pub kind: String,
+    pub kind: Text,
     /// Its name.
-    pub name: String,
+    pub name: Text,
 }
 
-/// A pod, as kept.
+/// A pod, as kept (shared by the UID and the IP indexes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
+    /// UID.
+    pub uid: Text,
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Text,
     /// Name.
-    pub name: String,
+    pub name: Text,
     /// Node it runs on.
-    pub node: Option<String>,
+    pub node: Option<Text>,
     /// Pod IPs (v4 and v6); empty for hostNetwork pods (their IPs are the node's).
     pub ips: Vec<IpAddr>,
     /// Whether it shares the node's network namespace.
     pub host_network: bool,
     /// Its controller owner reference (kind, name).
-    pub owner: Option<(String, String)>,
+    pub owner: Option<(Text, Text)>,
+    /// Its workload, resolved through the owner chain when the pod or an owner changes (not
+    /// per lookup: attribution asks per flow).
+    pub workload: Workload,
+    /// The pod as the remote end of a flow (workload and its node's place), rebuilt when the
+    /// workload or the node's place changes.
+    pub peer: Arc<RemotePeer>,
     /// The labels kept (version and chargeback labels asked for in the configuration).
     pub labels: BTreeMap<String, String>,
     /// Whether it has finished (Succeeded or Failed).
@@ -65,23 +85,25 @@ pub struct PodInfo {
 }
 
 /// A node, as kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeInfo {
     /// Zone label.
-    pub zone: Option<String>,
+    pub zone: Option<Text>,
     /// Region label.
-    pub region: Option<String>,
+    pub region: Option<Text>,
     /// InternalIP and ExternalIP addresses.
     pub addresses: Vec<IpAddr>,
+    /// The node as the remote end of a flow to one of its addresses.
+    pub peer: Arc<RemotePeer>,
 }
 
 /// A Service, as its virtual IPs name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceName {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Text,
     /// Name.
-    pub name: String,
+    pub name: Text,
 }
 
 /// A backend address from an EndpointSlice.
@@ -90,9 +112,9 @@ pub struct EndpointInfo {
     /// The Service it backs.
     pub service: ServiceName,
     /// `endpoints[].zone`.
-    pub zone: Option<String>,
+    pub zone: Option<Text>,
     /// `endpoints[].nodeName`.
-    pub node: Option<String>,
+    pub node: Option<Text>,
 }
 
 /// The indexes.
@@ -106,18 +128,23 @@ pub struct KubeIndex {
     /// (namespace, slice name) → the addresses it lists.
     slices: HashMap<(String, String), Vec<IpAddr>>,
     endpoint_by_ip: HashMap<IpAddr, EndpointInfo>,
-    pods: HashMap<String, PodInfo>,
-    pod_by_ip: HashMap<IpAddr, String>,
-    nodes: HashMap<String, NodeInfo>,
-    node_by_ip: HashMap<IpAddr, String>,
-    /// (namespace, ReplicaSet) → its owner (kind, name).
-    replicasets: HashMap<(String, String), Option<(String, String)>>,
-    /// (namespace, Job) → its owner (kind, name).
-    jobs: HashMap<(String, String), Option<(String, String)>>,
+    pods: HashMap<Text, Arc<PodInfo>>,
+    pod_by_ip: HashMap<IpAddr, Arc<PodInfo>>,
+    nodes: HashMap<Text, NodeInfo>,
+    node_by_ip: HashMap<IpAddr, Text>,
+    /// namespace → ReplicaSet → its owner (kind, name); nested so a lookup borrows.
+    replicasets: Owners,
+    /// namespace → Job → its owner (kind, name).
+    jobs: Owners,
     /// Pod and namespace labels to keep.
     keep_labels: Vec<String>,
     /// Node name → (zone, region) from the configuration, over the node's labels.
     topology: HashMap<String, (Option<String>, Option<String>)>,
+    /// This node's name, and its place (kept up to date from its Node object).
+    local_node: Option<Text>,
+    local_place: (Option<Text>, Option<Text>),
+    /// This node's place from the configuration, where its labels say nothing.
+    fallback_place: (Option<Text>, Option<Text>),
     /// Namespace → its kept labels.
     namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Addresses whose owner (pod or node) changed since the last
@@ -127,20 +154,110 @@ pub struct KubeIndex {
     changed_all: bool,
 }
 
+/// namespace → owned object → its owner (kind, name).
+type Owners = HashMap<Text, HashMap<Text, Option<(Text, Text)>>>;
+
 fn controller(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<(String, String)> {
+) -> Option<(Text, Text)> {
     let refs = meta.owner_references.as_ref()?;
     refs.iter()
         .find(|r| r.controller == Some(true))
         .or_else(|| refs.first())
-        .map(|r| (r.kind.clone(), r.name.clone()))
+        .map(|r| (Text::from(r.kind.as_str()), Text::from(r.name.as_str())))
+}
+
+/// Adds (`Some`) or removes (`None`) one owned object's owner; whether that changed what
+/// the index holds.
+fn set_owner(
+    owners: &mut Owners,
+    namespace: &str,
+    name: &str,
+    owner: Option<Option<(Text, Text)>>,
+) -> bool {
+    match owner {
+        Some(owner) => {
+            let m = match owners.get_mut(namespace) {
+                Some(m) => m,
+                None => owners.entry(namespace.into()).or_default(),
+            };
+            match m.get_mut(name) {
+                Some(held) if *held == owner => false,
+                Some(held) => {
+                    *held = owner;
+                    true
+                }
+                None => {
+                    m.insert(name.into(), owner);
+                    true
+                }
+            }
+        }
+        None => {
+            let Some(m) = owners.get_mut(namespace) else { return false };
+            let removed = m.remove(name).is_some();
+            if m.is_empty() {
+                owners.remove(namespace);
+            }
+            removed
+        }
+    }
+}
+
+fn text(s: Option<&String>) -> Option<Text> {
+    s.map(|s| Text::from(s.as_str()))
 }
 
 impl KubeIndex {
     /// An empty index keeping the pod labels named in `keep_labels`.
     pub fn new(keep_labels: Vec<String>) -> Self {
         Self { keep_labels, ..Self::default() }
+    }
+
+    /// Names the node the agent runs on: [`KubeIndex::local_place`] follows its Node object.
+    pub fn with_local_node(mut self, name: &str) -> Self {
+        self.local_node = Some(name.into());
+        self
+    }
+
+    /// This node's place from the configuration file (`node.zone`, `node.region`), used
+    /// where its Node object has no topology labels.
+    pub fn with_fallback_place(mut self, zone: Option<&str>, region: Option<&str>) -> Self {
+        self.fallback_place = (zone.map(Text::from), region.map(Text::from));
+        self
+    }
+
+    /// This node's zone and region, from its Node object (or the configuration).
+    pub fn local_place(&self) -> (Option<&str>, Option<&str>) {
+        let (zone, region) = (&self.local_place.0, &self.local_place.1);
+        (
+            zone.as_deref().or(self.fallback_place.0.as_deref()),
+            region.as_deref().or(self.fallback_place.1.as_deref()),
+        )
+    }
+
+    /// The class of traffic between this node and a peer on `node` in `zone` and `region`
+    /// (see [`RemotePeer::class`]).
+    pub fn class_of(
+        &self,
+        node: Option<&Text>,
+        zone: Option<&Text>,
+        region: Option<&Text>,
+    ) -> TrafficClass {
+        if node.is_some() && node == self.local_node.as_ref() {
+            return TrafficClass::SameHost;
+        }
+        let (here_zone, here_region) = self.local_place();
+        if let (Some(a), Some(b)) = (here_region, region.map(|r| &**r))
+            && a != b
+        {
+            return TrafficClass::CrossRegion;
+        }
+        match (here_zone, zone.map(|z| &**z)) {
+            (Some(a), Some(b)) if a == b => TrafficClass::SameZone,
+            (Some(_), Some(_)) => TrafficClass::CrossZone,
+            _ => TrafficClass::Unknown,
+        }
     }
 
     /// Zones and regions of nodes from the configuration (`kubernetes.nodes`): what is given
@@ -153,7 +270,7 @@ impl KubeIndex {
 
     /// Adds or updates a pod.
     pub fn apply_pod(&mut self, pod: &Pod) {
-        let Some(uid) = pod.metadata.uid.clone() else { return };
+        let Some(uid) = pod.metadata.uid.as_deref().map(Text::from) else { return };
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
         let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
@@ -172,20 +289,29 @@ impl KubeIndex {
             ips.clear();
         }
         let labels = pod.labels();
-        let info = PodInfo {
-            namespace: pod.namespace().unwrap_or_default(),
-            name: pod.name_any(),
-            node: spec.and_then(|s| s.node_name.clone()),
+        let namespace: Text = pod.namespace().unwrap_or_default().into();
+        let name: Text = pod.name_any().into();
+        let owner = controller(&pod.metadata);
+        let workload = self.resolve(&namespace, &name, owner.as_ref());
+        let node = text(spec.and_then(|s| s.node_name.as_ref()));
+        let peer = self.pod_peer(&namespace, node.as_ref(), &workload);
+        let info = Arc::new(PodInfo {
+            uid: uid.clone(),
+            namespace,
+            name,
+            node,
             ips,
             host_network,
-            owner: controller(&pod.metadata),
+            owner,
+            workload,
+            peer,
             labels: self
                 .keep_labels
                 .iter()
                 .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
                 .collect(),
             finished,
-        };
+        });
         if let Some(old) = self.pods.get(&uid) {
             for ip in old.ips.clone() {
                 self.release_ip(ip, &uid);
@@ -193,7 +319,8 @@ impl KubeIndex {
         }
         if !info.finished {
             for ip in &info.ips {
-                if self.pod_by_ip.insert(*ip, uid.clone()).as_ref() != Some(&uid) {
+                let previous = self.pod_by_ip.insert(*ip, info.clone());
+                if previous.is_none_or(|p| p.uid != uid) {
                     self.changed.push(*ip);
                 }
             }
@@ -205,16 +332,111 @@ impl KubeIndex {
     pub fn delete_pod(&mut self, pod: &Pod) {
         let Some(uid) = pod.metadata.uid.as_deref() else { return };
         if let Some(old) = self.pods.remove(uid) {
-            for ip in old.ips {
-                self.release_ip(ip, uid);
+            for ip in &old.ips {
+                self.release_ip(*ip, uid);
             }
         }
     }
 
     fn release_ip(&mut self, ip: IpAddr, uid: &str) {
-        if self.pod_by_ip.get(&ip).is_some_and(|owner| owner == uid) {
+        if self.pod_by_ip.get(&ip).is_some_and(|owner| &*owner.uid == uid) {
             self.pod_by_ip.remove(&ip);
             self.changed.push(ip);
+        }
+    }
+
+    /// A pod's workload, following the owner chain: ReplicaSet → Deployment, Job → CronJob;
+    /// StatefulSet, DaemonSet and other owners as they are; a bare pod is its own workload.
+    /// An owner not (yet) known stops the chain where it is.
+    fn resolve(&self, namespace: &str, name: &Text, owner: Option<&(Text, Text)>) -> Workload {
+        let Some((kind, owner_name)) = owner else {
+            return Workload { kind: Text::from("Pod"), name: name.clone() };
+        };
+        let owners = match &**kind {
+            "ReplicaSet" => &self.replicasets,
+            "Job" => &self.jobs,
+            _ => return Workload { kind: kind.clone(), name: owner_name.clone() },
+        };
+        match owners.get(namespace).and_then(|m| m.get(&**owner_name)) {
+            Some(Some((kind, name))) => Workload { kind: kind.clone(), name: name.clone() },
+            _ => Workload { kind: kind.clone(), name: owner_name.clone() },
+        }
+    }
+
+    /// Resolves again the workload of the pods owned by a `kind` (`ReplicaSet`, `Job`) in
+    /// `namespace` named `name` — every such pod when `name` is `None` (a relist). Owners
+    /// change rarely (a rollout's new ReplicaSet), so a pass over the pods is cheap enough.
+    fn reresolve(&mut self, kind: &str, namespace: Option<&str>, name: Option<&str>) {
+        let stale: Vec<Arc<PodInfo>> = self
+            .pods
+            .values()
+            .filter(|p| {
+                p.owner.as_ref().is_some_and(|(k, n)| {
+                    &**k == kind
+                        && namespace.is_none_or(|ns| *p.namespace == *ns)
+                        && name.is_none_or(|want| **n == *want)
+                })
+            })
+            .cloned()
+            .collect();
+        for pod in stale {
+            let workload = self.resolve(&pod.namespace, &pod.name, pod.owner.as_ref());
+            if workload == pod.workload {
+                continue;
+            }
+            let peer = self.pod_peer(&pod.namespace, pod.node.as_ref(), &workload);
+            self.replace_pod(Arc::new(PodInfo { workload, peer, ..(*pod).clone() }));
+        }
+    }
+
+    /// The remote-end view of a pod: its workload and its node's place.
+    fn pod_peer(
+        &self,
+        namespace: &Text,
+        node: Option<&Text>,
+        workload: &Workload,
+    ) -> Arc<RemotePeer> {
+        let place = node.and_then(|n| self.nodes.get(&**n));
+        let (zone, region) =
+            (place.and_then(|p| p.zone.clone()), place.and_then(|p| p.region.clone()));
+        Arc::new(RemotePeer {
+            namespace: namespace.clone(),
+            workload: workload.name.clone(),
+            kind: workload.kind.clone(),
+            node: node.cloned(),
+            class: self.class_of(node, zone.as_ref(), region.as_ref()),
+            zone,
+            region,
+        })
+    }
+
+    /// Puts `fresh` in place of the pod with its UID, in both indexes.
+    fn replace_pod(&mut self, fresh: Arc<PodInfo>) {
+        for ip in &fresh.ips {
+            if let Some(slot) = self.pod_by_ip.get_mut(ip)
+                && slot.uid == fresh.uid
+            {
+                *slot = fresh.clone();
+                self.changed.push(*ip);
+            }
+        }
+        self.pods.insert(fresh.uid.clone(), fresh);
+    }
+
+    /// Rebuilds the remote-end view of the pods on `node` (every pod when `None`) after its
+    /// place changed. Nodes change place rarely; heartbeats do not come here.
+    fn refresh_pods_on(&mut self, node: Option<&str>) {
+        let on: Vec<Arc<PodInfo>> = self
+            .pods
+            .values()
+            .filter(|p| node.is_none_or(|n| p.node.as_deref() == Some(n)))
+            .cloned()
+            .collect();
+        for pod in on {
+            let peer = self.pod_peer(&pod.namespace, pod.node.as_ref(), &pod.workload);
+            if peer != pod.peer {
+                self.replace_pod(Arc::new(PodInfo { peer, ..(*pod).clone() }));
+            }
         }
     }
 
@@ -230,9 +452,49 @@ impl KubeIndex {
 
     /// Adds or updates a node.
     pub fn apply_node(&mut self, node: &Node) {
-        let name = node.name_any();
+        if self.put_node(node) {
+            let name = node.name_any();
+            if self.local_node.as_deref() == Some(name.as_str()) {
+                // This node moved: every peer's class may have changed.
+                self.refresh_node_peers();
+                self.refresh_pods_on(None);
+            } else {
+                self.refresh_pods_on(Some(&name));
+            }
+        }
+    }
+
+    /// Rebuilds every node's remote-end view (after this node's place changed).
+    fn refresh_node_peers(&mut self) {
+        let names: Vec<Text> = self.nodes.keys().cloned().collect();
+        for name in names {
+            let Some(node) = self.nodes.get(&name) else { continue };
+            let peer = self.node_peer(&name, node.zone.clone(), node.region.clone());
+            if let Some(node) = self.nodes.get_mut(&name) {
+                node.peer = peer;
+            }
+        }
+    }
+
+    /// The remote-end view of a node.
+    fn node_peer(&self, name: &Text, zone: Option<Text>, region: Option<Text>) -> Arc<RemotePeer> {
+        Arc::new(RemotePeer {
+            namespace: Text::from(""),
+            workload: name.clone(),
+            kind: Text::from("Node"),
+            node: Some(name.clone()),
+            class: self.class_of(Some(name), zone.as_ref(), region.as_ref()),
+            zone,
+            region,
+        })
+    }
+
+    /// Adds or updates a node without touching its pods; whether its place changed (or it is
+    /// new).
+    fn put_node(&mut self, node: &Node) -> bool {
+        let name: Text = node.name_any().into();
         let labels = node.labels();
-        let label = |keys: [&str; 2]| keys.iter().find_map(|k| labels.get(*k).cloned());
+        let label = |keys: [&str; 2]| keys.iter().find_map(|k| text(labels.get(*k)));
         let addresses: Vec<IpAddr> = node
             .status
             .as_ref()
@@ -244,34 +506,50 @@ impl KubeIndex {
                     .collect()
             })
             .unwrap_or_default();
-        let configured = self.topology.get(&name);
-        let zone = configured.and_then(|c| c.0.clone()).or_else(|| label(ZONE_LABELS));
-        let region = configured.and_then(|c| c.1.clone()).or_else(|| label(REGION_LABELS));
-        if self.nodes.get(&name).is_some_and(|old| old.zone != zone || old.region != region) {
+        let configured = self.topology.get(&*name);
+        let zone = configured.and_then(|c| text(c.0.as_ref())).or_else(|| label(ZONE_LABELS));
+        let region = configured.and_then(|c| text(c.1.as_ref())).or_else(|| label(REGION_LABELS));
+        let old = self.nodes.get(&name);
+        let moved = old.is_none_or(|old| old.zone != zone || old.region != region);
+        if old.is_some() && moved {
             // Every flow to a pod on this node changes class.
             self.changed_all = true;
+        }
+        if old.is_some_and(|old| old.addresses == addresses) && !moved {
+            return false; // a heartbeat
         }
         self.delete_node_named(&name);
         for ip in &addresses {
             self.node_by_ip.insert(*ip, name.clone());
             self.changed.push(*ip);
         }
-        self.nodes.insert(name, NodeInfo { zone, region, addresses });
+        if self.local_node.as_ref() == Some(&name) {
+            self.local_place = (zone.clone(), region.clone());
+        }
+        let peer = self.node_peer(&name, zone.clone(), region.clone());
+        self.nodes.insert(name, NodeInfo { zone, region, addresses, peer });
+        moved
     }
 
     /// Removes a node.
     pub fn delete_node(&mut self, node: &Node) {
-        self.delete_node_named(&node.name_any());
+        let name = node.name_any();
+        self.delete_node_named(&name);
+        self.refresh_pods_on(Some(&name));
     }
 
     fn delete_node_named(&mut self, name: &str) {
         if let Some(old) = self.nodes.remove(name) {
             for ip in old.addresses {
-                if self.node_by_ip.get(&ip).is_some_and(|n| n == name) {
+                if self.node_by_ip.get(&ip).is_some_and(|n| &**n == name) {
                     self.node_by_ip.remove(&ip);
                     self.changed.push(ip);
                 }
             }
+        }
+        if self.local_node.as_deref() == Some(name) {
+            self.local_place = (None, None);
+            self.refresh_node_peers();
         }
     }
 
@@ -279,29 +557,30 @@ impl KubeIndex {
     pub fn replace_nodes(&mut self, nodes: &[Node]) {
         self.nodes.clear();
         self.node_by_ip.clear();
+        self.local_place = (None, None);
         self.changed_all = true;
         for n in nodes {
-            self.apply_node(n);
+            self.put_node(n);
         }
+        self.refresh_node_peers();
+        self.refresh_pods_on(None);
     }
 
-    /// Adds, updates (`Some`) or removes (`None`) a ReplicaSet's owner.
+    /// Adds, updates (`present`) or removes a ReplicaSet's owner.
     pub fn apply_replicaset(&mut self, rs: &ReplicaSet, present: bool) {
-        let key = (rs.namespace().unwrap_or_default(), rs.name_any());
-        if present {
-            self.replicasets.insert(key, controller(&rs.metadata));
-        } else {
-            self.replicasets.remove(&key);
+        let owner = present.then(|| controller(&rs.metadata));
+        let (namespace, name) = (rs.namespace().unwrap_or_default(), rs.name_any());
+        if set_owner(&mut self.replicasets, &namespace, &name, owner) {
+            self.reresolve("ReplicaSet", Some(&namespace), Some(&name));
         }
     }
 
     /// Adds, updates or removes a Job's owner.
     pub fn apply_job(&mut self, job: &Job, present: bool) {
-        let key = (job.namespace().unwrap_or_default(), job.name_any());
-        if present {
-            self.jobs.insert(key, controller(&job.metadata));
-        } else {
-            self.jobs.remove(&key);
+        let owner = present.then(|| controller(&job.metadata));
+        let (namespace, name) = (job.namespace().unwrap_or_default(), job.name_any());
+        if set_owner(&mut self.jobs, &namespace, &name, owner) {
+            self.reresolve("Job", Some(&namespace), Some(&name));
         }
     }
 
@@ -333,7 +612,7 @@ impl KubeIndex {
     pub fn label<'a>(&'a self, pod: &'a PodInfo, key: &str) -> Option<&'a str> {
         pod.labels
             .get(key)
-            .or_else(|| self.namespaces.get(&pod.namespace).and_then(|l| l.get(key)))
+            .or_else(|| self.namespaces.get(&*pod.namespace).and_then(|l| l.get(key)))
             .map(String::as_str)
     }
 
@@ -341,16 +620,20 @@ impl KubeIndex {
     pub fn replace_replicasets(&mut self, all: &[ReplicaSet]) {
         self.replicasets.clear();
         for rs in all {
-            self.apply_replicaset(rs, true);
+            let (namespace, name) = (rs.namespace().unwrap_or_default(), rs.name_any());
+            set_owner(&mut self.replicasets, &namespace, &name, Some(controller(&rs.metadata)));
         }
+        self.reresolve("ReplicaSet", None, None);
     }
 
     /// Replaces every Job.
     pub fn replace_jobs(&mut self, all: &[Job]) {
         self.jobs.clear();
         for j in all {
-            self.apply_job(j, true);
+            let (namespace, name) = (j.namespace().unwrap_or_default(), j.name_any());
+            set_owner(&mut self.jobs, &namespace, &name, Some(controller(&j.metadata)));
         }
+        self.reresolve("Job", None, None);
     }
 
     /// Adds or updates (`present`) or removes a Service's virtual IPs (headless Services,
@@ -378,7 +661,8 @@ impl KubeIndex {
             ips.push(ip);
         }
         for ip in &ips {
-            let name = ServiceName { namespace: key.0.clone(), name: key.1.clone() };
+            let name =
+                ServiceName { namespace: key.0.as_str().into(), name: key.1.as_str().into() };
             self.service_by_ip.insert(ip.to_canonical(), name);
             self.changed.push(*ip);
         }
@@ -422,7 +706,7 @@ impl KubeIndex {
         let Some(service) = slice.labels().get("kubernetes.io/service-name").cloned() else {
             return;
         };
-        let service = ServiceName { namespace: key.0.clone(), name: service };
+        let service = ServiceName { namespace: key.0.as_str().into(), name: service.into() };
         let mut ips = Vec::new();
         for endpoint in slice.endpoints.iter().flatten() {
             for ip in endpoint.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
@@ -431,8 +715,8 @@ impl KubeIndex {
                     ip,
                     EndpointInfo {
                         service: service.clone(),
-                        zone: endpoint.zone.clone(),
-                        node: endpoint.node_name.clone(),
+                        zone: text(endpoint.zone.as_ref()),
+                        node: text(endpoint.node_name.as_ref()),
                     },
                 );
                 ips.push(ip);
@@ -457,12 +741,12 @@ impl KubeIndex {
 
     /// A pod by UID.
     pub fn pod(&self, uid: &str) -> Option<&PodInfo> {
-        self.pods.get(uid)
+        self.pods.get(uid).map(|p| &**p)
     }
 
     /// The pod that owns `ip` now (hostNetwork pods own none).
     pub fn pod_by_ip(&self, ip: IpAddr) -> Option<&PodInfo> {
-        self.pods.get(self.pod_by_ip.get(&ip.to_canonical())?)
+        self.pod_by_ip.get(&ip.to_canonical()).map(|p| &**p)
     }
 
     /// A node by name.
@@ -471,27 +755,16 @@ impl KubeIndex {
     }
 
     /// The node that has `ip` as InternalIP or ExternalIP.
-    pub fn node_by_ip(&self, ip: IpAddr) -> Option<(&str, &NodeInfo)> {
+    pub fn node_by_ip(&self, ip: IpAddr) -> Option<(&Text, &NodeInfo)> {
         let name = self.node_by_ip.get(&ip.to_canonical())?;
-        self.nodes.get(name).map(|n| (name.as_str(), n))
+        self.nodes.get(name).map(|n| (name, n))
     }
 
-    /// The workload of a pod, following the owner chain: ReplicaSet → Deployment,
-    /// Job → CronJob; StatefulSet, DaemonSet and other owners as they are; a bare pod is its
-    /// own workload. An owner not (yet) known stops the chain where it is.
+    /// The workload of a pod (see [`PodInfo::workload`]): ReplicaSet → Deployment, Job →
+    /// CronJob; StatefulSet, DaemonSet and other owners as they are; a bare pod is its own
+    /// workload. An owner not (yet) known stops the chain where it is.
     pub fn workload(&self, pod: &PodInfo) -> Workload {
-        let Some((kind, name)) = pod.owner.clone() else {
-            return Workload { kind: "Pod".into(), name: pod.name.clone() };
-        };
-        let up = match kind.as_str() {
-            "ReplicaSet" => self.replicasets.get(&(pod.namespace.clone(), name.clone())),
-            "Job" => self.jobs.get(&(pod.namespace.clone(), name.clone())),
-            _ => None,
-        };
-        match up {
-            Some(Some((kind, name))) => Workload { kind: kind.clone(), name: name.clone() },
-            _ => Workload { kind, name },
-        }
+        pod.workload.clone()
     }
 
     /// The addresses whose owner changed since the last call, or `None` when everything did
@@ -540,5 +813,65 @@ mod tests {
         assert_eq!(n2.region.as_deref(), Some("us-east-1"), "the label where none is configured");
         let n1 = index.node("ip-10-0-1-10.ec2.internal").unwrap();
         assert_eq!(n1.zone.as_deref(), Some("us-east-1a"), "labels where nothing is configured");
+    }
+
+    fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
+        let path =
+            format!("{}/../tests/fixtures/kubernetes/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn late_owners_and_moved_nodes_reach_the_pods_remote_view() {
+        let mut index = KubeIndex::new(Vec::new()).with_local_node("ip-10-0-1-10.ec2.internal");
+        let pods: Vec<Pod> = fixture("pods");
+        index.replace_pods(&pods);
+        let db: IpAddr = "10.0.2.102".parse().unwrap();
+        let api: IpAddr = "10.0.1.101".parse().unwrap();
+        // Before ReplicaSets and Nodes are known: the ReplicaSet's name, no zone.
+        let peer = index.pod_by_ip(api).unwrap().peer.clone();
+        assert_eq!((&*peer.kind, &*peer.workload), ("ReplicaSet", "api-7d9f8c6b5"));
+        assert_eq!(index.pod_by_ip(db).unwrap().peer.zone, None);
+        index.take_changed();
+        index.replace_replicasets(&fixture::<ReplicaSet>("replicasets"));
+        let peer = index.pod_by_ip(api).unwrap().peer.clone();
+        assert_eq!((&*peer.kind, &*peer.workload), ("Deployment", "api"), "resolved again");
+        assert!(index.take_changed().is_some_and(|c| c.contains(&api)), "flows to it relabel");
+        index.replace_nodes(&nodes());
+        assert_eq!(index.pod_by_ip(db).unwrap().peer.zone.as_deref(), Some("us-east-1b"));
+        assert_eq!(index.local_place(), (Some("us-east-1a"), Some("us-east-1")));
+        // db-0's node moves zone; a heartbeat (same node again) changes nothing.
+        let mut moved = nodes()[1].clone();
+        moved
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("topology.kubernetes.io/zone".into(), "us-east-1d".into());
+        let before = index.pod_by_ip(db).unwrap().peer.clone();
+        index.apply_node(&nodes()[1]);
+        assert!(Arc::ptr_eq(&before, &index.pod_by_ip(db).unwrap().peer), "heartbeat: untouched");
+        index.apply_node(&moved);
+        assert_eq!(index.pod_by_ip(db).unwrap().peer.zone.as_deref(), Some("us-east-1d"));
+        assert_eq!(
+            index.node_by_ip("10.0.2.20".parse().unwrap()).unwrap().1.peer.zone.as_deref(),
+            Some("us-east-1d")
+        );
+        let class = |index: &KubeIndex, ip: IpAddr| index.pod_by_ip(ip).unwrap().peer.class;
+        assert_eq!(class(&index, api), TrafficClass::SameHost, "api runs on this node");
+        assert_eq!(class(&index, db), TrafficClass::CrossZone);
+        // This node moves into db-0's zone: every peer's class follows.
+        let mut here = nodes()[0].clone();
+        here.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("topology.kubernetes.io/zone".into(), "us-east-1d".into());
+        index.apply_node(&here);
+        assert_eq!(class(&index, db), TrafficClass::SameZone);
+        let node_2 = index.node_by_ip("10.0.2.20".parse().unwrap()).unwrap().1;
+        assert_eq!(node_2.peer.class, TrafficClass::SameZone, "node peers too");
+        index.delete_node(&moved);
+        assert_eq!(index.pod_by_ip(db).unwrap().peer.zone, None, "its node is gone: no zone");
     }
 }

@@ -26,6 +26,7 @@ use kube::{
 use self::{
     cgroup_path::pod_of,
     conntrack::{Connection, Conntrack},
+    index::{KubeIndex, Text},
     watch::SharedIndex,
 };
 use crate::classify::TrafficClass;
@@ -60,21 +61,26 @@ pub enum CgroupIdentity {
     Pod(LocalPod),
 }
 
-/// The other end of a flow, when it is a pod or a node of the cluster.
+/// The other end of a flow, when it is a pod, a node or a Service of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemotePeer {
     /// Namespace (empty for a node).
-    pub namespace: String,
+    pub namespace: Text,
     /// Workload name, or the node's name.
-    pub workload: String,
+    pub workload: Text,
     /// Workload kind, or `Node`.
-    pub kind: String,
+    pub kind: Text,
     /// The node it runs on (itself for a node).
-    pub node: Option<String>,
+    pub node: Option<Text>,
     /// That node's zone.
-    pub zone: Option<String>,
+    pub zone: Option<Text>,
     /// That node's region.
-    pub region: Option<String>,
+    pub region: Option<Text>,
+    /// The class of traffic between this node and it, from both ends' nodes: same node
+    /// (`same_host`), same zone, cross zone, cross region; `unknown` when a zone is not
+    /// known — never a guess. Computed when the peer is built (the index rebuilds peers when
+    /// a node's place changes), not per flow.
+    pub class: TrafficClass,
 }
 
 /// How flows to Service addresses were resolved, by outcome (`egressor_kubernetes_service_lookups_total`).
@@ -125,9 +131,9 @@ impl KubeAttribution {
         let Some(info) = index.pod(&pod.uid) else { return CgroupIdentity::UnknownPod };
         let workload = index.workload(info);
         CgroupIdentity::Pod(LocalPod {
-            namespace: info.namespace.clone(),
-            workload: workload.name,
-            kind: workload.kind,
+            namespace: info.namespace.to_string(),
+            workload: workload.name.to_string(),
+            kind: workload.kind.to_string(),
             version: info.labels.get(&self.version_label).cloned().unwrap_or_default(),
             chargeback: self
                 .chargeback
@@ -143,41 +149,23 @@ impl KubeAttribution {
 
     /// The pod that owns `ip` now, else the node that has it (hostNetwork pods share their
     /// node's address: the remote side cannot tell them apart, and says the node).
-    pub fn remote(&self, ip: std::net::IpAddr) -> Option<RemotePeer> {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(pod) = index.pod_by_ip(ip) {
-            let workload = index.workload(pod);
-            let node = pod.node.as_deref().and_then(|n| index.node(n));
-            return Some(RemotePeer {
-                namespace: pod.namespace.clone(),
-                workload: workload.name,
-                kind: workload.kind,
-                node: pod.node.clone(),
-                zone: node.and_then(|n| n.zone.clone()),
-                region: node.and_then(|n| n.region.clone()),
-            });
-        }
-        let (name, node) = index.node_by_ip(ip)?;
-        Some(RemotePeer {
-            namespace: String::new(),
-            workload: name.to_owned(),
-            kind: "Node".into(),
-            node: Some(name.to_owned()),
-            zone: node.zone.clone(),
-            region: node.region.clone(),
-        })
+    pub fn remote(&self, ip: IpAddr) -> Option<Arc<RemotePeer>> {
+        remote_in(&self.index.read().unwrap_or_else(|p| p.into_inner()), ip)
     }
 
     /// The other end of a flow to `remote`. For a Service's virtual IP that is the backend
     /// that served `connection` (the flow's full tuple, as the socket saw it), found in
     /// conntrack; where conntrack cannot say, the Service itself with no zone (its class is
     /// then `unknown`, never a guess). Anything else: [`KubeAttribution::remote`].
-    pub fn peer(&self, remote: IpAddr, connection: Option<&Connection>) -> Option<RemotePeer> {
+    pub fn peer(&self, remote: IpAddr, connection: Option<&Connection>) -> Option<Arc<RemotePeer>> {
         let service = {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            index.service_by_ip(remote).cloned()
+            match index.service_by_ip(remote) {
+                None => return remote_in(&index, remote),
+                Some(s) => s.clone(),
+            }
         };
-        let Some(service) = service else { return self.remote(remote) };
+        // Conntrack is asked without the index lock held.
         let answer = match (connection, &self.conntrack) {
             (Some(c), Some(ct)) => {
                 Some(ct.lock().unwrap_or_else(|p| p.into_inner()).reply_source(c))
@@ -204,26 +192,31 @@ impl KubeAttribution {
         let service_peer = || RemotePeer {
             namespace: service.namespace.clone(),
             workload: service.name.clone(),
-            kind: "Service".into(),
+            kind: Text::from("Service"),
             node: None,
             zone: None,
             region: None,
+            class: TrafficClass::Unknown,
         };
-        let Some(backend) = backend else { return Some(service_peer()) };
-        if let Some(peer) = self.remote(backend) {
+        let Some(backend) = backend else { return Some(Arc::new(service_peer())) };
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(peer) = remote_in(&index, backend) {
             return Some(peer);
         }
         // A backend that is no pod or node the index knows: its EndpointSlice may say where.
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        let Some(endpoint) = index.endpoint_by_ip(backend) else { return Some(service_peer()) };
+        let Some(endpoint) = index.endpoint_by_ip(backend) else {
+            return Some(Arc::new(service_peer()));
+        };
         let region =
             endpoint.node.as_deref().and_then(|n| index.node(n)).and_then(|n| n.region.clone());
-        Some(RemotePeer {
+        let class = index.class_of(endpoint.node.as_ref(), endpoint.zone.as_ref(), region.as_ref());
+        Some(Arc::new(RemotePeer {
             node: endpoint.node.clone(),
             zone: endpoint.zone.clone(),
             region,
+            class,
             ..service_peer()
-        })
+        }))
     }
 
     /// Every Service virtual IP, when they changed since the last call.
@@ -232,41 +225,29 @@ impl KubeAttribution {
     }
 
     /// This node's zone and region from its labels, if the index has it.
-    pub fn local_place(&self) -> (Option<String>, Option<String>) {
+    pub fn local_place(&self) -> (Option<Text>, Option<Text>) {
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        index.node(&self.node_name).map_or((None, None), |n| (n.zone.clone(), n.region.clone()))
+        let (zone, region) = index.local_place();
+        (zone.map(Text::from), region.map(Text::from))
     }
 
-    /// The class of traffic to `peer`, from both ends' nodes: same node, same zone, cross
-    /// zone, cross region; `unknown` when a zone is not known — never a guess. `fallback` is
-    /// this node's place from the configuration, used where its labels are missing.
-    pub fn class_to(
-        &self,
-        peer: &RemotePeer,
-        fallback: (Option<&str>, Option<&str>),
-    ) -> TrafficClass {
-        if peer.node.as_deref() == Some(self.node_name.as_str()) {
-            return TrafficClass::SameHost;
-        }
-        let (zone, region) = self.local_place();
-        let zone = zone.as_deref().or(fallback.0);
-        let region = region.as_deref().or(fallback.1);
-        if let (Some(a), Some(b)) = (region, peer.region.as_deref())
-            && a != b
-        {
-            return TrafficClass::CrossRegion;
-        }
-        match (zone, peer.zone.as_deref()) {
-            (Some(a), Some(b)) if a == b => TrafficClass::SameZone,
-            (Some(_), Some(_)) => TrafficClass::CrossZone,
-            _ => TrafficClass::Unknown,
-        }
+    /// The class of traffic to `peer` (see [`RemotePeer::class`]).
+    pub fn class_to(&self, peer: &RemotePeer) -> TrafficClass {
+        peer.class
     }
 
     /// Addresses whose owner changed since the last call (`None`: everything changed).
     pub fn take_changed(&self) -> Option<Vec<std::net::IpAddr>> {
         self.index.write().unwrap_or_else(|p| p.into_inner()).take_changed()
     }
+}
+
+/// The pod that owns `ip` now in `index`, else the node that has it.
+fn remote_in(index: &KubeIndex, ip: IpAddr) -> Option<Arc<RemotePeer>> {
+    if let Some(pod) = index.pod_by_ip(ip) {
+        return Some(pod.peer.clone());
+    }
+    index.node_by_ip(ip).map(|(_, node)| node.peer.clone())
 }
 
 /// Connects with `kubeconfig` if given, else the in-cluster configuration (service account
