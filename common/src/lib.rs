@@ -188,8 +188,10 @@ pub const DNS_PORT: u16 = 53;
 /// DNS message bytes copied at most per response: the EDNS buffer size the DNS flag day 2020
 /// recommends (1232) fits, with room for TCP's length prefix.
 pub const DNS_MAX_PAYLOAD: usize = 1536;
-/// Size of the DNS ring buffer (bytes; a power of two, multiple of the page size).
-pub const DNS_RING_BYTES: u32 = 4 << 20;
+/// Size of the DNS ring buffer (bytes; a power of two, multiple of the page size): ~680
+/// responses of [`DNS_MAX_PAYLOAD`]. User space drains it every 100 ms, not only at read
+/// cycles. It counts twice in the agent's RSS (the ring is mapped twice, one physical copy).
+pub const DNS_RING_BYTES: u32 = 1 << 20;
 
 /// One DNS response as copied by the kernel side: the message bytes after the UDP header
 /// (or, for TCP, after the TCP header: the two-byte length prefix comes first).

@@ -70,9 +70,9 @@ async fn lists_and_watch_events_fill_the_index() {
     {
         let i = index.read().unwrap();
         let api = i.pod(API_POD).unwrap();
-        assert_eq!(api.labels.get("app.kubernetes.io/version").map(String::as_str), Some("1.4.2"));
-        assert_eq!(api.labels.get("team").map(String::as_str), Some("payments"));
-        assert!(!api.labels.contains_key("pod-template-hash"), "only the labels asked for");
+        assert_eq!(api.label("app.kubernetes.io/version"), Some("1.4.2"));
+        assert_eq!(api.label("team"), Some("payments"));
+        assert!(api.label("pod-template-hash").is_none(), "only the labels asked for");
         for ip in ["10.0.1.101", "2600:1f18:1:100::101"] {
             assert_eq!(
                 i.pod_by_ip(ip.parse().unwrap()).map(|p| &*p.name),

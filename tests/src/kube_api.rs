@@ -1,5 +1,6 @@
 //! A local Kubernetes API server for tests: it serves the real list and watch wire format
-//! (`GET /api/v1/pods` → a `PodList` with a `resourceVersion`; `?watch=true` → a stream of
+//! (`GET /api/v1/pods` → a `PodList` with a `resourceVersion`, paged by `limit` and
+//! `continue`; `?watch=true` → a stream of
 //! `{"type": "ADDED" | "MODIFIED" | "DELETED", "object": …}` lines from that version on) for
 //! Pods, Nodes, ReplicaSets, Jobs, Namespaces, Services and EndpointSlices, from recorded JSON objects, and lets a test add, change
 //! and delete objects while the agent watches. Kinds can be made to answer 403 (RBAC) and the
@@ -218,10 +219,21 @@ async fn serve(
     }
     let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     if !watch {
+        // Paged as the API server pages lists: `limit` items at a time, the next page asked
+        // for with the `continue` token of the previous one (here: the offset).
+        let from: usize = query.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(usize::MAX);
+        let all = s.objects.get(path.0);
+        let total = all.map_or(0, |m| m.len());
         let items: Vec<Value> =
-            s.objects.get(path.0).map(|m| m.values().cloned().collect()).unwrap_or_default();
-        let list = json!({"kind": path.1, "apiVersion": path.2,
-            "metadata": {"resourceVersion": s.version.to_string()}, "items": items});
+            all.map(|m| m.values().skip(from).take(limit).cloned().collect()).unwrap_or_default();
+        let mut metadata = json!({"resourceVersion": s.version.to_string()});
+        if from.saturating_add(limit) < total {
+            metadata["continue"] = json!((from + limit).to_string());
+            metadata["remainingItemCount"] = json!(total - from - limit);
+        }
+        let list =
+            json!({"kind": path.1, "apiVersion": path.2, "metadata": metadata, "items": items});
         return ([(header::CONTENT_TYPE, "application/json")], list.to_string()).into_response();
     }
     let from: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);

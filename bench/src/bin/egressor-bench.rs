@@ -8,7 +8,9 @@
 //! 2. iperf3 throughput without and with the programs attached;
 //! 3. one read cycle over 100 000 kernel map entries plus rendering `/metrics`, next to the
 //!    bare batch read of the same map; target ≤ 50 ms;
-//! 4. the agent's RSS with 10 000 active flows; target ≤ 30 MB.
+//! 4. the agent's RSS with 10 000 active flows; target ≤ 30 MB;
+//! 5. the agent's RSS with 10 000 pods in its Kubernetes index and 20 000 flows to them;
+//!    target ≤ 40 MB.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -49,7 +51,7 @@ fn main() {
     if !require_bpf("egressor-bench") {
         return;
     }
-    // Optional arguments pick sections: packet, throughput, cycle, rss.
+    // Optional arguments pick sections: packet, throughput, cycle, rss, kube-rss.
     let only: Vec<String> = std::env::args().skip(1).collect();
     let want = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     println!(
@@ -68,6 +70,80 @@ fn main() {
     if want("rss") {
         rss_with_flows();
     }
+    if want("kube-rss") {
+        rss_with_pods_and_flows();
+    }
+}
+
+/// VmRSS of a process, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn rss_with_pods_and_flows() {
+    // EGRESSOR_BENCH_PODS changes the count (0: the agent's Kubernetes baseline).
+    let pods: u32 =
+        std::env::var("EGRESSOR_BENCH_PODS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    println!("## Agent RSS with {pods} pods and {} flows\n", 2 * pods);
+    let fake = egressor_tests::kube_api::FakeKube::start().with_fixtures();
+    // 10,000 pods of 500 Deployments (the fixtures' ReplicaSet shape), spread over the
+    // fixtures' nodes, with addresses 10.200.0.1 … 10.200.39.16.
+    let template = egressor_tests::kube_api::fixture("pods")[0].clone();
+    for i in 0..pods {
+        let mut p = template.clone();
+        let ip =
+            std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 200, 0, 0)) + i + 1);
+        p["metadata"]["name"] = format!("app-{}-7d9f8c6b5-{i:05}", i % 500).into();
+        p["metadata"]["uid"] = format!("00000000-0000-4000-8000-{i:012}").into();
+        p["metadata"]["ownerReferences"][0]["name"] = format!("app-{}-7d9f8c6b5", i % 500).into();
+        p["status"]["podIP"] = ip.to_string().into();
+        p["status"]["podIPs"] = serde_json::json!([{ "ip": ip.to_string() }]);
+        fake.apply(p);
+    }
+    let w = World::new("bk", &[]);
+    let cgroup = Cgroup::new("bk");
+    let kubeconfig = fake.kubeconfig();
+    let agent = Agent::start(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let want = f64::from(pods) + 6.0;
+    for _ in 0..600 {
+        if agent.metrics().sum("egressor_kubernetes_objects", &[("kind", "Pod")]) >= want {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    agent.settle();
+    let idle = rss_kb(agent.pid());
+    // Two ports to each pod: 20,000 egress flows (the client namespace routes 10.200.0.0/16
+    // into a namespace with no route onward, where the datagrams end).
+    for port in ["9000", "9001"] {
+        helper_in_cgroup(
+            &cgroup,
+            &w.client,
+            &helper_bin(),
+            &["udp-scatter", "32", port, &pods.to_string(), "10.200.0.0/16"],
+        );
+    }
+    agent.settle();
+    agent.settle();
+    let m = agent.metrics();
+    let entries = m.sum("egressor_flow_map_entries", &[]);
+    let to_pods = m.sum("egressor_flow_packets_total", &[("remote_namespace", "shop")]);
+    let busy = rss_kb(agent.pid());
+    println!(
+        "| pods in index | flows in map | packets attributed to a pod | RSS with pods (MB) | RSS with pods and flows (MB) | ratio to 40 MB target |\n|---|---|---|---|---|---|"
+    );
+    println!(
+        "| {} | {entries} | {to_pods} | {:.1} | {:.1} | {:.2} |\n",
+        m.sum("egressor_kubernetes_objects", &[("kind", "Pod")]),
+        idle as f64 / 1024.0,
+        busy as f64 / 1024.0,
+        busy as f64 / 1024.0 / 40.0
+    );
 }
 
 /// (run_time_ns, run_cnt) summed per program name, for programs whose id is in `ids`.

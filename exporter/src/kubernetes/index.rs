@@ -78,10 +78,35 @@ pub struct PodInfo {
     /// The pod as the remote end of a flow (workload and its node's place), rebuilt when the
     /// workload or the node's place changes.
     pub peer: Arc<RemotePeer>,
-    /// The labels kept (version and chargeback labels asked for in the configuration).
-    pub labels: BTreeMap<String, String>,
+    /// The labels kept (version and chargeback labels asked for in the configuration), as
+    /// (key, value) pairs: two or three per pod, where a map would cost a 500-byte node.
+    pub labels: Vec<(Text, Text)>,
     /// Whether it has finished (Succeeded or Failed).
     pub finished: bool,
+}
+
+impl PodInfo {
+    /// A kept label's value.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
+    }
+}
+
+/// Interned low-cardinality text (namespaces, nodes, owner kinds): one allocation each,
+/// however many pods name it. Bounded by the cluster's namespaces and nodes over the
+/// agent's life.
+#[derive(Debug, Default)]
+struct Strings(std::collections::HashSet<Text, foldhash::fast::RandomState>);
+
+impl Strings {
+    fn intern(&mut self, s: &str) -> Text {
+        if let Some(t) = self.0.get(s) {
+            return t.clone();
+        }
+        let t = Text::from(s);
+        self.0.insert(t.clone());
+        t
+    }
 }
 
 /// A node, as kept.
@@ -137,7 +162,9 @@ pub struct KubeIndex {
     /// namespace → Job → its owner (kind, name).
     jobs: Owners,
     /// Pod and namespace labels to keep.
-    keep_labels: Vec<String>,
+    keep_labels: Vec<Text>,
+    /// Namespace, node and kind names, shared by the pods that name them.
+    strings: Strings,
     /// Node name → (zone, region) from the configuration, over the node's labels.
     topology: HashMap<String, (Option<String>, Option<String>)>,
     /// This node's name, and its place (kept up to date from its Node object).
@@ -204,6 +231,31 @@ fn set_owner(
     }
 }
 
+/// (namespace, name) → UID of the objects a relist returned (namespace empty for
+/// cluster-scoped kinds): what a sweep keeps. Pods are kept by UID too: a pod deleted and
+/// created again under its name (a StatefulSet's) while the watch was down is a new pod.
+pub type Listed = StdHashMap<(String, String), String>;
+
+/// The keys of `objects`.
+pub fn listed<K: kube::Resource>(objects: &[K]) -> Listed {
+    objects.iter().map(listed_key).collect()
+}
+
+/// One object's entry in a [`Listed`] map.
+pub fn listed_key<K: kube::Resource>(object: &K) -> ((String, String), String) {
+    let meta = object.meta();
+    let key = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+    (key, meta.uid.clone().unwrap_or_default())
+}
+
+/// Drops the owned objects a relist did not return.
+fn sweep_owners(owners: &mut Owners, keep: &Listed) {
+    for (namespace, m) in owners.iter_mut() {
+        m.retain(|name, _| keep.contains_key(&(namespace.to_string(), name.to_string())));
+    }
+    owners.retain(|_, m| !m.is_empty());
+}
+
 fn text(s: Option<&String>) -> Option<Text> {
     s.map(|s| Text::from(s.as_str()))
 }
@@ -211,6 +263,7 @@ fn text(s: Option<&String>) -> Option<Text> {
 impl KubeIndex {
     /// An empty index keeping the pod labels named in `keep_labels`.
     pub fn new(keep_labels: Vec<String>) -> Self {
+        let keep_labels = keep_labels.iter().map(|k| Text::from(k.as_str())).collect();
         Self { keep_labels, ..Self::default() }
     }
 
@@ -289,11 +342,12 @@ impl KubeIndex {
             ips.clear();
         }
         let labels = pod.labels();
-        let namespace: Text = pod.namespace().unwrap_or_default().into();
+        let namespace = self.strings.intern(&pod.namespace().unwrap_or_default());
         let name: Text = pod.name_any().into();
-        let owner = controller(&pod.metadata);
+        let owner =
+            controller(&pod.metadata).map(|(kind, name)| (self.strings.intern(&kind), name));
         let workload = self.resolve(&namespace, &name, owner.as_ref());
-        let node = text(spec.and_then(|s| s.node_name.as_ref()));
+        let node = spec.and_then(|s| s.node_name.as_deref()).map(|n| self.strings.intern(n));
         let peer = self.pod_peer(&namespace, node.as_ref(), &workload);
         let info = Arc::new(PodInfo {
             uid: uid.clone(),
@@ -308,7 +362,7 @@ impl KubeIndex {
             labels: self
                 .keep_labels
                 .iter()
-                .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+                .filter_map(|k| labels.get(&**k).map(|v| (k.clone(), Text::from(v.as_str()))))
                 .collect(),
             finished,
         });
@@ -440,14 +494,33 @@ impl KubeIndex {
         }
     }
 
-    /// Replaces every pod with `pods` (a relist after the watch was lost).
+    /// Replaces every pod with `pods` (what a relist returns, at once).
     pub fn replace_pods(&mut self, pods: &[Pod]) {
-        self.pods.clear();
-        self.pod_by_ip.clear();
-        self.changed_all = true;
         for p in pods {
             self.apply_pod(p);
         }
+        self.sweep_pods(&listed(pods));
+    }
+
+    /// Ends a relist of pods (each applied as it arrived): removes the pods it did not
+    /// return (deleted while the watch was down).
+    pub fn sweep_pods(&mut self, keep: &Listed) {
+        let gone: Vec<Arc<PodInfo>> = self
+            .pods
+            .values()
+            .filter(|p| {
+                let key = (p.namespace.to_string(), p.name.to_string());
+                keep.get(&key).is_none_or(|uid| *uid != *p.uid)
+            })
+            .cloned()
+            .collect();
+        for pod in gone {
+            self.pods.remove(&pod.uid);
+            for ip in &pod.ips {
+                self.release_ip(*ip, &pod.uid);
+            }
+        }
+        self.changed_all = true;
     }
 
     /// Adds or updates a node.
@@ -555,13 +628,30 @@ impl KubeIndex {
 
     /// Replaces every node.
     pub fn replace_nodes(&mut self, nodes: &[Node]) {
-        self.nodes.clear();
-        self.node_by_ip.clear();
-        self.local_place = (None, None);
-        self.changed_all = true;
         for n in nodes {
-            self.put_node(n);
+            self.list_node(n);
         }
+        self.sweep_nodes(&listed(nodes));
+    }
+
+    /// A node a relist returned: added or updated, its pods refreshed at the sweep.
+    pub fn list_node(&mut self, node: &Node) {
+        self.put_node(node);
+    }
+
+    /// Ends a relist of nodes: removes those it did not return, then refreshes every pod's
+    /// and node's remote view once.
+    pub fn sweep_nodes(&mut self, keep: &Listed) {
+        let gone: Vec<Text> = self
+            .nodes
+            .keys()
+            .filter(|n| !keep.contains_key(&(String::new(), n.to_string())))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.delete_node_named(&name);
+        }
+        self.changed_all = true;
         self.refresh_node_peers();
         self.refresh_pods_on(None);
     }
@@ -595,44 +685,69 @@ impl KubeIndex {
         let kept = self
             .keep_labels
             .iter()
-            .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+            .filter_map(|k| labels.get(&**k).map(|v| (k.to_string(), v.clone())))
             .collect();
         self.namespaces.insert(name, kept);
     }
 
     /// Replaces every namespace.
     pub fn replace_namespaces(&mut self, all: &[Namespace]) {
-        self.namespaces.clear();
         for n in all {
             self.apply_namespace(n, true);
         }
+        self.sweep_namespaces(&listed(all));
+    }
+
+    /// Ends a relist of namespaces.
+    pub fn sweep_namespaces(&mut self, keep: &Listed) {
+        self.namespaces.retain(|name, _| keep.contains_key(&(String::new(), name.clone())));
     }
 
     /// A kept label of a pod, else of its namespace.
     pub fn label<'a>(&'a self, pod: &'a PodInfo, key: &str) -> Option<&'a str> {
-        pod.labels
-            .get(key)
-            .or_else(|| self.namespaces.get(&*pod.namespace).and_then(|l| l.get(key)))
-            .map(String::as_str)
+        pod.label(key).or_else(|| {
+            self.namespaces.get(&*pod.namespace).and_then(|l| l.get(key)).map(String::as_str)
+        })
     }
 
     /// Replaces every ReplicaSet.
     pub fn replace_replicasets(&mut self, all: &[ReplicaSet]) {
-        self.replicasets.clear();
         for rs in all {
-            let (namespace, name) = (rs.namespace().unwrap_or_default(), rs.name_any());
-            set_owner(&mut self.replicasets, &namespace, &name, Some(controller(&rs.metadata)));
+            self.list_replicaset(rs);
         }
+        self.sweep_replicasets(&listed(all));
+    }
+
+    /// A ReplicaSet a relist returned; its pods are resolved again at the sweep.
+    pub fn list_replicaset(&mut self, rs: &ReplicaSet) {
+        let (namespace, name) = (rs.namespace().unwrap_or_default(), rs.name_any());
+        set_owner(&mut self.replicasets, &namespace, &name, Some(controller(&rs.metadata)));
+    }
+
+    /// Ends a relist of ReplicaSets: drops those it did not return, resolves every pod's
+    /// workload again once.
+    pub fn sweep_replicasets(&mut self, keep: &Listed) {
+        sweep_owners(&mut self.replicasets, keep);
         self.reresolve("ReplicaSet", None, None);
     }
 
     /// Replaces every Job.
     pub fn replace_jobs(&mut self, all: &[Job]) {
-        self.jobs.clear();
         for j in all {
-            let (namespace, name) = (j.namespace().unwrap_or_default(), j.name_any());
-            set_owner(&mut self.jobs, &namespace, &name, Some(controller(&j.metadata)));
+            self.list_job(j);
         }
+        self.sweep_jobs(&listed(all));
+    }
+
+    /// A Job a relist returned.
+    pub fn list_job(&mut self, job: &Job) {
+        let (namespace, name) = (job.namespace().unwrap_or_default(), job.name_any());
+        set_owner(&mut self.jobs, &namespace, &name, Some(controller(&job.metadata)));
+    }
+
+    /// Ends a relist of Jobs.
+    pub fn sweep_jobs(&mut self, keep: &Listed) {
+        sweep_owners(&mut self.jobs, keep);
         self.reresolve("Job", None, None);
     }
 
@@ -672,13 +787,24 @@ impl KubeIndex {
 
     /// Replaces every Service.
     pub fn replace_services(&mut self, all: &[Service]) {
-        self.services.clear();
-        self.service_by_ip.clear();
-        self.services_changed = true;
-        self.changed_all = true;
         for s in all {
             self.apply_service(s, true);
         }
+        self.sweep_services(&listed(all));
+    }
+
+    /// Ends a relist of Services.
+    pub fn sweep_services(&mut self, keep: &Listed) {
+        let gone: Vec<(String, String)> =
+            self.services.keys().filter(|k| !keep.contains_key(*k)).cloned().collect();
+        for key in gone {
+            for ip in self.services.remove(&key).unwrap_or_default() {
+                self.service_by_ip.remove(&ip.to_canonical());
+                self.changed.push(ip);
+            }
+        }
+        self.services_changed = true;
+        self.changed_all = true;
     }
 
     /// The Service whose virtual IP `ip` is.
@@ -727,10 +853,20 @@ impl KubeIndex {
 
     /// Replaces every EndpointSlice.
     pub fn replace_endpoint_slices(&mut self, all: &[EndpointSlice]) {
-        self.slices.clear();
-        self.endpoint_by_ip.clear();
         for s in all {
             self.apply_endpoint_slice(s, true);
+        }
+        self.sweep_endpoint_slices(&listed(all));
+    }
+
+    /// Ends a relist of EndpointSlices.
+    pub fn sweep_endpoint_slices(&mut self, keep: &Listed) {
+        let gone: Vec<(String, String)> =
+            self.slices.keys().filter(|k| !keep.contains_key(*k)).cloned().collect();
+        for key in gone {
+            for ip in self.slices.remove(&key).unwrap_or_default() {
+                self.endpoint_by_ip.remove(&ip);
+            }
         }
     }
 

@@ -134,7 +134,7 @@ impl KubeAttribution {
             namespace: info.namespace.to_string(),
             workload: workload.name.to_string(),
             kind: workload.kind.to_string(),
-            version: info.labels.get(&self.version_label).cloned().unwrap_or_default(),
+            version: info.label(&self.version_label).unwrap_or_default().to_owned(),
             chargeback: self
                 .chargeback
                 .iter()

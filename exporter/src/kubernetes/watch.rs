@@ -1,6 +1,7 @@
 //! One watch per kind (Pods, Nodes, ReplicaSets, Jobs, Namespaces, Services, EndpointSlices), each a kube-runtime watcher with the
 //! default backoff: a list, then a watch from its resourceVersion, relisting when the watch
-//! is lost. Events update the [`KubeIndex`]; a relist replaces the kind's entries at once
+//! is lost. Events update the [`KubeIndex`]; a relist applies each object as it arrives
+//! (only projections are kept, never the list) and then sweeps what it did not return
 //! (objects deleted while the watch was down disappear). Errors (API server down, RBAC
 //! forbidden) are logged and counted per kind, and the watcher retries: attribution
 //! meanwhile says `unknown` where it must, and nothing stops.
@@ -34,7 +35,7 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::index::KubeIndex;
+use super::index::{KubeIndex, Listed, listed_key};
 
 /// Per-kind health of the watches.
 #[derive(Debug, Default)]
@@ -66,39 +67,42 @@ pub type SharedIndex = Arc<RwLock<KubeIndex>>;
 /// Starts the watches on the current tokio runtime.
 pub fn spawn(client: Client, index: SharedIndex, status: Arc<WatchStatus>) {
     spawn_kind::<Pod>(client.clone(), index.clone(), status.clone(), 0, |i, e| match e {
-        Change::Apply(p) => i.apply_pod(p),
+        Change::Apply(p) | Change::Listed(p) => i.apply_pod(p),
         Change::Delete(p) => i.delete_pod(p),
-        Change::Replace(all) => i.replace_pods(all),
+        Change::Sweep(keep) => i.sweep_pods(keep),
     });
     spawn_kind::<Node>(client.clone(), index.clone(), status.clone(), 1, |i, e| match e {
         Change::Apply(n) => i.apply_node(n),
+        Change::Listed(n) => i.list_node(n),
         Change::Delete(n) => i.delete_node(n),
-        Change::Replace(all) => i.replace_nodes(all),
+        Change::Sweep(keep) => i.sweep_nodes(keep),
     });
     spawn_kind::<ReplicaSet>(client.clone(), index.clone(), status.clone(), 2, |i, e| match e {
         Change::Apply(r) => i.apply_replicaset(r, true),
+        Change::Listed(r) => i.list_replicaset(r),
         Change::Delete(r) => i.apply_replicaset(r, false),
-        Change::Replace(all) => i.replace_replicasets(all),
+        Change::Sweep(keep) => i.sweep_replicasets(keep),
     });
     spawn_kind::<Job>(client.clone(), index.clone(), status.clone(), 3, |i, e| match e {
         Change::Apply(j) => i.apply_job(j, true),
+        Change::Listed(j) => i.list_job(j),
         Change::Delete(j) => i.apply_job(j, false),
-        Change::Replace(all) => i.replace_jobs(all),
+        Change::Sweep(keep) => i.sweep_jobs(keep),
     });
     spawn_kind::<Namespace>(client.clone(), index.clone(), status.clone(), 4, |i, e| match e {
-        Change::Apply(n) => i.apply_namespace(n, true),
+        Change::Apply(n) | Change::Listed(n) => i.apply_namespace(n, true),
         Change::Delete(n) => i.apply_namespace(n, false),
-        Change::Replace(all) => i.replace_namespaces(all),
+        Change::Sweep(keep) => i.sweep_namespaces(keep),
     });
     spawn_kind::<Service>(client.clone(), index.clone(), status.clone(), 5, |i, e| match e {
-        Change::Apply(s) => i.apply_service(s, true),
+        Change::Apply(s) | Change::Listed(s) => i.apply_service(s, true),
         Change::Delete(s) => i.apply_service(s, false),
-        Change::Replace(all) => i.replace_services(all),
+        Change::Sweep(keep) => i.sweep_services(keep),
     });
     spawn_kind::<EndpointSlice>(client, index, status, 6, |i, e| match e {
-        Change::Apply(s) => i.apply_endpoint_slice(s, true),
+        Change::Apply(s) | Change::Listed(s) => i.apply_endpoint_slice(s, true),
         Change::Delete(s) => i.apply_endpoint_slice(s, false),
-        Change::Replace(all) => i.replace_endpoint_slices(all),
+        Change::Sweep(keep) => i.sweep_endpoint_slices(keep),
     });
 }
 
@@ -200,9 +204,15 @@ pub fn register(
 
 /// What a watch event does to the index.
 enum Change<'a, K> {
+    /// A live event: added or modified.
     Apply(&'a K),
+    /// A live event: deleted.
     Delete(&'a K),
-    Replace(&'a [K]),
+    /// An object of a (re)list, applied as it arrives: the projection is kept, never the
+    /// whole list of objects (10k pods would take hundreds of MB as full objects).
+    Listed(&'a K),
+    /// The (re)list is complete: what it did not return is gone.
+    Sweep(&'a Listed),
 }
 
 fn spawn_kind<K>(
@@ -220,8 +230,11 @@ fn spawn_kind<K>(
         let counters = &status.kinds[slot];
         let resource = ApiResource::erase::<K>(&K::DynamicType::default());
         let api = Api::<DynamicObject>::all_with(client, &resource);
-        let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
-        let mut listing: Option<Vec<K>> = None;
+        // Small pages: a page is decoded whole before its objects are projected, so the page
+        // size bounds the agent's peak memory while it lists (10k pods: the Pod kind).
+        let config = watcher::Config::default().page_size(LIST_PAGE_SIZE);
+        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut listing = Listed::new();
         while let Some(event) = stream.next().await {
             let event = match event {
                 Ok(e) => e,
@@ -235,18 +248,21 @@ fn spawn_kind<K>(
             let decoded = |object: DynamicObject| decode::<K>(kind, counters, object);
             let mut index = index.write().unwrap_or_else(|p| p.into_inner());
             match event {
-                watcher::Event::Init => listing = Some(Vec::new()),
+                watcher::Event::Init => listing.clear(),
                 watcher::Event::InitApply(o) => {
                     if let Ok(o) = decoded(o) {
-                        listing.get_or_insert_with(Vec::new).push(o);
+                        let (key, uid) = listed_key(&o);
+                        listing.insert(key, uid);
+                        apply(&mut index, Change::Listed(&o));
                     }
                 }
                 watcher::Event::InitDone => {
-                    let all = listing.take().unwrap_or_default();
-                    apply(&mut index, Change::Replace(&all));
+                    apply(&mut index, Change::Sweep(&listing));
+                    release_freed_memory();
                     if counters.lists.fetch_add(1, Ordering::Relaxed) == 0 {
-                        info!(kind, objects = all.len(), "Kubernetes metadata in sync");
+                        info!(kind, objects = listing.len(), "Kubernetes metadata in sync");
                     }
+                    listing = Listed::new();
                 }
                 watcher::Event::Apply(o) => {
                     if let Ok(o) = decoded(o) {
@@ -265,6 +281,19 @@ fn spawn_kind<K>(
             }
         }
     });
+}
+
+/// Objects per page of a list.
+const LIST_PAGE_SIZE: u32 = 100;
+
+/// Gives the pages a list decoded and freed back to the system: glibc keeps freed heap
+/// memory for reuse, so the pages' peak would otherwise stay in the agent's RSS.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Decodes one object as `K`; one that does not decode is logged, counted and given back as
