@@ -16,7 +16,7 @@ use foldhash::fast::RandomState;
 use crate::{
     accounting::Labelled,
     api::FlowDetail,
-    cgroups::{CgroupResolver, UNKNOWN_WORKLOAD, workload_name},
+    cgroups::{CgroupResolver, FORGET_AFTER_CYCLES, UNKNOWN_WORKLOAD, workload_name},
     classify::{Classifier, TrafficClass},
     cloud::CloudMatch,
     config::FileConfig,
@@ -65,6 +65,11 @@ pub struct Attributor {
     paths: EgressPaths,
     interfaces: HashMap<u32, Arc<str>>,
     workloads: Interner<LocalLabels>,
+    /// cgroup id → (its settled interned workload, cycle last asked for): a new flow of a
+    /// known cgroup costs one lookup, not a path parse and an intern (or, on Kubernetes, a
+    /// pod lookup). Forgotten like the resolver's paths; cleared when everything changes.
+    workload_of: HashMap<u64, (u32, u64), RandomState>,
+    cycle: u64,
     kube: Option<KubeAttribution>,
     /// Label names of the chargeback allowlist, and the labels with empty values.
     chargeback_names: Vec<Arc<str>>,
@@ -246,6 +251,8 @@ impl Attributor {
             kube: None,
             chargeback_names: Vec::new(),
             empty_chargeback: ChargebackLabels::default(),
+            workload_of: HashMap::default(),
+            cycle: 0,
             workloads: {
                 let mut w =
                     Interner::new(LocalLabels::named(empty.clone(), ChargebackLabels::default()));
@@ -313,6 +320,11 @@ impl Attributor {
     /// cached labels must be recomputed.
     pub fn next_cycle(&mut self, host_addresses: HashSet<IpAddr>) -> bool {
         self.cgroups.next_cycle();
+        self.cycle += 1;
+        if self.cycle.is_multiple_of(FORGET_AFTER_CYCLES) {
+            let oldest = self.cycle - FORGET_AFTER_CYCLES;
+            self.workload_of.retain(|_, (_, used)| *used >= oldest);
+        }
         let cloud_changed = self.classifier.refresh_cloud();
         if cloud_changed {
             self.remote_of_cloud.clear();
@@ -464,11 +476,16 @@ impl Attributor {
 
     /// The addresses whose Kubernetes owner changed since the last call (`None`: all may
     /// have; empty off Kubernetes).
-    pub fn take_kube_changes(&self) -> Option<Vec<IpAddr>> {
-        match &self.kube {
+    pub fn take_kube_changes(&mut self) -> Option<Vec<IpAddr>> {
+        let changed = match &self.kube {
             Some(k) => k.take_changed(),
             None => Some(Vec::new()),
+        };
+        if changed.is_none() {
+            // A relist: pods' workloads, versions and labels are looked up again.
+            self.workload_of.clear();
         }
+        changed
     }
 
     /// The id of `remote` with its name folded into `other`, keeping what decides the price.
@@ -598,6 +615,18 @@ impl Attributor {
     /// The interned workload of a cgroup (the resolver caches names by id), and whether the
     /// cgroup was found. Called when a flow is first seen, not per read.
     fn workload(&mut self, cgroup_id: u64) -> (u32, bool) {
+        if let Some((id, used)) = self.workload_of.get_mut(&cgroup_id) {
+            *used = self.cycle;
+            return (*id, true);
+        }
+        let (id, settled) = self.workload_uncached(cgroup_id);
+        if settled {
+            self.workload_of.insert(cgroup_id, (id, self.cycle));
+        }
+        (id, settled)
+    }
+
+    fn workload_uncached(&mut self, cgroup_id: u64) -> (u32, bool) {
         let empty_chargeback = self.empty_chargeback.clone();
         let Some(path) = self.cgroups.resolve_path(cgroup_id) else {
             return (

@@ -92,8 +92,10 @@ pub struct CgroupResolver {
     root: PathBuf,
     /// The cgroup2 root, open for `open_by_handle_at`; `None` once the kernel refused it.
     root_dir: Option<std::fs::File>,
-    /// cgroup id → path relative to the root.
-    names: HashMap<u64, Arc<str>, foldhash::fast::RandomState>,
+    /// cgroup id → (path relative to the root, cycle it was last asked for). Entries not
+    /// asked for in [`FORGET_AFTER_CYCLES`] are dropped: every pod brings new cgroups, and
+    /// a cgroup still alive is found again (one `open_by_handle_at`) if it is asked for.
+    names: HashMap<u64, (Arc<str>, u64), foldhash::fast::RandomState>,
     unknown: Arc<str>,
     /// Read cycle, and the last cycle in which the tree was walked.
     generation: u64,
@@ -119,6 +121,15 @@ impl CgroupResolver {
     /// Starts a new read cycle: ids unknown in an earlier cycle may be looked for again.
     pub fn next_cycle(&mut self) {
         self.generation += 1;
+        if self.generation.is_multiple_of(FORGET_AFTER_CYCLES) {
+            let oldest = self.generation - FORGET_AFTER_CYCLES;
+            self.names.retain(|_, (_, used)| *used >= oldest);
+        }
+    }
+
+    /// cgroup paths held (for tests of the bound).
+    pub fn cached(&self) -> usize {
+        self.names.len()
     }
 
     /// The workload name of cgroup `id`. Without `open_by_handle_at`, walks the tree at most
@@ -134,7 +145,9 @@ impl CgroupResolver {
     /// The path of cgroup `id` relative to the root (`/` for the root itself), cached; `None`
     /// when it is not found (see [`CgroupResolver::resolve`] for the cost).
     pub fn resolve_path(&mut self, id: u64) -> Option<Arc<str>> {
-        if let Some(path) = self.names.get(&id) {
+        let now = self.generation;
+        if let Some((path, used)) = self.names.get_mut(&id) {
+            *used = now;
             return Some(path.clone());
         }
         if let Some(dir) = &self.root_dir {
@@ -142,7 +155,7 @@ impl CgroupResolver {
                 Ok(Some(path)) => {
                     let relative = path.strip_prefix(&self.root).unwrap_or(&path);
                     let path: Arc<str> = relative_text(relative).into();
-                    self.names.insert(id, path.clone());
+                    self.names.insert(id, (path.clone(), now));
                     return Some(path);
                 }
                 // No such cgroup (any more): walking the tree would not find it either.
@@ -155,7 +168,8 @@ impl CgroupResolver {
         }
         if self.scanned_in != Some(self.generation) {
             self.rescan();
-            if let Some(path) = self.names.get(&id) {
+            if let Some((path, used)) = self.names.get_mut(&id) {
+                *used = now;
                 return Some(path.clone());
             }
         }
@@ -174,10 +188,14 @@ impl CgroupResolver {
                 continue;
             }
             let relative = entry.path().strip_prefix(&self.root).unwrap_or(entry.path());
-            self.names.insert(id, relative_text(relative).into());
+            self.names.insert(id, (relative_text(relative).into(), self.generation));
         }
     }
 }
+
+/// Read cycles after which a cgroup path nobody asked for is forgotten (about 10 minutes at
+/// the default 10 s interval).
+pub const FORGET_AFTER_CYCLES: u64 = 64;
 
 /// A relative cgroup path as `/a/b` (`/` for the root).
 fn relative_text(relative: &Path) -> String {
@@ -322,6 +340,26 @@ mod tests {
         r.next_cycle();
         assert_eq!(&*r.resolve(late), "late.service");
         assert_eq!(&*r.resolve(ino), "app.service");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn paths_nobody_asks_for_are_forgotten_and_found_again() {
+        let dir = std::env::temp_dir().join(format!("egressor-cg-forget-{}", std::process::id()));
+        for i in 0..50 {
+            std::fs::create_dir_all(dir.join(format!("pod-{i}.scope"))).unwrap();
+        }
+        let keep = std::fs::metadata(dir.join("pod-0.scope")).unwrap().ino();
+        let mut r = CgroupResolver::new(dir.clone());
+        assert_eq!(&*r.resolve(keep), "pod-0.scope");
+        assert_eq!(r.cached(), 51, "the walk cached every directory (and the root)");
+        for _ in 0..FORGET_AFTER_CYCLES * 2 {
+            r.next_cycle();
+            r.resolve(keep);
+        }
+        assert_eq!(r.cached(), 1, "only the one still asked for");
+        let other = std::fs::metadata(dir.join("pod-7.scope")).unwrap().ino();
+        assert_eq!(&*r.resolve(other), "pod-7.scope", "a live cgroup is found again");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

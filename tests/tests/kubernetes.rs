@@ -312,6 +312,71 @@ fn a_thousand_pods_created_and_deleted_leave_memory_and_series_at_baseline() {
     );
 }
 
+#[test]
+fn an_api_server_down_at_start_leaves_bytes_unknown_until_it_answers_then_they_move() {
+    if !require_bpf(
+        "an_api_server_down_at_start_leaves_bytes_unknown_until_it_answers_then_they_move",
+    ) {
+        return;
+    }
+    let port = free_port();
+    let kubeconfig = FakeKube::kubeconfig_for(&format!("http://127.0.0.1:{port}"));
+    let w = World::new("kd", &["203.0.113.70"]);
+    let api = Cgroup::nested("kda", &format!("kubepods/burstable/pod{API_POD}/{CONTAINER}"));
+    // The agent starts, serves and counts while nothing answers at the API server's address.
+    let agent = Agent::start(&["--kubeconfig", kubeconfig.to_str().unwrap()]);
+    let send = |n: u64| {
+        let out = helper_in_cgroup(
+            &api,
+            &w.client,
+            HELPER,
+            &["udp-send", "203.0.113.70:9700", &n.to_string(), "300"],
+        );
+        assert_eq!(out["sent"], n.to_string());
+        n * (300 + 28)
+    };
+    let before = send(10);
+    agent.settle();
+    let m = agent.metrics();
+    // 203.0.113.70 is a public address: nothing else on the machine sends there.
+    let egress = |m: &Metrics, workload: &str| {
+        let labels =
+            [("direction", "egress"), ("workload", workload), ("traffic_class", "internet")];
+        m.sum("egressor_flow_bytes_total", &labels)
+    };
+    assert_eq!(
+        egress(&m, "unknown"),
+        before as f64,
+        "a pod not known yet is unknown\n{}",
+        agent.metrics_text()
+    );
+    assert!(
+        m.sum("egressor_kubernetes_watch_errors_total", &[("kind", "Pod")]) > 0.0,
+        "the failures are counted"
+    );
+    assert!(agent.log().contains("Kubernetes watch failed; retrying with backoff"), "and logged");
+    // The API server comes up: the watches recover, the flow's later bytes move to its pod's
+    // workload; what was counted before stays where it was counted.
+    let fake = FakeKube::start_on(port).with_fixtures();
+    for _ in 0..300 {
+        if agent.metrics().sum("egressor_kubernetes_objects", &[("kind", "Pod")]) >= 6.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    agent.settle();
+    let after = send(7);
+    agent.settle();
+    let m = agent.metrics();
+    assert_eq!(egress(&m, "unknown"), before as f64, "{}", agent.metrics_text());
+    assert_eq!(egress(&m, "api"), after as f64, "{}", agent.metrics_text());
+    assert_eq!(
+        m.sum("egressor_flow_bytes_total", &[("workload", "api"), ("namespace", "shop")]),
+        after as f64
+    );
+    drop(fake);
+}
+
 /// What kube-proxy does on a node, done by nftables in the namespace that plays the node:
 /// DNAT of Service addresses to backends, the `db` Service alternating between its two
 /// backends per connection (`numgen inc`, deterministic where kube-proxy's `numgen random`
