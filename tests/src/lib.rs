@@ -837,3 +837,13 @@ pub fn kernel_flow_keys(
     }
     panic!("no FLOWS map among the agent's programs' maps");
 }
+
+/// Resident memory of a process, from /proc/<pid>/status (kB).
+pub fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}

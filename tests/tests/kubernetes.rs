@@ -233,16 +233,6 @@ fn host_network_pods_sharing_the_node_address_are_told_apart_by_cgroup() {
     assert_eq!((of("node-exporter"), of("kube-proxy")), (e as f64, p as f64));
 }
 
-/// Resident memory of a process, from /proc/<pid>/status (kB).
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_thousand_pods_created_and_deleted_leave_memory_and_series_at_baseline() {
     if !require_bpf("a_thousand_pods_created_and_deleted_leave_memory_and_series_at_baseline") {

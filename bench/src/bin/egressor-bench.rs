@@ -75,16 +75,6 @@ fn main() {
     }
 }
 
-/// VmRSS of a process, in kB.
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn rss_with_pods_and_flows() {
     // EGRESSOR_BENCH_PODS changes the count (0: the agent's Kubernetes baseline).
     let pods: u32 =
@@ -435,25 +425,13 @@ fn rss_with_flows() {
     let cgroup = Cgroup::new("br");
     let agent = Agent::start(&[]);
     veth.up();
-    let rss = |pid: u32| -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .unwrap()
-            .trim()
-            .trim_end_matches(" kB")
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let idle = rss(agent.pid());
+    let idle = rss_kb(agent.pid());
     // 10 000 distinct service ports below the ephemeral range: 10 000 egress flows.
     helper_in_cgroup(&cgroup, &ns, &helper_bin(), &["udp-spray", HOST.v4, "1", "10000", "32"]);
     agent.settle();
     agent.settle();
     let entries = agent.metrics().sum("egressor_flow_map_entries", &[]);
-    let busy = rss(agent.pid());
+    let busy = rss_kb(agent.pid());
     println!(
         "| flows in map | RSS idle (MB) | RSS with flows (MB) | ratio to 30 MB target |\n|---|---|---|---|"
     );

@@ -248,6 +248,23 @@ pub fn listed_key<K: kube::Resource>(object: &K) -> ((String, String), String) {
     (key, meta.uid.clone().unwrap_or_default())
 }
 
+/// Drops the objects a relist did not return from a (namespace, name) → addresses map;
+/// returns their addresses.
+fn sweep_addresses(
+    objects: &mut HashMap<(String, String), Vec<IpAddr>>,
+    keep: &Listed,
+) -> Vec<IpAddr> {
+    let mut gone = Vec::new();
+    objects.retain(|key, ips| {
+        let kept = keep.contains_key(key);
+        if !kept {
+            gone.append(ips);
+        }
+        kept
+    });
+    gone
+}
+
 /// Drops the owned objects a relist did not return.
 fn sweep_owners(owners: &mut Owners, keep: &Listed) {
     for (namespace, m) in owners.iter_mut() {
@@ -795,13 +812,9 @@ impl KubeIndex {
 
     /// Ends a relist of Services.
     pub fn sweep_services(&mut self, keep: &Listed) {
-        let gone: Vec<(String, String)> =
-            self.services.keys().filter(|k| !keep.contains_key(*k)).cloned().collect();
-        for key in gone {
-            for ip in self.services.remove(&key).unwrap_or_default() {
-                self.service_by_ip.remove(&ip.to_canonical());
-                self.changed.push(ip);
-            }
+        for ip in sweep_addresses(&mut self.services, keep) {
+            self.service_by_ip.remove(&ip.to_canonical());
+            self.changed.push(ip);
         }
         self.services_changed = true;
         self.changed_all = true;
@@ -861,12 +874,8 @@ impl KubeIndex {
 
     /// Ends a relist of EndpointSlices.
     pub fn sweep_endpoint_slices(&mut self, keep: &Listed) {
-        let gone: Vec<(String, String)> =
-            self.slices.keys().filter(|k| !keep.contains_key(*k)).cloned().collect();
-        for key in gone {
-            for ip in self.slices.remove(&key).unwrap_or_default() {
-                self.endpoint_by_ip.remove(&ip);
-            }
+        for ip in sweep_addresses(&mut self.slices, keep) {
+            self.endpoint_by_ip.remove(&ip);
         }
     }
 
