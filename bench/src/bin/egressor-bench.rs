@@ -184,7 +184,7 @@ fn per_packet_cost() {
     let helper = helper_bin();
 
     type Workload<'a> = (&'a str, Box<dyn Fn() + 'a>);
-    let workloads: [Workload; 2] = [
+    let workloads: [Workload; 3] = [
         (
             "UDP, 64-byte payload, 200k datagrams",
             Box::new(|| {
@@ -196,6 +196,16 @@ fn per_packet_cost() {
                     &["udp-send", &format!("{}:9500", HOST.v4), "200000", "64"],
                 );
                 sink.join().unwrap();
+            }),
+        ),
+        (
+            // The other way, so that the host side's TC egress program runs under the flood
+            // too (nothing listens in the namespace: its few port-unreachable replies are
+            // rate-limited by the kernel).
+            "UDP, 64-byte payload, 200k datagrams, host → namespace",
+            Box::new(|| {
+                let target = format!("{}:9502", PEER.v4);
+                run(&[&helper, "udp-send", &target, "200000", "64"]);
             }),
         ),
         (
