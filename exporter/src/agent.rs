@@ -396,7 +396,6 @@ async fn start_kubernetes(
         conntrack,
         service_lookups,
         version_label: args.kubernetes_version_label.clone(),
-        node_name,
     }))
 }
 

@@ -69,7 +69,6 @@ pub struct Attributor {
     /// known cgroup costs one lookup, not a path parse and an intern (or, on Kubernetes, a
     /// pod lookup). Forgotten like the resolver's paths; cleared when everything changes.
     workload_of: HashMap<u64, (u32, u64), RandomState>,
-    cycle: u64,
     kube: Option<KubeAttribution>,
     /// Label names of the chargeback allowlist, and the labels with empty values.
     chargeback_names: Vec<Arc<str>>,
@@ -252,7 +251,6 @@ impl Attributor {
             chargeback_names: Vec::new(),
             empty_chargeback: ChargebackLabels::default(),
             workload_of: HashMap::default(),
-            cycle: 0,
             workloads: {
                 let mut w =
                     Interner::new(LocalLabels::named(empty.clone(), ChargebackLabels::default()));
@@ -320,9 +318,9 @@ impl Attributor {
     /// cached labels must be recomputed.
     pub fn next_cycle(&mut self, host_addresses: HashSet<IpAddr>) -> bool {
         self.cgroups.next_cycle();
-        self.cycle += 1;
-        if self.cycle.is_multiple_of(FORGET_AFTER_CYCLES) {
-            let oldest = self.cycle - FORGET_AFTER_CYCLES;
+        let cycle = self.cgroups.cycle();
+        if cycle.is_multiple_of(FORGET_AFTER_CYCLES) {
+            let oldest = cycle - FORGET_AFTER_CYCLES;
             self.workload_of.retain(|_, (_, used)| *used >= oldest);
         }
         let cloud_changed = self.classifier.refresh_cloud();
@@ -615,13 +613,14 @@ impl Attributor {
     /// The interned workload of a cgroup (the resolver caches names by id), and whether the
     /// cgroup was found. Called when a flow is first seen, not per read.
     fn workload(&mut self, cgroup_id: u64) -> (u32, bool) {
+        let cycle = self.cgroups.cycle();
         if let Some((id, used)) = self.workload_of.get_mut(&cgroup_id) {
-            *used = self.cycle;
+            *used = cycle;
             return (*id, true);
         }
         let (id, settled) = self.workload_uncached(cgroup_id);
         if settled {
-            self.workload_of.insert(cgroup_id, (id, self.cycle));
+            self.workload_of.insert(cgroup_id, (id, cycle));
         }
         (id, settled)
     }

@@ -127,6 +127,11 @@ impl CgroupResolver {
         }
     }
 
+    /// The read cycle, counted by [`CgroupResolver::next_cycle`].
+    pub fn cycle(&self) -> u64 {
+        self.generation
+    }
+
     /// cgroup paths held (for tests of the bound).
     pub fn cached(&self) -> usize {
         self.names.len()

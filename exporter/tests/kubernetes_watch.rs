@@ -42,7 +42,7 @@ fn synced(status: &WatchStatus, kinds: &[usize]) -> bool {
 
 fn workload(index: &Index, uid: &str) -> Option<Workload> {
     let i = index.read().unwrap();
-    i.pod(uid).map(|p| i.workload(p))
+    i.pod(uid).map(|p| p.workload())
 }
 
 const API_POD: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";

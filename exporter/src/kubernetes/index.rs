@@ -1,7 +1,8 @@
-//! What the agent keeps of the cluster: small projections of Pods, Nodes, ReplicaSets and
-//! Jobs (never whole objects: 10k pods must fit in tens of MB), indexed by what attribution
-//! asks: pod UID (the local side, from cgroups), pod IP and node IP (the remote side), and
-//! owner (the workload).
+//! What the agent keeps of the cluster: small projections of Pods, Nodes, ReplicaSets, Jobs,
+//! Namespaces, Services and EndpointSlices (never whole objects: 10k pods take ~10 MB),
+//! indexed by what attribution asks: pod UID (the local side, from cgroups), pod IP, node IP
+//! and Service IP (the remote side), and owner (the workload). Each pod and node carries its
+//! remote view, built when it or what it depends on changes, so a flow's lookup is one probe.
 //!
 //! **IP reuse.** A pod IP is reused once its pod is gone. The IP index holds the pod that
 //! owns an address now: a pod's deletion removes its addresses only if they still point to it,
@@ -72,11 +73,9 @@ pub struct PodInfo {
     pub host_network: bool,
     /// Its controller owner reference (kind, name).
     pub owner: Option<(Text, Text)>,
-    /// Its workload, resolved through the owner chain when the pod or an owner changes (not
+    /// The pod as the remote end of a flow: its workload (resolved through the owner chain)
+    /// and its node's place, rebuilt when the pod, an owner or the node's place changes (not
     /// per lookup: attribution asks per flow).
-    pub workload: Workload,
-    /// The pod as the remote end of a flow (workload and its node's place), rebuilt when the
-    /// workload or the node's place changes.
     pub peer: Arc<RemotePeer>,
     /// The labels kept (version and chargeback labels asked for in the configuration), as
     /// (key, value) pairs: two or three per pod, where a map would cost a 500-byte node.
@@ -86,6 +85,13 @@ pub struct PodInfo {
 }
 
 impl PodInfo {
+    /// Its workload (from [`PodInfo::peer`]): ReplicaSet → Deployment, Job → CronJob;
+    /// StatefulSet, DaemonSet and other owners as they are; a bare pod is its own workload.
+    /// An owner not (yet) known stops the chain where it is.
+    pub fn workload(&self) -> Workload {
+        Workload { kind: self.peer.kind.clone(), name: self.peer.workload.clone() }
+    }
+
     /// A kept label's value.
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
@@ -374,7 +380,6 @@ impl KubeIndex {
             ips,
             host_network,
             owner,
-            workload,
             peer,
             labels: self
                 .keep_labels
@@ -452,11 +457,10 @@ impl KubeIndex {
             .collect();
         for pod in stale {
             let workload = self.resolve(&pod.namespace, &pod.name, pod.owner.as_ref());
-            if workload == pod.workload {
-                continue;
+            if workload != pod.workload() {
+                let peer = self.pod_peer(&pod.namespace, pod.node.as_ref(), &workload);
+                self.replace_pod(Arc::new(PodInfo { peer, ..(*pod).clone() }));
             }
-            let peer = self.pod_peer(&pod.namespace, pod.node.as_ref(), &workload);
-            self.replace_pod(Arc::new(PodInfo { workload, peer, ..(*pod).clone() }));
         }
     }
 
@@ -504,7 +508,7 @@ impl KubeIndex {
             .cloned()
             .collect();
         for pod in on {
-            let peer = self.pod_peer(&pod.namespace, pod.node.as_ref(), &pod.workload);
+            let peer = self.pod_peer(&pod.namespace, pod.node.as_ref(), &pod.workload());
             if peer != pod.peer {
                 self.replace_pod(Arc::new(PodInfo { peer, ..(*pod).clone() }));
             }
@@ -543,23 +547,29 @@ impl KubeIndex {
     /// Adds or updates a node.
     pub fn apply_node(&mut self, node: &Node) {
         if self.put_node(node) {
-            let name = node.name_any();
-            if self.local_node.as_deref() == Some(name.as_str()) {
-                // This node moved: every peer's class may have changed.
-                self.refresh_node_peers();
-                self.refresh_pods_on(None);
-            } else {
-                self.refresh_pods_on(Some(&name));
-            }
+            self.node_moved(&node.name_any());
+        }
+    }
+
+    /// Rebuilds the remote views that depend on node `name`'s place: its pods', or, when it
+    /// is this node, every pod's and node's (each class has this node at one end).
+    fn node_moved(&mut self, name: &str) {
+        if self.local_node.as_deref() == Some(name) {
+            self.refresh_node_peers();
+            self.refresh_pods_on(None);
+        } else {
+            self.refresh_pods_on(Some(name));
         }
     }
 
     /// Rebuilds every node's remote-end view (after this node's place changed).
     fn refresh_node_peers(&mut self) {
-        let names: Vec<Text> = self.nodes.keys().cloned().collect();
-        for name in names {
-            let Some(node) = self.nodes.get(&name) else { continue };
-            let peer = self.node_peer(&name, node.zone.clone(), node.region.clone());
+        let peers: Vec<(Text, Arc<RemotePeer>)> = self
+            .nodes
+            .iter()
+            .map(|(name, n)| (name.clone(), self.node_peer(name, n.zone.clone(), n.region.clone())))
+            .collect();
+        for (name, peer) in peers {
             if let Some(node) = self.nodes.get_mut(&name) {
                 node.peer = peer;
             }
@@ -625,7 +635,7 @@ impl KubeIndex {
     pub fn delete_node(&mut self, node: &Node) {
         let name = node.name_any();
         self.delete_node_named(&name);
-        self.refresh_pods_on(Some(&name));
+        self.node_moved(&name);
     }
 
     fn delete_node_named(&mut self, name: &str) {
@@ -639,7 +649,6 @@ impl KubeIndex {
         }
         if self.local_node.as_deref() == Some(name) {
             self.local_place = (None, None);
-            self.refresh_node_peers();
         }
     }
 
@@ -905,13 +914,6 @@ impl KubeIndex {
         self.nodes.get(name).map(|n| (name, n))
     }
 
-    /// The workload of a pod (see [`PodInfo::workload`]): ReplicaSet → Deployment, Job →
-    /// CronJob; StatefulSet, DaemonSet and other owners as they are; a bare pod is its own
-    /// workload. An owner not (yet) known stops the chain where it is.
-    pub fn workload(&self, pod: &PodInfo) -> Workload {
-        pod.workload.clone()
-    }
-
     /// The addresses whose owner changed since the last call, or `None` when everything did
     /// (a relist, a node's zone).
     pub fn take_changed(&mut self) -> Option<Vec<IpAddr>> {
@@ -1018,5 +1020,13 @@ mod tests {
         assert_eq!(node_2.peer.class, TrafficClass::SameZone, "node peers too");
         index.delete_node(&moved);
         assert_eq!(index.pod_by_ip(db).unwrap().peer.zone, None, "its node is gone: no zone");
+        // This node's Node object goes: no place here, so no class can be said for pods on
+        // other nodes, or for the other nodes, any more.
+        index.apply_node(&nodes()[1]);
+        assert_eq!(class(&index, db), TrafficClass::CrossZone);
+        index.delete_node(&here);
+        assert_eq!(class(&index, db), TrafficClass::Unknown, "pods elsewhere");
+        let node_2 = index.node_by_ip("10.0.2.20".parse().unwrap()).unwrap().1;
+        assert_eq!(node_2.peer.class, TrafficClass::Unknown, "other nodes");
     }
 }

@@ -86,19 +86,34 @@ pub struct RemotePeer {
 /// How flows to Service addresses were resolved, by outcome (`egressor_kubernetes_service_lookups_total`).
 #[derive(Debug, Default)]
 pub struct ServiceLookups {
-    /// Outcomes in [`SERVICE_LOOKUP_RESULTS`] order.
-    pub counts: [AtomicU64; 5],
+    /// Counts in [`ServiceLookup`] order.
+    pub counts: [AtomicU64; SERVICE_LOOKUP_RESULTS.len()],
 }
 
-/// The `result` label values of [`ServiceLookups`]: conntrack named the backend; conntrack
-/// shows no NAT; conntrack has no entry; conntrack could not be asked; the flow has no
-/// connection tuple (its Service was not yet in the kernel's service map, or no conntrack).
+/// How one flow to a Service address was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceLookup {
+    /// Conntrack named the backend.
+    Backend,
+    /// Conntrack shows no NAT: the reply came from the Service address itself.
+    NoNat,
+    /// Conntrack has no such entry.
+    NotFound,
+    /// Conntrack could not be asked (the lookup failed, or the socket could not be opened
+    /// at start; both logged).
+    Error,
+    /// The flow has no connection tuple: its Service was not yet in the kernel's map.
+    NoTuple,
+}
+
+/// The `result` label values of [`ServiceLookups`], in [`ServiceLookup`] order.
 pub const SERVICE_LOOKUP_RESULTS: [&str; 5] =
     ["backend", "no_nat", "not_found", "error", "no_tuple"];
 
 impl ServiceLookups {
-    fn count(&self, result: usize) -> u64 {
-        self.counts[result].fetch_add(1, Ordering::Relaxed) + 1
+    /// Counts one outcome; returns how many of that outcome there have been.
+    fn count(&self, result: ServiceLookup) -> u64 {
+        self.counts[result as usize].fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 
@@ -114,8 +129,6 @@ pub struct KubeAttribution {
     pub service_lookups: Arc<ServiceLookups>,
     /// The pod label holding the version.
     pub version_label: String,
-    /// This node's name (`--kubernetes.node-name`).
-    pub node_name: String,
     /// Chargeback label keys (`--kubernetes.labels`), in order.
     pub chargeback: Vec<String>,
 }
@@ -129,7 +142,7 @@ impl KubeAttribution {
         let Some(pod) = pod_of(path) else { return CgroupIdentity::NotAPod };
         let index = self.index.read().unwrap_or_else(|p| p.into_inner());
         let Some(info) = index.pod(&pod.uid) else { return CgroupIdentity::UnknownPod };
-        let workload = index.workload(info);
+        let workload = info.workload();
         CgroupIdentity::Pod(LocalPod {
             namespace: info.namespace.to_string(),
             workload: workload.name.to_string(),
@@ -172,22 +185,21 @@ impl KubeAttribution {
             }
             _ => None,
         };
-        let (result, backend) = match answer {
-            None => (4, None),
-            Some(Ok(Some(b))) if b.ip().to_canonical() == remote.to_canonical() => (1, None),
-            Some(Ok(Some(b))) => (0, Some(b.ip())),
-            Some(Ok(None)) => (2, None),
-            Some(Err(e)) => {
-                // Logged at the 1st, 2nd, 4th, 8th… error: visible, never a flood.
-                let n = self.service_lookups.count(3);
-                if n.is_power_of_two() {
-                    warn!(error = %crate::reader::error_chain(&e), errors = n, "conntrack lookup failed; flows to Services are attributed to the Service, class unknown");
-                }
-                (usize::MAX, None)
+        let (result, backend) = match &answer {
+            None if connection.is_none() => (ServiceLookup::NoTuple, None),
+            None | Some(Err(_)) => (ServiceLookup::Error, None),
+            Some(Ok(Some(b))) if b.ip().to_canonical() == remote.to_canonical() => {
+                (ServiceLookup::NoNat, None)
             }
+            Some(Ok(Some(b))) => (ServiceLookup::Backend, Some(b.ip())),
+            Some(Ok(None)) => (ServiceLookup::NotFound, None),
         };
-        if result != usize::MAX {
-            self.service_lookups.count(result);
+        let n = self.service_lookups.count(result);
+        // A failed lookup is logged at the 1st, 2nd, 4th, 8th… failure: visible, never a flood.
+        if let Some(Err(e)) = &answer
+            && n.is_power_of_two()
+        {
+            warn!(error = %crate::reader::error_chain(e), errors = n, "conntrack lookup failed; flows to Services are attributed to the Service, class unknown");
         }
         let service_peer = || RemotePeer {
             namespace: service.namespace.clone(),
@@ -222,18 +234,6 @@ impl KubeAttribution {
     /// Every Service virtual IP, when they changed since the last call.
     pub fn take_service_addresses(&self) -> Option<std::collections::HashSet<IpAddr>> {
         self.index.write().unwrap_or_else(|p| p.into_inner()).take_service_addresses()
-    }
-
-    /// This node's zone and region from its labels, if the index has it.
-    pub fn local_place(&self) -> (Option<Text>, Option<Text>) {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        let (zone, region) = index.local_place();
-        (zone.map(Text::from), region.map(Text::from))
-    }
-
-    /// The class of traffic to `peer` (see [`RemotePeer::class`]).
-    pub fn class_to(&self, peer: &RemotePeer) -> TrafficClass {
-        peer.class
     }
 
     /// Addresses whose owner changed since the last call (`None`: everything changed).
