@@ -460,6 +460,8 @@ impl KubeIndex {
             if workload != pod.workload() {
                 let peer = self.pod_peer(&pod.namespace, pod.node.as_ref(), &workload);
                 self.replace_pod(Arc::new(PodInfo { peer, ..(*pod).clone() }));
+                // The pod's own flows (the local side, by cgroup) are labelled again too.
+                self.changed_all = true;
             }
         }
     }
@@ -983,7 +985,7 @@ mod tests {
         index.replace_replicasets(&fixture::<ReplicaSet>("replicasets"));
         let peer = index.pod_by_ip(api).unwrap().peer.clone();
         assert_eq!((&*peer.kind, &*peer.workload), ("Deployment", "api"), "resolved again");
-        assert!(index.take_changed().is_some_and(|c| c.contains(&api)), "flows to it relabel");
+        assert!(index.take_changed().is_none(), "every flow relabels: its local side too");
         index.replace_nodes(&nodes());
         assert_eq!(index.pod_by_ip(db).unwrap().peer.zone.as_deref(), Some("us-east-1b"));
         assert_eq!(index.local_place(), (Some("us-east-1a"), Some("us-east-1")));
