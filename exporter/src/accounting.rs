@@ -84,31 +84,50 @@ struct SeriesTable<L> {
     index: HashMap<L, usize, RandomState>,
     slots: Vec<Option<Series<L>>>,
     free: Vec<usize>,
-    /// Live series allowed before new label sets are folded.
+    /// Live series allowed in all.
     max: usize,
+    /// Part of `max` kept for the full folds: detailed label sets are admitted while fewer
+    /// than `max - reserve` series live.
+    reserve: usize,
     /// Flows whose label set was folded because of `max`.
     folded: u64,
+    /// Full folds created while `max` series already lived (the reserve was used up).
+    over_cap: u64,
 }
 
 impl<L: Copy + Eq + Hash + Fold> SeriesTable<L> {
     fn new(max: usize) -> Self {
-        Self { index: HashMap::default(), slots: Vec::new(), free: Vec::new(), max, folded: 0 }
+        Self {
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            max,
+            reserve: fold_reserve(max),
+            folded: 0,
+            over_cap: 0,
+        }
     }
 
     fn live_count(&self) -> usize {
         self.index.len()
     }
 
-    /// The slot of `labels`, created if needed, with one more flow counted under it. At the
-    /// cap, a new label set becomes its fold if that exists, else its full fold.
+    /// The slot of `labels`, created if needed, with one more flow counted under it. Once
+    /// `max - reserve` series live, a new label set becomes its fold if that exists, else
+    /// its full fold; full folds take the reserve, and only past `max` itself does one more
+    /// series appear (counted in `over_cap`), because no byte may be dropped.
     fn attach(&mut self, labels: L, cycle: u64) -> usize {
-        let labels = if self.index.contains_key(&labels) || self.live_count() < self.max {
+        let live = self.live_count();
+        let labels = if self.index.contains_key(&labels) || live + self.reserve < self.max {
             labels
         } else {
             self.folded += 1;
             let folded = labels.fold();
             if self.index.contains_key(&folded) { folded } else { labels.fold_all() }
         };
+        if live >= self.max && !self.index.contains_key(&labels) {
+            self.over_cap += 1;
+        }
         let i = match self.index.get(&labels) {
             Some(&i) => i,
             None => {
@@ -177,6 +196,14 @@ impl<L: Copy + Eq + Hash + Fold> SeriesTable<L> {
     }
 }
 
+/// The share of a series cap kept for the full folds: 1/20 of it, between 16 and 1,024, but
+/// never more than half of it (and at least 1). A node meets few full folds (one per hook,
+/// direction, class, path and cloud range priced differently), so the cap holds unless more
+/// of them than this appear.
+pub fn fold_reserve(max: usize) -> usize {
+    (max / 20).clamp(16, 1024).min(max / 2).max(1)
+}
+
 /// Per-flow state and per-label-set totals; `L` identifies a label set.
 #[derive(Debug)]
 pub struct Accounting<L> {
@@ -196,9 +223,10 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
     /// `idle_after`: reads without change before a flow's kernel entry is removed (≥ 1).
     /// `series_idle_after`: reads without growth before a label set no flow counts under
     /// any more leaves the exposition (bounds memory and series on nodes where workloads
-    /// come and go). `max_series`: label sets allowed before new ones are folded
-    /// ([`Fold`]); the full folds are always admitted, so the live count can exceed it by
-    /// at most their number.
+    /// come and go). `max_series`: the cap on live label sets. Detailed ones are admitted
+    /// until [`fold_reserve`] of it is left, then new label sets fold ([`Fold`]) and the
+    /// full folds use the reserve; a full fold is still admitted past the cap (no byte is
+    /// dropped), counted by [`Accounting::over_cap`].
     ///
     /// The flow table grows with the flows rather than being reserved for the kernel map's
     /// capacity: reserving saved about 3 ms on a first 100k-flow cycle but scattered 10k
@@ -357,6 +385,11 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
         self.table.folded
     }
 
+    /// Full folds created while `max_series` label sets already lived, since start.
+    pub fn over_cap(&self) -> u64 {
+        self.table.over_cap
+    }
+
     /// Flows currently tracked (kernel entries seen in the last cycle).
     pub fn tracked_flows(&self) -> usize {
         self.flows.len()
@@ -491,21 +524,59 @@ mod tests {
 
     #[test]
     fn at_the_series_cap_new_label_sets_fold_and_no_byte_is_lost() {
-        let mut a = Accounting::new(3, 1000, 2);
+        // A cap of 3 keeps 1 for the full folds: 2 detailed label sets.
+        let mut a = Accounting::new(3, 1000, 3);
         let mut f = labels_by_port;
         a.begin_cycle(false);
         a.observe(key(1), c(10, 1), &mut f); // web
-        a.observe(key(5), c(20, 1), &mut f); // p5: the cap of 2 is reached
+        a.observe(key(5), c(20, 1), &mut f); // p5: 2 detailed, the rest is the reserve
         a.observe(key(7), c(30, 1), &mut f); // p7 → "folded" does not exist → "all"
         a.observe(key(9), c(40, 1), &mut f); // p9 → "all"
         a.end_cycle();
         let names: Vec<_> = a.series().map(|(l, _, _)| *l).collect();
         assert_eq!(names, ["web", "p5", "all"]);
         assert_eq!(totals(&a, "all").bytes, 70);
-        assert_eq!(a.folded_flows(), 2);
+        assert_eq!((a.folded_flows(), a.over_cap()), (2, 0));
         let usage = a.take_usage();
         assert_eq!((usage[&7], usage[&9], usage.len()), (30, 40, 4), "usage by tag, unfolded");
         assert!(a.take_usage().is_empty());
+    }
+
+    /// (class, detail): the full fold keeps the class, as the agent's keeps what decides the
+    /// price.
+    impl Fold for (u8, u8) {
+        fn fold(&self) -> Self {
+            (self.0, 255)
+        }
+        fn fold_all(&self) -> Self {
+            (self.0, 0)
+        }
+    }
+
+    #[test]
+    fn full_folds_use_the_reserve_and_pass_the_cap_only_when_it_is_used_up() {
+        let mut a = Accounting::new(3, 1000, 4); // reserve 2: 2 detailed
+        let mut by_port = |k: &FlowKey| Labelled {
+            labels: ((k.port / 10) as u8, (k.port % 10) as u8 + 1),
+            settled: true,
+            tag: 0,
+        };
+        a.begin_cycle(false);
+        for (port, bytes) in [(11, 1), (12, 2), (13, 4), (14, 8), (21, 16)] {
+            a.observe(key(port), c(bytes, 1), &mut by_port);
+        }
+        assert_eq!((a.series_count(), a.over_cap()), (4, 0), "2 detailed + 2 full folds");
+        a.observe(key(31), c(32, 1), &mut by_port); // class 3's fold: past the cap
+        a.end_cycle();
+        assert_eq!((a.series_count(), a.over_cap(), a.folded_flows()), (5, 1, 4));
+        let bytes: u64 = a.series().map(|(_, t, _)| t.bytes).sum();
+        assert_eq!(bytes, 63, "every byte in one series");
+    }
+
+    #[test]
+    fn the_fold_reserve_is_a_bounded_share_of_the_cap() {
+        let reserves = [1, 2, 3, 40, 20_000, 1_000_000].map(fold_reserve);
+        assert_eq!(reserves, [1, 1, 1, 16, 1_000, 1_024]);
     }
 
     #[test]

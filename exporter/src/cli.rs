@@ -287,9 +287,11 @@ pub struct AgentArgs {
           value_name = "DURATION")]
     pub series_idle_timeout: Duration,
 
-    /// Label sets of the flow counters allowed before new ones fold: first the remote name
-    /// into `other`, then also the workload into `other` (bytes and cost are never lost;
-    /// `egressor_series_folded_flows_total` counts the folds).
+    /// Cap on live label sets of the flow counters. Once the cap minus a reserve (1/20 of it,
+    /// 16 to 1,024, at most half) is live, new ones fold: first the remote name into
+    /// `other`, then also the workload into `other`; the full folds use the reserve (bytes
+    /// and cost are never lost; `egressor_series_folded_flows_total` counts the folds,
+    /// `egressor_series_over_cap_total` full folds past the cap).
     #[arg(long = "series.max", env = "EGRESSOR_SERIES_MAX", default_value_t = DEFAULT_SERIES_MAX,
           value_name = "N")]
     pub series_max: usize,

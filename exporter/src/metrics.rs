@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub series_count: u64,
     /// Flows folded because the series cap was reached, since start.
     pub folded_flows: u64,
+    /// Full folds admitted past the series cap (its reserve used up), since start.
+    pub series_over_cap: u64,
     /// Estimated distinct external destinations per workload, last complete window.
     pub distinct_destinations: Vec<(Arc<str>, f64)>,
     /// New external destinations per workload since start.
@@ -458,6 +460,13 @@ impl Collector for FlowCollector {
             None,
             MetricType::Counter,
         )?)?;
+        ConstCounter::new(snap.series_over_cap).encode(encoder.encode_descriptor(
+            "series_over_cap",
+            "Label sets created past --series.max (full folds once its reserve was used up: \
+             no byte is dropped).",
+            None,
+            MetricType::Counter,
+        )?)?;
         Self::family(
             &mut encoder,
             "flow_overflow",
@@ -488,7 +497,7 @@ impl Collector for FlowCollector {
             ("series", "Live label sets of the flow counters.", snap.series_count),
             (
                 "series_max",
-                "Label sets allowed before new ones fold (--series.max).",
+                "Cap on live label sets (--series.max); new ones fold once 1/20 of it is left.",
                 self.series_max,
             ),
         ] {
@@ -543,6 +552,7 @@ mod tests {
             map_entries: 1,
             series_count: 1,
             folded_flows: 0,
+            series_over_cap: 0,
             distinct_destinations: vec![("nginx.service".into(), 3.0)],
             new_destinations: vec![("nginx.service".into(), 4)],
             remembered_destinations: 4,
@@ -565,6 +575,7 @@ mod tests {
             "egressor_series 1",
             "egressor_series_max 100",
             "egressor_series_folded_flows_total 0",
+            "egressor_series_over_cap_total 0",
             r#"egressor_distinct_destinations{workload="nginx.service"} 3.0"#,
             r#"egressor_new_destinations_total{workload="nginx.service"} 4"#,
             "egressor_destinations_remembered 4",

@@ -234,6 +234,7 @@ impl Reader {
                 names: self.dns.len(),
             },
             folded_flows: self.accounting.folded_flows(),
+            series_over_cap: self.accounting.over_cap(),
             overflow,
             map_entries: entries,
         });

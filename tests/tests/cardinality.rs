@@ -1,6 +1,7 @@
 //! Cardinality: 100,000 distinct internet destinations from one workload, named by their AS
-//! organisation (MaxMind's GeoLite2-ASN test database), keep the series bounded — the top K
-//! names per workload, the rest `other`, and a hard series cap that folds further — while the
+//! organisation (MaxMind's GeoLite2-ASN test database), keep the series under the cap — the
+//! top K names per workload, the rest `other`; and, with no name limit, a series cap that
+//! folds names and then workloads (half of a cap of 12 is kept for the full folds) — while the
 //! bytes still add up exactly to what the workload sent.
 
 use std::{collections::HashSet, time::Duration};
@@ -57,13 +58,15 @@ fn hundred_thousand_destinations_keep_series_bounded_and_bytes_exact() {
         db.to_str().unwrap(),
         "--flow-map.max-entries",
         "262144",
-        "--remote-names.top-k",
-        "5",
         "--remote-names.window",
         "1s",
     ];
-    let named = Agent::start(&[&common[..], &["--series.max", "50"]].concat());
-    let capped = Agent::start(&[&common[..], &["--series.max", "3"]].concat());
+    let named =
+        Agent::start(&[&common[..], &["--remote-names.top-k", "5", "--series.max", "50"]].concat());
+    // No name limit to speak of: the series cap alone bounds this one's 40 names.
+    let capped = Agent::start(
+        &[&common[..], &["--remote-names.top-k", "1000", "--series.max", "12"]].concat(),
+    );
 
     let scatter = |per_net: u64, cidrs: &[&str]| -> u64 {
         let (size, n) = (SIZE.to_string(), per_net.to_string());
@@ -94,22 +97,29 @@ fn hundred_thousand_destinations_keep_series_bounded_and_bytes_exact() {
     let internet = |workload: &'static str| {
         [("workload", workload), ("direction", "egress"), ("traffic_class", "internet")]
     };
-    for (agent, cap) in [(&named, 50.0), (&capped, 3.0)] {
+    for (agent, cap) in [(&named, 50.0), (&capped, 12.0)] {
         let m = agent.metrics();
         let series = m.sum("egressor_series", &[]);
-        // The full folds may go past the cap: one per hook, direction, class and path.
-        assert!(series <= cap + 4.0, "{series} series with --series.max {cap}");
+        let all: Vec<_> = m
+            .select("egressor_flow_bytes_total", &[])
+            .map(|(l, _)| format!("{} {} {}", l["workload"], l["traffic_class"], l["remote"]))
+            .collect();
+        assert!(series <= cap, "{series} series with --series.max {cap}: {all:#?}");
+        assert_eq!(m.sum("egressor_series_over_cap_total", &[]), 0.0);
+        let exposed = m.select("egressor_flow_bytes_total", &[]).count() as f64;
+        assert_eq!(exposed, series, "egressor_series counts the exposed label sets");
     }
     // Under the name limit every byte is the workload's, named or `other`.
     let m = named.metrics();
     assert_eq!(m.sum("egressor_flow_bytes_total", &mine), want);
-    // Under the series cap, the folded ones move to workload `other`, still counted.
+    // Under the series cap, new label sets fold (remote name, then workload into `other`),
+    // still counted.
     let c = capped.metrics();
     let (own, other) = (
         c.sum("egressor_flow_bytes_total", &[("workload", workload), ("direction", "egress")]),
         c.sum("egressor_flow_bytes_total", &internet("other")),
     );
-    assert!(own < want && own + other >= want, "own {own} + other {other} vs {want}");
+    assert_eq!(own + other, want, "own {own} + other {other}");
     let names: HashSet<String> =
         m.select("egressor_flow_bytes_total", &mine).map(|(l, _)| l["remote"].clone()).collect();
     assert!(names.contains("other"), "{names:?}");
@@ -119,6 +129,9 @@ fn hundred_thousand_destinations_keep_series_bounded_and_bytes_exact() {
         assert!(bytes >= (100 * (SIZE + 28)) as f64, "{org} ({cidr}): {bytes} bytes named");
     }
     assert!(names.len() <= 5 * 3 + 1, "names over three windows: {names:?}");
+    let capped_names: HashSet<String> =
+        c.select("egressor_flow_bytes_total", &mine).map(|(l, _)| l["remote"].clone()).collect();
+    assert!(capped_names.len() <= 6, "{capped_names:?}: 6 detailed label sets under a cap of 12");
     assert_eq!(m.sum("egressor_series_folded_flows_total", &[]), 0.0);
     assert!(c.sum("egressor_series_folded_flows_total", &[]) > 0.0);
     // Each of the 100,000 addresses was new once; the heavy phases only went back to them.
