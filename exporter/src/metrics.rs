@@ -386,7 +386,7 @@ impl Collector for FlowCollector {
             &mut encoder,
             "distinct_destinations",
             "Distinct external (internet and cloud) remote addresses per workload in the last \
-             complete --destinations.window, estimated with a HyperLogLog (0.81 % standard error).",
+             complete --destinations.window, estimated with a HyperLogLog (0.57 % standard error).",
             None,
             MetricType::Gauge,
             distinct.iter().map(|(l, v)| (l, ConstGauge::new(*v))),
