@@ -1,7 +1,8 @@
 //! The JSON API: `GET /api/v1/flows?top=N&sort=bytes|rate|cost` (the node's top flows with
 //! full detail — raw remote address and port, name, AS, class, bytes, cost: the detail that
-//! must never become a Prometheus label) and `GET /api/v1/summary` (totals by class and
-//! direction, from the last read cycle).
+//! must never become a Prometheus label), `GET /api/v1/summary` (totals by class and
+//! direction, from the last read cycle) and `GET /api/v1/classify` (the agent's verdict on
+//! addresses: [`crate::verdict`]).
 //!
 //! Flows are computed on request by the reader thread, between two read cycles, so serving
 //! the API costs nothing while nobody asks.

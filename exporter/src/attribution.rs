@@ -587,6 +587,36 @@ impl Attributor {
         }
     }
 
+    /// What the agent decides about `address` from `from` now (`/api/v1/classify`): its
+    /// classifier, paths, MaxMind databases, DNS names, Kubernetes peers and `pricer`.
+    pub fn verdict(
+        &self,
+        address: std::net::IpAddr,
+        from: Option<std::net::IpAddr>,
+        pricer: &crate::prices::Pricer,
+    ) -> crate::verdict::Verdict {
+        let text = |v: &Arc<str>| (!v.is_empty()).then(|| v.to_string());
+        let networks = |i: usize| {
+            let n = self.remotes.get(self.remote_of_network[i]);
+            crate::verdict::NetworkInfo {
+                name: n.name.to_string(),
+                zone: text(&n.zone),
+                region: text(&n.region),
+            }
+        };
+        let kube = |ip| self.kube.as_ref().and_then(|k| k.remote(ip));
+        let judge = crate::verdict::Judge {
+            classifier: &self.classifier,
+            paths: &self.paths,
+            geoip: &self.geoip,
+            dns: self.dns.as_ref(),
+            pricer,
+            networks: &networks,
+            kube: &kube,
+        };
+        judge.verdict(address, from)
+    }
+
     /// Interned remote label tuples (bounded by the configured networks, the cloud ranges met
     /// and the names admitted).
     pub fn interned_remotes(&self) -> usize {

@@ -126,6 +126,16 @@ pub struct ClassifyArgs {
     #[arg(long = "json")]
     pub json: bool,
 
+    /// Ask the running agent at this base URL (`/api/v1/classify`) instead of deciding
+    /// here: adds the names its DNS capture learned, its Kubernetes peers and this month's
+    /// price tiers. The setup flags are then the agent's, not these.
+    #[arg(long = "agent", env = "EGRESSOR_URL", value_name = "URL")]
+    pub agent: Option<String>,
+
+    /// File with the agent's bearer token (`--web.api.bearer-token-file` there).
+    #[arg(long = "bearer-token-file", env = "EGRESSOR_BEARER_TOKEN_FILE", value_name = "FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+
     #[command(flatten)]
     /// Configuration file and price sheet.
     pub setup: SetupArgs,

@@ -43,7 +43,7 @@ pub struct AppState {
 }
 
 /// The router: `telemetry_path`, `/healthz`, `/readyz`, `/`, and with an API state
-/// `/api/v1/flows` and `/api/v1/summary` behind the guard.
+/// `/api/v1/flows`, `/api/v1/summary` and `/api/v1/classify` behind the guard.
 pub fn app(state: AppState) -> Router {
     let mut metrics_route = Router::new().route(&state.telemetry_path.clone(), get(metrics));
     let mut router = Router::new()
@@ -58,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         let routes = Router::new()
             .route("/api/v1/flows", get(http_api::flows))
             .route("/api/v1/summary", get(http_api::summary))
+            .route("/api/v1/classify", get(http_api::classify))
             .with_state(api)
             .layer(guard);
         router = router.merge(routes);

@@ -22,6 +22,7 @@ use crate::{
     api::{ClassTotals, FlowsQuery, MAX_TOP, Summary, WorkloadCost},
     metrics::SharedSnapshot,
     reader::Request as ReaderRequest,
+    verdict::MAX_ADDRESSES,
 };
 
 /// Time allowed for the reader thread to answer (it answers between two read cycles).
@@ -107,6 +108,52 @@ pub async fn flows(
     }
     match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
         Ok(Ok(reply)) => Json(reply).into_response(),
+        _ => refuse(StatusCode::SERVICE_UNAVAILABLE, "the reader did not answer in time"),
+    }
+}
+
+/// Query of `/api/v1/classify`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyQuery {
+    /// Remote addresses, comma-separated.
+    pub address: String,
+    /// The local address that selects the subnet (and so the egress path).
+    pub from: Option<std::net::IpAddr>,
+}
+
+/// `GET /api/v1/classify?address=A[,B…][&from=LOCAL]`: the agent's verdict on each address
+/// ([`crate::verdict::Verdict`]), at most [`MAX_ADDRESSES`] of them.
+pub async fn classify(
+    State(api): State<ApiState>,
+    query: Result<Query<ClassifyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let usage = format!("query: address=ADDR[,ADDR…] (at most {MAX_ADDRESSES}) and from=ADDR");
+    let Ok(Query(query)) = query else {
+        return refuse(StatusCode::BAD_REQUEST, &usage);
+    };
+    let mut addresses = Vec::new();
+    for a in query.address.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        match a.parse() {
+            Ok(ip) => addresses.push(ip),
+            Err(_) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("address {a:?} is not an IP address"),
+                );
+            }
+        }
+    }
+    if addresses.is_empty() || addresses.len() > MAX_ADDRESSES {
+        return refuse(StatusCode::BAD_REQUEST, &usage);
+    }
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let request = ReaderRequest::Classify { addresses, from: query.from, reply };
+    if api.reader.send(request).is_err() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the reader has stopped");
+    }
+    match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
+        Ok(Ok(verdicts)) => Json(verdicts).into_response(),
         _ => refuse(StatusCode::SERVICE_UNAVAILABLE, "the reader did not answer in time"),
     }
 }

@@ -30,3 +30,4 @@ pub mod metrics;
 pub mod paths;
 pub mod prices;
 pub mod reader;
+pub mod verdict;

@@ -59,6 +59,15 @@ pub struct Reader {
 pub enum Request {
     /// The top flows (`/api/v1/flows`).
     Flows(FlowsQuery, tokio::sync::oneshot::Sender<FlowsReply>),
+    /// Verdicts on remote addresses as seen from a local one (`/api/v1/classify`).
+    Classify {
+        /// The remote addresses.
+        addresses: Vec<std::net::IpAddr>,
+        /// The local address that selects the subnet.
+        from: Option<std::net::IpAddr>,
+        /// Where the verdicts go, in the order asked.
+        reply: tokio::sync::oneshot::Sender<Vec<crate::verdict::Verdict>>,
+    },
     /// Stop: return and detach the programs.
     Stop,
 }
@@ -87,6 +96,13 @@ impl Reader {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Ok(Request::Flows(query, reply)) => {
                     let _ = reply.send(self.top_flows(query, interval));
+                }
+                Ok(Request::Classify { addresses, from, reply }) => {
+                    let verdicts = addresses
+                        .into_iter()
+                        .map(|a| self.attributor.verdict(a, from, &self.pricer))
+                        .collect();
+                    let _ = reply.send(verdicts);
                 }
                 Ok(Request::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             }

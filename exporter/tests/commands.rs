@@ -82,3 +82,46 @@ fn classify_says_what_the_agent_would_count() {
     assert_eq!(row(3, "egress_path"), "none");
     let _ = std::fs::remove_file(config);
 }
+
+#[test]
+fn classify_names_public_peers_by_as_and_country_from_maxmind() {
+    let data = |f| egressor_tests::shared_data(&format!("mmdb/{f}"));
+    let (Some(asn), Some(country)) =
+        (data("GeoLite2-ASN-Test.mmdb"), data("GeoIP2-Country-Test.mmdb"))
+    else {
+        return;
+    };
+    let config = egressor_tests::temp_file("classify-geo.yaml", "cloud_ranges: {sources: []}\n");
+    let (cfg, asn, country) =
+        (config.to_str().unwrap(), asn.to_str().unwrap(), country.to_str().unwrap());
+    let setup = ["--config.file", cfg, "--geoip-asn", asn, "--geoip-country", country];
+    // GeoLite2-ASN-Test.json: 1.0.0.0/24 is AS15169 "Google Inc."; GeoIP2-Country-Test.json:
+    // 2001:218::/32 is JP.
+    let addresses = ["1.0.0.1", "2001:218::1"];
+    let Command::Classify(args) = cli(&[&["classify", "--json"][..], &setup, &addresses].concat())
+    else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    commands::classify::run(&args, &mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v[0]["asn"], 15169);
+    assert_eq!(v[0]["as_organization"], "Google Inc.");
+    assert_eq!(
+        (v[0]["name"].clone(), v[0]["name_source"].clone()),
+        ("Google Inc.".into(), "asn".into())
+    );
+    assert_eq!(v[1]["country"], "JP");
+    assert_eq!(v[1]["traffic_class"], "internet");
+    // The text form says the same, and where a DNS name would come from.
+    let Command::Classify(args) = cli(&[&["classify"][..], &setup, &addresses[..1]].concat())
+    else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    commands::classify::run(&args, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("name         Google Inc. (from asn)"), "{text}");
+    assert!(text.contains("AS           AS15169 Google Inc."), "{text}");
+    let _ = std::fs::remove_file(config);
+}

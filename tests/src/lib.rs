@@ -462,6 +462,11 @@ impl Agent {
         self.get_with(path, None)
     }
 
+    /// The agent's base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// GETs `path` with an optional `Authorization: Bearer` token: (status, body).
     pub fn get_with(&self, path: &str, token: Option<&str>) -> Option<(u16, String)> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);

@@ -1,7 +1,8 @@
 //! Remote names from DNS on real traffic: a real DNS server (dnsmasq, bound only inside a
 //! namespace this test made) answers A and AAAA records behind a CNAME chain, over UDP and
-//! over TCP; a client in a cgroup resolves with the system resolver and sends to the answers;
-//! the flow counters carry the name the client asked for.
+//! TCP, over IPv4 and IPv6; a client in a cgroup resolves with the system resolver and sends
+//! to the answers; the flow counters carry the name the client asked for, and
+//! `egressor classify --agent` says the same name for the address.
 
 use std::{
     path::PathBuf,
@@ -47,7 +48,7 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
     if !require_bpf("flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp") {
         return;
     }
-    let w = World::new("d", &["203.0.113.10", "203.0.113.11", "2001:db8:5::10"]);
+    let w = World::new("d", &["203.0.113.10", "203.0.113.11", "203.0.113.12", "2001:db8:5::10"]);
     let (client, server) = (&w.client, &w.world);
     let _dnsmasq = Dnsmasq(
         server
@@ -61,12 +62,14 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
                 "--user=root",
                 "--bind-interfaces",
                 &format!("--listen-address={}", HOST.v4),
+                &format!("--listen-address={}", HOST.v6),
                 "--port=53",
                 "--local-ttl=300",
                 "--host-record=api.example.test,203.0.113.10,2001:db8:5::10",
                 "--cname=edge.example.test,api.example.test",
                 "--cname=www.example.test,edge.example.test",
                 "--host-record=tcp.example.test,203.0.113.11",
+                "--host-record=six.example.test,203.0.113.12",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -99,6 +102,11 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
         &format!("nameserver {}\noptions use-vc timeout:2\n", HOST.v4),
     );
     assert_eq!(resolve_send("tcp.example.test"), "203.0.113.11");
+    // Over UDP to a nameserver's IPv6 address.
+    drop(_resolv);
+    let _resolv =
+        NetnsResolvConf::write(client, &format!("nameserver {}\noptions timeout:2\n", HOST.v6));
+    assert_eq!(resolve_send("six.example.test"), "203.0.113.12");
     agent.settle();
 
     let m = agent.metrics();
@@ -111,9 +119,10 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
     // Each datagram: payload + 8 UDP + 20 IPv4 (or 40 IPv6) bytes.
     assert_eq!(named("www.example.test"), (count * (size + 28) + count * (size + 48)) as f64);
     assert_eq!(named("tcp.example.test"), (count * (size + 28)) as f64);
+    assert_eq!(named("six.example.test"), (count * (size + 28)) as f64);
     assert_eq!(named("api.example.test"), 0.0, "the name asked for, not the chain's end");
     let captured = m.sum("egressor_dns_responses_total", &[("outcome", "captured")]);
-    assert!(captured >= 3.0, "A and AAAA over UDP, A over TCP: {captured}");
+    assert!(captured >= 4.0, "A and AAAA over UDP, A over TCP, A over IPv6: {captured}");
     assert_eq!(m.sum("egressor_dns_parse_errors_total", &[]), 0.0);
 
     // The API shows the name next to the raw address.
@@ -126,5 +135,29 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
         .find(|f| f["remote_address"] == "203.0.113.11" && f["direction"] == "egress")
         .unwrap_or_else(|| panic!("{body}"));
     assert_eq!(tcp_flow["name"], "tcp.example.test");
+
+    // `egressor classify --agent` asks the agent: the names it learned, in the order asked.
+    let out = run(&[
+        egressor_bin().to_str().unwrap(),
+        "classify",
+        "--agent",
+        &agent.url(),
+        "--json",
+        "2001:db8:5::10",
+        "203.0.113.11",
+        "203.0.113.99",
+    ]);
+    let verdicts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let field = |i: usize, k: &str| verdicts[i][k].clone();
+    assert_eq!(
+        (field(0, "name"), field(0, "name_source")),
+        ("www.example.test".into(), "dns".into())
+    );
+    assert_eq!(
+        (field(1, "name"), field(1, "name_source")),
+        ("tcp.example.test".into(), "dns".into())
+    );
+    assert_eq!(field(1, "traffic_class"), "internet");
+    assert_eq!(field(2, "name"), serde_json::Value::Null, "never resolved: no name");
     let _ = std::fs::remove_file(config);
 }

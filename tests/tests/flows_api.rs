@@ -112,6 +112,20 @@ fn top_flows_show_raw_detail_exact_bytes_and_hand_priced_costs() {
     let (code, _) = agent.get("/api/v1/flows?sort=name").unwrap();
     assert_eq!(code, 400);
 
+    // The agent's verdict on an address, from the NAT subnet: what the flows above cost.
+    let (code, body) =
+        agent.get(&format!("/api/v1/classify?address={S3},{INTERNET}&from=10.0.1.5")).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let verdicts: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(verdicts[0]["service"], "S3");
+    assert_eq!(verdicts[0]["egress_path"], "nat_gateway");
+    assert_eq!(verdicts[0]["egress_usd_per_gib"], 0.045, "S3 in-region 0 + NAT 0.045");
+    assert_eq!(verdicts[0]["avoidable"], true);
+    assert_eq!(verdicts[1]["traffic_class"], "internet");
+    assert!((verdicts[1]["egress_usd_per_gib"].as_f64().unwrap() - 0.135).abs() < 1e-12);
+    let (code, body) = agent.get("/api/v1/classify?address=10.0.0.300").unwrap();
+    assert!(code == 400 && body.contains("\"10.0.0.300\" is not an IP address"), "{code} {body}");
+
     // `egressor top --once` shows the same flows.
     let out = Command::new(egressor_bin())
         .args([
@@ -141,6 +155,18 @@ fn top_flows_show_raw_detail_exact_bytes_and_hand_priced_costs() {
     assert_eq!(guarded.get("/metrics").unwrap().0, 401);
     assert_eq!(guarded.get_with("/metrics", Some("s3cr3t-token")).unwrap().0, 200);
     assert_eq!(guarded.get("/healthz").unwrap().0, 200, "health stays open");
+    // `egressor classify --agent` sends the token.
+    let out = run(&[
+        egressor_bin().to_str().unwrap(),
+        "classify",
+        "--agent",
+        &guarded.url(),
+        "--bearer-token-file",
+        token.to_str().unwrap(),
+        S3,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("service      S3"), "{text}");
     // Loopback is not in the allowlist: refused, metrics still open.
     let (code, body) = elsewhere.get("/api/v1/flows").unwrap();
     assert!(code == 403 && body.contains("127.0.0.1"), "{code} {body}");
