@@ -309,15 +309,30 @@ mod tests {
         let mut query = full.clone();
         query[2] &= 0x7f;
         assert_eq!(parse_response(&query, false), Err(DnsError::NotResponse));
-        // A CNAME loop (a → b → a) never names the answer after the question wrongly.
+        // A compression loop is counted as a parse error by the cache too.
         let names = DnsNames::new(10, Duration::from_secs(1));
-        names.learn(&full, false);
-        assert_eq!(
-            names.name("203.0.113.10".parse().unwrap()).as_deref(),
-            Some("www.example.test")
-        );
         names.learn(&looped, false);
         assert_eq!(names.parse_errors(), 1);
+    }
+
+    #[test]
+    fn a_cname_loop_ends_and_names_nothing_after_the_question() {
+        // www → edge → www, and an A record for api, which no chain from www reaches.
+        let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0];
+        m.extend(b"\x03www\x07example\x04test\x00\x00\x01\x00\x01");
+        m.extend([0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 7]);
+        let edge_at = m.len() as u8;
+        m.extend(b"\x04edge\xc0\x10");
+        m.extend([0xc0, edge_at, 0, 5, 0, 1, 0, 0, 0, 60, 0, 2, 0xc0, 12]);
+        m.extend(b"\x03api\xc0\x10");
+        m.extend([0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 203, 0, 113, 10]);
+        let learned = parse_response(&m, false).unwrap();
+        assert_eq!(
+            learned.addresses,
+            [("203.0.113.10".parse().unwrap(), "api.example.test".into(), 60)],
+            "the owner's own name, not the question's"
+        );
+        assert_eq!(learned.error, None);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! namespace this test made) answers A and AAAA records behind a CNAME chain, over UDP and
 //! TCP, over IPv4 and IPv6; a client in a cgroup resolves with the system resolver and sends
 //! to the answers; the flow counters carry the name the client asked for, and
-//! `egressor classify --agent` says the same name for the address.
+//! `egressor classify --agent` says the same name for the address. The capture itself copies
+//! only responses from port 53, at most `--dns.events-per-second` per CPU, and counts the rest.
 
 use std::{
     path::PathBuf,
@@ -14,10 +15,10 @@ use egressor_tests::*;
 
 const HELPER: &str = env!("CARGO_BIN_EXE_egressor-traffic");
 
-/// dnsmasq, killed on drop.
-struct Dnsmasq(Child);
+/// A server process (dnsmasq, an echo), killed on drop.
+struct KillOnDrop(Child);
 
-impl Drop for Dnsmasq {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -50,7 +51,7 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
     }
     let w = World::new("d", &["203.0.113.10", "203.0.113.11", "203.0.113.12", "2001:db8:5::10"]);
     let (client, server) = (&w.client, &w.world);
-    let _dnsmasq = Dnsmasq(
+    let _dnsmasq = KillOnDrop(
         server
             .command("dnsmasq")
             .args([
@@ -159,5 +160,94 @@ fn flows_carry_the_queried_name_through_cname_chains_over_udp_and_tcp() {
     );
     assert_eq!(field(1, "traffic_class"), "internet");
     assert_eq!(field(2, "name"), serde_json::Value::Null, "never resolved: no name");
+    let _ = std::fs::remove_file(config);
+}
+
+/// CPUs the kernel may run the programs on (the rate limit is per CPU).
+fn online_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+#[test]
+fn dns_capture_copies_only_port_53_responses_and_is_rate_limited() {
+    if !require_bpf("dns_capture_copies_only_port_53_responses_and_is_rate_limited") {
+        return;
+    }
+    let w = World::new("r", &["203.0.113.20"]);
+    let (client, server) = (&w.client, &w.world);
+    let cgroup = Cgroup::new("rc");
+    let config = temp_file("dns-rate.yaml", "cloud_ranges: {sources: []}\n");
+    let per_second = 20u64;
+    let agent = Agent::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--dns.events-per-second",
+        &per_second.to_string(),
+    ]);
+    let echo = |port: u16, count: u64| -> f64 {
+        let server = KillOnDrop(
+            server
+                .command(HELPER)
+                .args(["udp-echo", &format!("203.0.113.20:{port}"), &count.to_string()])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let target = format!("203.0.113.20:{port}");
+        let out =
+            helper_in_cgroup(&cgroup, client, HELPER, &["dns-echo", &target, &count.to_string()]);
+        drop(server);
+        out["seconds"].parse().unwrap()
+    };
+    let outcomes = || {
+        let m = agent.metrics();
+        let o = |o: &str| m.sum("egressor_dns_responses_total", &[("outcome", o)]);
+        (o("captured"), o("rate_limited"), o("ring_full"))
+    };
+    // The names learned for 203.0.113.0–199 (the answers' addresses), from the agent.
+    let flood_names = || -> Vec<String> {
+        let list: Vec<String> = (0..200).map(|i| format!("203.0.113.{i}")).collect();
+        let (code, body) =
+            agent.get(&format!("/api/v1/classify?address={}", list.join(","))).unwrap();
+        assert_eq!(code, 200, "{body}");
+        let verdicts: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        verdicts.iter().filter_map(|v| v["name"].as_str().map(str::to_owned)).collect()
+    };
+    // The machine's own DNS traffic is counted too (the agent sees every socket): allow a
+    // little of it on top of the test's.
+    let noise = 30.0;
+
+    // DNS responses from another port are never copied.
+    echo(5300, 100);
+    agent.settle();
+    let before = outcomes();
+    assert!(before.0 + before.1 + before.2 < noise, "{before:?} after responses from port 5300");
+    assert_eq!(flood_names(), Vec::<String>::new(), "nothing learned from port 5300");
+
+    // 1,000 responses from port 53 as fast as the echo goes: the first per second and CPU
+    // are copied, the rest counted as rate limited; nothing is lost without a count.
+    let n = 1_000.0;
+    let seconds = echo(53, n as u64);
+    agent.settle();
+    let after = outcomes();
+    let (captured, limited, full) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let seen = captured + limited + full;
+    assert!(seen >= n && seen < n + noise, "{seen} responses counted for {n} sent");
+    let windows = seconds.ceil() + 1.0;
+    let bound = per_second as f64 * online_cpus() as f64 * windows;
+    assert!(
+        captured >= per_second as f64 && captured <= bound + noise,
+        "{captured} captured in {seconds:.2} s at {per_second}/s per CPU"
+    );
+    assert!(limited >= n - bound, "{limited} rate limited");
+    let names = flood_names();
+    assert!(
+        !names.is_empty() && names.len() as f64 <= captured,
+        "{} addresses named, {captured} responses captured",
+        names.len()
+    );
+    assert!(names.iter().all(|n| n.ends_with(".flood.test")), "{names:?}");
+    assert_eq!(agent.metrics().sum("egressor_dns_parse_errors_total", &[]), 0.0);
     let _ = std::fs::remove_file(config);
 }

@@ -10,6 +10,9 @@
 //! egressor-traffic resolve-send NAME PORT COUNT SIZE    resolve NAME (getaddrinfo: the
 //!                                                      namespace's resolv.conf), then COUNT
 //!                                                      datagrams to each address
+//! egressor-traffic dns-echo TARGET COUNT               COUNT DNS responses (nI.flood.test A
+//!                                                      203.0.113.(I mod 200)) to an echo
+//!                                                      server, each echoed back
 //! egressor-traffic tcp-send TARGET BYTES               one connection, BYTES of payload
 //! egressor-traffic tcp-sink BIND                       accept one connection, read to EOF
 //! egressor-traffic raw-frames IFACE                    crafted odd frames over AF_PACKET
@@ -38,6 +41,7 @@ fn main() {
         ["resolve-send", name, port, count, size] => {
             resolve_send(name, num(port) as u16, num(count), num(size))
         }
+        ["dns-echo", target, count] => dns_echo(target.parse().expect("TARGET"), num(count)),
         ["tcp-send", target, bytes] => tcp_send(target.parse().expect("TARGET"), num(bytes) as u64),
         ["tcp-sink", bind] => tcp_sink(bind.parse().expect("BIND")),
         ["raw-frames", iface] => raw_frames(iface),
@@ -125,6 +129,32 @@ fn resolve_send(name: &str, port: u16, count: usize, size: usize) {
     }
     let list: Vec<String> = addresses.iter().map(|a| a.ip().to_string()).collect();
     println!("addresses={}\nsent={}", list.join(","), count * addresses.len());
+}
+
+/// A DNS response (RFC 1035 §4.1) for `nI.flood.test` A: one answer, 203.0.113.(I mod 200),
+/// TTL 300.
+fn dns_response(i: usize) -> Vec<u8> {
+    let mut m = vec![(i >> 8) as u8, i as u8, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+    let label = format!("n{i}");
+    m.push(label.len() as u8);
+    m.extend(label.as_bytes());
+    m.extend(b"\x05flood\x04test\x00\x00\x01\x00\x01");
+    m.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 203, 0, 113, (i % 200) as u8]);
+    m
+}
+
+fn dns_echo(target: SocketAddr, count: usize) {
+    let socket = bind_any(&target);
+    socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut buf = [0u8; 512];
+    let started = std::time::Instant::now();
+    for i in 0..count {
+        let m = dns_response(i);
+        socket.send_to(&m, target).expect("send");
+        let (n, _) = socket.recv_from(&mut buf).expect("echo reply");
+        assert_eq!(&buf[..n], &m[..], "echo");
+    }
+    println!("sent={count}\nreplies={count}\nseconds={}", started.elapsed().as_secs_f64());
 }
 
 fn tcp_send(target: SocketAddr, bytes: u64) {
