@@ -3,8 +3,9 @@
 //!
 //! The providers publish their ranges (see [`formats`]); [`sources`] loads them from files or
 //! their URLs and refreshes them. [`CloudTable`] answers a lookup with one longest-prefix
-//! match in a prefix trie: the "most specific service" rule is applied when the table is
-//! built, not per lookup.
+//! match: the "most specific service" rule is applied when the table is built (in a prefix
+//! trie), not per lookup, and the trie is then flattened into sorted disjoint intervals, so a
+//! lookup is one binary search.
 //!
 //! **Most specific service.** AWS lists every range under `AMAZON` and again under the
 //! service that uses it (`52.95.128.0/21` is both `AMAZON` and `S3`); Azure lists `AzureCloud`
@@ -15,6 +16,7 @@
 //! the region comes from the longest containing entry that has one.
 
 pub mod formats;
+mod intervals;
 pub mod sources;
 
 use std::{fmt, net::IpAddr};
@@ -95,7 +97,9 @@ pub struct Resolved {
 /// All loaded providers' ranges, resolved for lookup.
 #[derive(Debug, Default)]
 pub struct CloudTable {
-    map: JointPrefixMap<IpNet, Resolved>,
+    /// Each prefix's resolved answer; `intervals` index it.
+    resolved: Vec<Resolved>,
+    intervals: intervals::Intervals,
     strings: Vec<String>,
     prefixes: usize,
 }
@@ -139,7 +143,8 @@ impl CloudTable {
             }
         }
         let region_known = |region: u32| region != 0;
-        let mut map = JointPrefixMap::new();
+        let mut index = JointPrefixMap::new();
+        let mut resolved = Vec::new();
         let mut prefixes = 0;
         for (prefix, _) in raw.iter() {
             prefixes += 1;
@@ -163,10 +168,15 @@ impl CloudTable {
             }
             if let Some((_, _, has_region, provider, service, region, cover)) = best {
                 let region = if has_region { region } else { region_from.map_or(0, |(_, r)| r) };
-                map.insert(prefix, Resolved { provider, service, region, prefix: cover });
+                index.insert(prefix, resolved.len() as u32);
+                resolved.push(Resolved { provider, service, region, prefix: cover });
             }
         }
-        Self { map, strings, prefixes }
+        let nets: Vec<IpNet> = index.iter().map(|(p, _)| p).collect();
+        let lpm = |a: IpAddr| index.get_lpm(&IpNet::from(a)).map(|(_, i)| *i);
+        let intervals = intervals::Intervals::build(&nets, lpm);
+        resolved.shrink_to_fit();
+        Self { resolved, intervals, strings, prefixes }
     }
 
     /// The provider, service and region of `addr`, if it lies in a published range.
@@ -174,9 +184,10 @@ impl CloudTable {
         self.entry(addr).map(|r| self.resolve(r))
     }
 
-    /// The raw result of a lookup (one longest-prefix match), for callers that cache.
+    /// The raw result of a lookup (one binary search over the intervals), for callers that
+    /// cache.
     pub fn entry(&self, addr: IpAddr) -> Option<Resolved> {
-        self.map.get_lpm(&IpNet::from(addr.to_canonical())).map(|(_, r)| *r)
+        self.intervals.get(addr).map(|i| self.resolved[i as usize])
     }
 
     /// The match an [`CloudTable::entry`] of this same table stands for.
