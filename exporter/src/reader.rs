@@ -247,7 +247,10 @@ impl Reader {
                 responses: self.dataplane.dns_stats()?,
                 parse_errors: self.dns.parse_errors(),
                 learned: self.dns.learned(),
-                names: self.dns.len(),
+                names: {
+                    self.dns.purge_expired();
+                    self.dns.len()
+                },
             },
             folded_flows: self.accounting.folded_flows(),
             series_over_cap: self.accounting.over_cap(),
