@@ -16,6 +16,8 @@ trap 'rm -rf "$seeds"' EXIT
 mkdir -p "$seeds/dns_response" "$seeds/cloud_ranges"
 # A response with a CNAME chain (UDP: first byte even) and the same over TCP.
 printf '\x00\x12\x34\x81\x80\x00\x01\x00\x02\x00\x00\x00\x00\x03www\x07example\x04test\x00\x00\x01\x00\x01\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x06\x03api\xc0\x10\xc0\x2e\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\xcb\x00\x71\x0a' >"$seeds/dns_response/chain"
+# Every DNS message of the shared packet captures (UDP).
+cargo run -q --locked -p egressor-tests --bin egressor-dns-seeds -- "$seeds/dns_response" >&2
 # First 4 KiB of each provider file, tagged with the provider's index.
 for i in 0 1 2; do
   f=("$data/cloud-ranges/aws-ip-ranges.json" "$data/cloud-ranges/google-cloud-ip-ranges.json" "$data/cloud-ranges/microsoft-azure-ip-ranges.json")

@@ -59,7 +59,9 @@ impl Destinations {
             cycles: 0,
             current: HashMap::new(),
             last_window: HashMap::new(),
-            seen: quick_cache::unsync::Cache::new(usize::try_from(memory).unwrap_or(usize::MAX).max(1)),
+            seen: quick_cache::unsync::Cache::new(
+                usize::try_from(memory).unwrap_or(usize::MAX).max(1),
+            ),
             lookback,
             now: Instant::now(),
             new_total: HashMap::new(),
