@@ -123,3 +123,42 @@ fn a_missing_file_is_a_warning_and_a_metric() {
     let labels = r#"{provider="gcp",source="/nonexistent/cloud.json"}"#;
     assert!(has(&text, &format!("egressor_cloud_ranges_up{labels}"), "0"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_sources_are_fetched_again_every_refresh() {
+    let Some(path) = egressor_tests::shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
+    let answer = Arc::new(Mutex::new(Answer::File(std::fs::read(path).unwrap())));
+    let url = serve(answer.clone()).await;
+    let config = CloudRangesConfig {
+        // The configuration file allows 1m at least; the library takes any interval.
+        refresh: std::time::Duration::from_millis(200),
+        cache_dir: None,
+        sources: vec![SourceConfig { provider: Provider::Aws, file: None, url: Some(url) }],
+    };
+    let ranges = CloudRanges::start(config, SourceMetrics::default());
+    let shared = ranges.shared();
+    let refresher = tokio::spawn(ranges.refresh_forever());
+    let s3: std::net::IpAddr = "52.95.128.179".parse().unwrap();
+    let service_within = |want: &'static str| {
+        let shared = shared.clone();
+        async move {
+            for _ in 0..100 {
+                if shared.current().1.lookup(s3).is_some_and(|m| m.service == want) {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(service_within("S3").await, "the first fetch");
+    // The provider publishes a new file: the next refresh replaces the table.
+    let republished = br#"{"syncToken": "2", "createDate": "2026-12-03-00-00-00",
+        "prefixes": [{"ip_prefix": "52.95.128.0/21", "region": "ap-southeast-2",
+                      "service": "DYNAMODB", "network_border_group": "ap-southeast-2"}],
+        "ipv6_prefixes": []}"#;
+    *answer.lock().unwrap() = Answer::File(republished.to_vec());
+    assert!(service_within("DYNAMODB").await, "a refresh fetched the new file");
+    assert_eq!(shared.current().1.len(), 1);
+    refresher.abort();
+}
