@@ -88,6 +88,16 @@ fn costs_follow_bytes_and_prices_and_prometheus_agrees() {
                 assert_eq!(bytes as u64, expected_bytes(class), "{class} {direction} bytes");
                 let want = bytes / GIB * price;
                 assert!(close(cost, want), "{class} {direction}: cost {cost}, want {want}");
+                // The effective price is exposed too, for re-pricing history in PromQL.
+                let p = [
+                    ("traffic_class", class),
+                    ("direction", direction),
+                    ("remote_service", ""),
+                    ("remote_region", ""),
+                ];
+                let gauge: Vec<f64> =
+                    m.select("egressor_price_usd_per_gib", &p).map(|(_, v)| v).collect();
+                assert_eq!(gauge, [price], "{class} {direction} price gauge");
             }
         }
         let names: Vec<_> = m
@@ -128,6 +138,14 @@ fn costs_follow_bytes_and_prices_and_prometheus_agrees() {
     );
     prometheus.wait_for(
         &format!(r#"sum(egressor_flow_cost_usd_total{{workload="{workload}",traffic_class="internet",direction="egress"}})"#),
+        internet_egress / GIB * 0.09,
+    );
+    // PromQL re-prices the bytes with the exposed price: the same cost.
+    prometheus.wait_for(
+        &format!(
+            r#"sum(egressor_flow_bytes_total{{workload="{workload}",traffic_class="internet",direction="egress"}}) / 2^30
+               * scalar(egressor_price_usd_per_gib{{traffic_class="internet",direction="egress",remote_service="",remote_region=""}})"#
+        ),
         internet_egress / GIB * 0.09,
     );
     prometheus.wait_for(r#"egressor_build_info"#, 1.0);
