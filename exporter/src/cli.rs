@@ -47,6 +47,16 @@ pub enum Command {
     Prices(PricesArgs),
     /// Show a running agent's top flows, refreshing (like kubectl top or iftop).
     Top(TopArgs),
+    /// Print the Prometheus rule bundle (recording rules and alerts) for a values file.
+    Rules(RulesArgs),
+}
+
+/// Flags of `egressor rules`.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Thresholds and windows (see alerts/values.yaml); omitted fields keep the defaults.
+    #[arg(long = "values", value_name = "FILE")]
+    pub values: Option<PathBuf>,
 }
 
 /// Which kernel hooks count traffic. Each byte is counted once unless `both` is asked for;

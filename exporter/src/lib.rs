@@ -30,4 +30,5 @@ pub mod metrics;
 pub mod paths;
 pub mod prices;
 pub mod reader;
+pub mod rules;
 pub mod verdict;

@@ -55,6 +55,9 @@ fn main() -> ExitCode {
             one_shot(commands::prices::run(&args, &mut std::io::stdout().lock()))
         }
         Command::Top(args) => one_shot(commands::top::run(&args, &mut std::io::stdout().lock())),
+        Command::Rules(args) => {
+            one_shot(commands::rules::run(&args, &mut std::io::stdout().lock()))
+        }
     }
 }
 

@@ -1,0 +1,367 @@
+//! The Prometheus rule bundle (`alerts/egressor.rules.yml`), generated from one values file
+//! (`alerts/values.yaml`, the defaults below): recording rules named
+//! `level:metric:operations` (kubernetes-mixin's convention) and the alerts, each with
+//! `summary`, `description`, `runbook_url` (an anchor of `alerts/runbook.md`) and `severity`.
+//! `egressor rules [--values FILE]` prints it, so a team can regenerate the bundle with its
+//! own thresholds.
+//!
+//! **EgressSpike** is a z-score against a rolling baseline (GitLab's anomaly-detection
+//! recording rules): the workload's egress rate over its baseline window's mean, in standard
+//! deviations — the deviation never taken below a fraction of the mean, so a flat baseline
+//! does not turn noise into a huge score — above a byte-rate floor, and only once the
+//! baseline holds enough samples (a new workload does not page).
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+/// Thresholds and windows of the bundle (`alerts/values.yaml` documents each).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Values {
+    /// Selector of the agents' scrape job (`up{…}` in the health alerts).
+    pub job_selector: String,
+    /// Base of `runbook_url`: the runbook's URL; each alert adds `#its-anchor`.
+    pub runbook_base: String,
+    /// Evaluation interval of the groups.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub interval: Duration,
+    /// The rate window of the recording rules.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub rate_window: Duration,
+    /// EgressSpike's thresholds.
+    pub spike: SpikeValues,
+    /// How long a health condition holds before its alert fires.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub health_for: Duration,
+}
+
+/// EgressSpike's thresholds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpikeValues {
+    /// Window of the baseline's mean and standard deviation.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub baseline_window: Duration,
+    /// Standard deviations above the mean that make a spike.
+    pub z_score: f64,
+    /// Egress bytes per second below which no spike is reported.
+    pub min_bytes_per_second: f64,
+    /// The deviation is taken as at least this fraction of the mean.
+    pub min_relative_stddev: f64,
+    /// Fraction of the baseline window that must hold samples (a baseline's maturity).
+    pub min_baseline_coverage: f64,
+    /// How long the spike lasts before the alert fires.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub for_duration: Duration,
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Self {
+            job_selector: r#"job=~"egressor.*""#.into(),
+            runbook_base: "https://github.com/egressor/egressor/blob/main/alerts/runbook.md".into(),
+            interval: Duration::from_secs(60),
+            rate_window: Duration::from_secs(300),
+            spike: SpikeValues::default(),
+            health_for: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for SpikeValues {
+    fn default() -> Self {
+        Self {
+            baseline_window: Duration::from_secs(86_400),
+            z_score: 3.0,
+            min_bytes_per_second: 1_048_576.0,
+            min_relative_stddev: 0.1,
+            min_baseline_coverage: 0.75,
+            for_duration: Duration::from_secs(900),
+        }
+    }
+}
+
+impl Values {
+    /// Reads a values file; fields it omits keep their defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] naming the file, field and line.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        ConfigError::parse_yaml(&ConfigError::read_file(path)?, path)
+    }
+}
+
+/// A Prometheus rule file.
+#[derive(Debug, Serialize)]
+struct RuleFile {
+    groups: Vec<Group>,
+}
+
+#[derive(Debug, Serialize)]
+struct Group {
+    name: &'static str,
+    interval: String,
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug, Serialize)]
+struct Rule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alert: Option<&'static str>,
+    expr: String,
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    for_duration: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<&'static str, &'static str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<&'static str, String>,
+}
+
+/// A duration as Prometheus writes it (`90s` → `1m30s`, `86400s` → `1d`).
+fn prom(d: Duration) -> String {
+    let mut s = d.as_secs();
+    let mut out = String::new();
+    for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
+fn record(name: String, expr: String) -> Rule {
+    Rule {
+        record: Some(name),
+        alert: None,
+        expr,
+        for_duration: None,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+struct Alert {
+    name: &'static str,
+    anchor: &'static str,
+    severity: &'static str,
+    expr: String,
+    for_duration: Duration,
+    summary: &'static str,
+    description: &'static str,
+}
+
+fn alert(values: &Values, a: Alert) -> Rule {
+    let annotations = BTreeMap::from([
+        ("summary", a.summary.to_owned()),
+        ("description", a.description.to_owned()),
+        ("runbook_url", format!("{}#{}", values.runbook_base, a.anchor)),
+    ]);
+    Rule {
+        record: None,
+        alert: Some(a.name),
+        expr: a.expr,
+        for_duration: Some(prom(a.for_duration)),
+        labels: BTreeMap::from([("severity", a.severity)]),
+        annotations,
+    }
+}
+
+/// The names of the recording rules EgressSpike reads, for `values`.
+pub struct SpikeSeries {
+    /// Egress bytes per second per workload.
+    pub rate: String,
+    /// Its mean over the baseline window.
+    pub mean: String,
+    /// Its standard deviation over the baseline window.
+    pub stddev: String,
+    /// Samples of it in the baseline window.
+    pub samples: String,
+}
+
+impl SpikeSeries {
+    /// The names for `values`' windows.
+    pub fn new(values: &Values) -> Self {
+        let rate =
+            format!("namespace_workload:egressor_egress_bytes:rate{}", prom(values.rate_window));
+        let w = prom(values.spike.baseline_window);
+        Self {
+            mean: format!("{rate}:avg_over_time_{w}"),
+            stddev: format!("{rate}:stddev_over_time_{w}"),
+            samples: format!("{rate}:count_over_time_{w}"),
+            rate,
+        }
+    }
+}
+
+/// The rule file for `values`, as YAML.
+pub fn render(values: &Values) -> String {
+    let rate = prom(values.rate_window);
+    let range = prom(values.rate_window);
+    let by = "namespace, workload, workload_kind, traffic_class, direction";
+    let bytes = format!("namespace_workload_class_direction:egressor_flow_bytes:rate{rate}");
+    let cost = format!("namespace_workload_class_direction:egressor_flow_cost_usd:rate{rate}");
+    let spike = SpikeSeries::new(values);
+    let baseline = prom(values.spike.baseline_window);
+    let s = &values.spike;
+    let min_samples = (values.spike.baseline_window.as_secs_f64() / values.interval.as_secs_f64()
+        * s.min_baseline_coverage)
+        .floor();
+    let recording = vec![
+        record(
+            bytes.clone(),
+            format!("sum by ({by}) (rate(egressor_flow_bytes_total{{hook=\"cgroup\"}}[{range}]))"),
+        ),
+        record(
+            cost.clone(),
+            format!(
+                "sum by ({by}) (rate(egressor_flow_cost_usd_total{{hook=\"cgroup\"}}[{range}]))"
+            ),
+        ),
+        record(
+            spike.rate.clone(),
+            format!("sum by (namespace, workload) ({bytes}{{direction=\"egress\"}})"),
+        ),
+        record(
+            format!("namespace_workload:egressor_flow_cost_usd:rate{rate}"),
+            format!("sum by (namespace, workload) ({cost})"),
+        ),
+        record(
+            format!("namespace:egressor_flow_cost_usd:rate{rate}"),
+            format!("sum by (namespace) ({cost})"),
+        ),
+        record(
+            format!("traffic_class_direction:egressor_flow_cost_usd:rate{rate}"),
+            format!("sum by (traffic_class, direction) ({cost})"),
+        ),
+        record(spike.mean.clone(), format!("avg_over_time({}[{baseline}])", spike.rate)),
+        record(spike.stddev.clone(), format!("stddev_over_time({}[{baseline}])", spike.rate)),
+        record(spike.samples.clone(), format!("count_over_time({}[{baseline}])", spike.rate)),
+    ];
+    let alerts = vec![
+        alert(
+            values,
+            Alert {
+                name: "EgressSpike",
+                anchor: "egressspike",
+                severity: "warning",
+                expr: format!(
+                    "(\n  {rate_s}\n  - {mean}\n)\n/ (\n  ({stddev} > {mean} * {rel})\n  or {mean} * {rel}\n)\n> {z}\nand {rate_s} > {floor}\nand {samples} >= {min_samples}",
+                    rate_s = spike.rate,
+                    mean = spike.mean,
+                    stddev = spike.stddev,
+                    samples = spike.samples,
+                    rel = s.min_relative_stddev,
+                    z = s.z_score,
+                    floor = s.min_bytes_per_second,
+                ),
+                for_duration: s.for_duration,
+                summary: "{{ $labels.namespace }}/{{ $labels.workload }} sends far more than usual",
+                description: "The egress rate of {{ $labels.namespace }}/{{ $labels.workload }} is \
+                more standard deviations above its rolling baseline than the threshold \
+                (alerts/values.yaml spike.z_score), above the volume floor, for the spike's \
+                duration.",
+            },
+        ),
+        alert(
+            values,
+            Alert {
+                name: "EgressorTargetDown",
+                anchor: "egressortargetdown",
+                severity: "warning",
+                expr: format!("up{{{}}} == 0", values.job_selector),
+                for_duration: values.health_for,
+                summary: "An egressor agent is not scraped",
+                description: "{{ $labels.instance }} has not answered scrapes: its node's traffic \
+                is not counted in Prometheus until it is back (the agent's counters continue).",
+            },
+        ),
+        alert(
+            values,
+            Alert {
+                name: "EgressorFlowMapOverflow",
+                anchor: "egressorflowmapoverflow",
+                severity: "warning",
+                expr: format!("increase(egressor_flow_overflow_bytes_total[{range}]) > 0"),
+                for_duration: values.health_for,
+                summary: "The kernel flow map of {{ $labels.instance }} is full",
+                description: "Bytes are counted in the overflow counter, not attributed to a flow \
+                ({{ $labels.hook }} {{ $labels.direction }}): raise --flow-map.max-entries.",
+            },
+        ),
+        alert(
+            values,
+            Alert {
+                name: "EgressorDnsEventsLost",
+                anchor: "egressordnseventslost",
+                severity: "info",
+                expr: format!(
+                    "sum by (instance) (increase(egressor_dns_responses_total{{outcome=~\"rate_limited|ring_full\"}}[{range}])) > 0"
+                ),
+                for_duration: values.health_for,
+                summary: "{{ $labels.instance }} drops DNS responses before naming them",
+                description: "DNS responses beyond --dns.events-per-second (or a full ring \
+                buffer) are not parsed: some remotes lose their DNS name label.",
+            },
+        ),
+        alert(
+            values,
+            Alert {
+                name: "EgressorSeriesCapReached",
+                anchor: "egressorseriescapreached",
+                severity: "warning",
+                expr: format!("increase(egressor_series_folded_flows_total[{range}]) > 0"),
+                for_duration: values.health_for,
+                summary: "{{ $labels.instance }} folds new label sets at --series.max",
+                description: "New label sets fold into remote=\"other\" and workload=\"other\" \
+                (no byte is lost, detail is): raise --series.max or lower \
+                --remote-names.top-k.",
+            },
+        ),
+        alert(
+            values,
+            Alert {
+                name: "EgressorKubernetesMetadataStale",
+                anchor: "egressorkubernetesmetadatastale",
+                severity: "warning",
+                expr: format!(
+                    "sum by (instance, kind) (rate(egressor_kubernetes_watch_errors_total[{range}])) > 0"
+                ),
+                for_duration: values.health_for,
+                summary: "{{ $labels.instance }} cannot watch Kubernetes {{ $labels.kind }}s",
+                description: "Watch errors for {{ $labels.kind }} have not stopped: new pods' bytes \
+                count as unknown until the watch recovers (RBAC, API server reachability).",
+            },
+        ),
+    ];
+    let interval = prom(values.interval);
+    let file = RuleFile {
+        groups: vec![
+            Group { name: "egressor.rules", interval: interval.clone(), rules: recording },
+            Group { name: "egressor.alerts", interval, rules: alerts },
+        ],
+    };
+    let yaml = serde_yaml_ng::to_string(&file).expect("rule file serializes");
+    format!(
+        "# Generated by `egressor rules --values alerts/values.yaml`: edit the values, not this.\n{yaml}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_as_prometheus_does() {
+        let d = |s| prom(Duration::from_secs(s));
+        assert_eq!(
+            [d(300), d(86_400), d(90), d(0), d(604_800 + 3_600)],
+            ["5m", "1d", "1m30s", "0s", "1w1h"]
+        );
+    }
+}
