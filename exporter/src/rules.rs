@@ -36,6 +36,61 @@ pub struct Values {
     /// How long a health condition holds before its alert fires.
     #[serde(deserialize_with = "crate::config::duration")]
     pub health_for: Duration,
+    /// CrossZoneCostSurge's thresholds.
+    pub cross_zone: CrossZoneValues,
+    /// AvoidableNatCost's threshold.
+    pub avoidable_nat: AvoidableNatValues,
+    /// EgressBudgetBurn's budget.
+    pub budget: BudgetValues,
+}
+
+/// CrossZoneCostSurge: a workload's cross-zone spend per day against its level a day before.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrossZoneValues {
+    /// Cross-zone USD per day (at the last hour's rate) below which nothing fires.
+    pub min_usd_per_day: f64,
+    /// How many times the same hour's rate a day before makes a surge.
+    pub ratio: f64,
+    /// How long the surge lasts before the alert fires.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub for_duration: Duration,
+}
+
+/// AvoidableNatCost: spend a VPC gateway endpoint would save.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AvoidableNatValues {
+    /// Avoidable USD per month (at the last day's rate) from which it fires.
+    pub min_usd_per_month: f64,
+}
+
+/// EgressBudgetBurn: the projected month of the whole fleet's data-transfer spend.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetValues {
+    /// Monthly budget in USD for all egressor-measured transfer; 0 turns the alert off.
+    pub monthly_usd: f64,
+    /// Per-namespace monthly budgets in USD.
+    pub namespaces: BTreeMap<String, f64>,
+}
+
+impl Default for CrossZoneValues {
+    fn default() -> Self {
+        Self { min_usd_per_day: 10.0, ratio: 2.0, for_duration: Duration::from_secs(3_600) }
+    }
+}
+
+impl Default for AvoidableNatValues {
+    fn default() -> Self {
+        Self { min_usd_per_month: 50.0 }
+    }
+}
+
+impl Default for BudgetValues {
+    fn default() -> Self {
+        Self { monthly_usd: 0.0, namespaces: BTreeMap::new() }
+    }
 }
 
 /// EgressSpike's thresholds.
@@ -67,6 +122,9 @@ impl Default for Values {
             rate_window: Duration::from_secs(300),
             spike: SpikeValues::default(),
             health_for: Duration::from_secs(600),
+            cross_zone: CrossZoneValues::default(),
+            avoidable_nat: AvoidableNatValues::default(),
+            budget: BudgetValues::default(),
         }
     }
 }
@@ -239,11 +297,25 @@ pub fn render(values: &Values) -> String {
             format!("traffic_class_direction:egressor_flow_cost_usd:rate{rate}"),
             format!("sum by (traffic_class, direction) ({cost})"),
         ),
+        record(
+            format!("namespace_workload:egressor_cross_zone_cost_usd:rate{rate}"),
+            format!("sum by (namespace, workload) ({cost}{{traffic_class=\"cross_zone\"}})"),
+        ),
+        record(
+            "namespace_workload_service:egressor_flow_avoidable_cost_usd:rate1h".into(),
+            "sum by (namespace, workload, remote_service, remote_region) \
+             (rate(egressor_flow_avoidable_cost_usd_total{hook=\"cgroup\"}[1h]))"
+                .into(),
+        ),
+        record(
+            "namespace:egressor_flow_cost_usd:rate1h".into(),
+            "sum by (namespace) (rate(egressor_flow_cost_usd_total{hook=\"cgroup\"}[1h]))".into(),
+        ),
         record(spike.mean.clone(), format!("avg_over_time({}[{baseline}])", spike.rate)),
         record(spike.stddev.clone(), format!("stddev_over_time({}[{baseline}])", spike.rate)),
         record(spike.samples.clone(), format!("count_over_time({}[{baseline}])", spike.rate)),
     ];
-    let alerts = vec![
+    let mut alerts = vec![
         alert(
             values,
             Alert {
@@ -339,6 +411,75 @@ pub fn render(values: &Values) -> String {
             },
         ),
     ];
+    let cz = &values.cross_zone;
+    let cz_rate = format!("namespace_workload:egressor_cross_zone_cost_usd:rate{rate}");
+    alerts.push(alert(values, Alert {
+        name: "CrossZoneCostSurge",
+        anchor: "crosszonecostsurge",
+        severity: "warning",
+        expr: format!(
+            "avg_over_time({cz_rate}[1h]) * 86400 > {min}\nand avg_over_time({cz_rate}[1h]) > {ratio} * avg_over_time({cz_rate}[1h] offset 1d)",
+            min = cz.min_usd_per_day,
+            ratio = cz.ratio,
+        ),
+        for_duration: cz.for_duration,
+        summary: "{{ $labels.namespace }}/{{ $labels.workload }} cross-zone spend surged",
+        description: "{{ $labels.namespace }}/{{ $labels.workload }} spends \
+            {{ $value | printf \"%.2f\" }} USD per day on cross-zone traffic (last hour's \
+            rate), more than the threshold times the same hour yesterday.",
+    }));
+    alerts.push(alert(values, Alert {
+        name: "AvoidableNatCost",
+        anchor: "avoidablenatcost",
+        severity: "info",
+        expr: format!(
+            "avg_over_time(namespace_workload_service:egressor_flow_avoidable_cost_usd:rate1h[1d]) * 86400 * 30 > {}",
+            values.avoidable_nat.min_usd_per_month
+        ),
+        for_duration: Duration::from_secs(3_600),
+        summary: "{{ $labels.namespace }}/{{ $labels.workload }} pays NAT processing a gateway \
+            endpoint would save",
+        description: "{{ $labels.namespace }}/{{ $labels.workload }} reaches \
+            {{ $labels.remote_service }} in {{ $labels.remote_region }} through a NAT gateway: \
+            {{ $value | printf \"%.0f\" }} USD per month at the last day's rate, free through \
+            a VPC gateway endpoint in the subnet's route table.",
+    }));
+    let budget = &values.budget;
+    if budget.monthly_usd > 0.0 {
+        alerts.push(alert(
+            values,
+            Alert {
+                name: "EgressBudgetBurn",
+                anchor: "egressbudgetburn",
+                severity: "warning",
+                expr: format!(
+                    "sum(namespace:egressor_flow_cost_usd:rate1h) * 86400 * 30 > {}",
+                    budget.monthly_usd
+                ),
+                for_duration: Duration::from_secs(3_600),
+                summary: "Data-transfer spend is on course to exceed its monthly budget",
+                description: "At the last hour's rate, egressor-measured data transfer costs \
+                {{ $value | printf \"%.0f\" }} USD per 30 days, over the budget \
+                (alerts/values.yaml budget.monthly_usd).",
+            },
+        ));
+    }
+    for (namespace, usd) in &budget.namespaces {
+        alerts.push(alert(values, Alert {
+            name: "EgressBudgetBurn",
+            anchor: "egressbudgetburn",
+            severity: "warning",
+            expr: format!(
+                "sum by (namespace) (namespace:egressor_flow_cost_usd:rate1h{{namespace=\"{namespace}\"}}) * 86400 * 30 > {usd}"
+            ),
+            for_duration: Duration::from_secs(3_600),
+            summary: "{{ $labels.namespace }} is on course to exceed its monthly \
+                data-transfer budget",
+            description: "At the last hour's rate, {{ $labels.namespace }}'s data transfer \
+                costs {{ $value | printf \"%.0f\" }} USD per 30 days, over its budget \
+                (alerts/values.yaml budget.namespaces).",
+        }));
+    }
     let interval = prom(values.interval);
     let file = RuleFile {
         groups: vec![

@@ -49,6 +49,21 @@ fn promtool(args: &[&str]) -> Option<std::process::Output> {
 }
 
 #[test]
+fn budget_alerts_generated_from_their_values_pass_their_unit_tests() {
+    let values = Values::load(&alerts_dir().join("tests/budget.values.yaml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("egressor-budget-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("budget.rules.yml"), render(&values)).unwrap();
+    std::fs::copy(alerts_dir().join("tests/budget.test.yml"), dir.join("budget.test.yml")).unwrap();
+    let out = promtool(&["test", "rules", dir.join("budget.test.yml").to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(out) = out else { return };
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("SUCCESS"), "promtool: {text}");
+}
+
+#[test]
 fn promtool_checks_the_rules_and_passes_their_unit_tests() {
     for args in [
         &["check", "rules", "egressor.rules.yml"][..],
