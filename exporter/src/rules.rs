@@ -36,12 +36,101 @@ pub struct Values {
     /// How long a health condition holds before its alert fires.
     #[serde(deserialize_with = "crate::config::duration")]
     pub health_for: Duration,
+    /// EgressSlowBurn's thresholds.
+    pub slow_burn: SlowBurnValues,
+    /// EgressNewDestination's windows.
+    pub new_destination: NewDestinationValues,
+    /// EgressLeak's thresholds.
+    pub leak: LeakValues,
     /// CrossZoneCostSurge's thresholds.
     pub cross_zone: CrossZoneValues,
     /// AvoidableNatCost's threshold.
     pub avoidable_nat: AvoidableNatValues,
     /// EgressBudgetBurn's budget.
     pub budget: BudgetValues,
+}
+
+/// EgressSlowBurn: the last day's mean egress rate against the week before.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowBurnValues {
+    /// The window before the last day that the last day is compared with.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub lookback: Duration,
+    /// How many times the earlier window's mean makes a slow burn.
+    pub ratio: f64,
+    /// Mean egress bytes per second (last day) below which nothing fires.
+    pub min_bytes_per_second: f64,
+    /// Fraction of the earlier window's hours that must hold samples.
+    pub min_coverage: f64,
+    /// How long it holds before the alert fires.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub for_duration: Duration,
+}
+
+/// EgressNewDestination: a destination (class, service, name) a workload did not send to in
+/// the look-back window.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NewDestinationValues {
+    /// How far back a destination counts as known.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub lookback: Duration,
+    /// Workloads younger than this (no egress this long ago) do not fire.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub min_workload_age: Duration,
+    /// Traffic classes watched (a regular expression on `traffic_class`).
+    pub classes: String,
+}
+
+/// EgressLeak: continuous low-volume egress to one external destination.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeakValues {
+    /// How long the trickle must last.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub duration: Duration,
+    /// The trickle's rate window: a destination counts as active at a step when it received
+    /// bytes within this window (a beacon every 10 minutes is continuous at 30m).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub activity_window: Duration,
+    /// Bytes per second the trickle stays under all along.
+    pub max_bytes_per_second: f64,
+    /// Traffic classes watched (a regular expression on `traffic_class`).
+    pub classes: String,
+}
+
+impl Default for SlowBurnValues {
+    fn default() -> Self {
+        Self {
+            lookback: Duration::from_secs(7 * 86_400),
+            ratio: 1.5,
+            min_bytes_per_second: 102_400.0,
+            min_coverage: 0.75,
+            for_duration: Duration::from_secs(3_600),
+        }
+    }
+}
+
+impl Default for NewDestinationValues {
+    fn default() -> Self {
+        Self {
+            lookback: Duration::from_secs(86_400),
+            min_workload_age: Duration::from_secs(2 * 86_400),
+            classes: "internet|cloud_same_region|cloud_cross_region".into(),
+        }
+    }
+}
+
+impl Default for LeakValues {
+    fn default() -> Self {
+        Self {
+            duration: Duration::from_secs(6 * 3_600),
+            activity_window: Duration::from_secs(1_800),
+            max_bytes_per_second: 10_240.0,
+            classes: "internet|cloud_cross_region".into(),
+        }
+    }
 }
 
 /// CrossZoneCostSurge: a workload's cross-zone spend per day against its level a day before.
@@ -122,6 +211,9 @@ impl Default for Values {
             rate_window: Duration::from_secs(300),
             spike: SpikeValues::default(),
             health_for: Duration::from_secs(600),
+            slow_burn: SlowBurnValues::default(),
+            new_destination: NewDestinationValues::default(),
+            leak: LeakValues::default(),
             cross_zone: CrossZoneValues::default(),
             avoidable_nat: AvoidableNatValues::default(),
             budget: BudgetValues::default(),
@@ -224,7 +316,7 @@ fn alert(values: &Values, a: Alert) -> Rule {
         record: None,
         alert: Some(a.name),
         expr: a.expr,
-        for_duration: Some(prom(a.for_duration)),
+        for_duration: (!a.for_duration.is_zero()).then(|| prom(a.for_duration)),
         labels: BTreeMap::from([("severity", a.severity)]),
         annotations,
     }
@@ -296,6 +388,13 @@ pub fn render(values: &Values) -> String {
         record(
             format!("traffic_class_direction:egressor_flow_cost_usd:rate{rate}"),
             format!("sum by (traffic_class, direction) ({cost})"),
+        ),
+        record(
+            format!("namespace_workload_destination:egressor_egress_bytes:rate{rate}"),
+            format!(
+                "sum by (namespace, workload, traffic_class, remote_service, remote) \
+                 (rate(egressor_flow_bytes_total{{hook=\"cgroup\",direction=\"egress\"}}[{range}]))"
+            ),
         ),
         record(
             format!("namespace_workload:egressor_cross_zone_cost_usd:rate{rate}"),
@@ -411,6 +510,75 @@ pub fn render(values: &Values) -> String {
             },
         ),
     ];
+    let sb = &values.slow_burn;
+    let lookback = prom(sb.lookback);
+    let hours = (sb.lookback.as_secs_f64() / 3_600.0 * sb.min_coverage).floor();
+    alerts.push(alert(values, Alert {
+        name: "EgressSlowBurn",
+        anchor: "egressslowburn",
+        severity: "info",
+        expr: format!(
+            "{mean}\n/ (avg_over_time({rate_s}[{lookback}:1h] offset 1d) > 0)\n> {ratio}\nand {mean} > {floor}\nand count_over_time({rate_s}[{lookback}:1h] offset 1d) >= {hours}",
+            mean = spike.mean,
+            rate_s = spike.rate,
+            ratio = sb.ratio,
+            floor = sb.min_bytes_per_second,
+        ),
+        for_duration: sb.for_duration,
+        summary: "{{ $labels.namespace }}/{{ $labels.workload }} egress has grown for days",
+        description: "The last day's mean egress rate of {{ $labels.namespace }}/\
+            {{ $labels.workload }} is {{ $value | printf \"%.1f\" }} times its mean over the \
+            week before.",
+    }));
+    let nd = &values.new_destination;
+    let dest = format!("namespace_workload_destination:egressor_egress_bytes:rate{rate}");
+    let on = "namespace, workload, traffic_class, remote_service, remote";
+    alerts.push(alert(values, Alert {
+        name: "EgressNewDestination",
+        anchor: "egressnewdestination",
+        severity: "info",
+        expr: format!(
+            "{dest}{{traffic_class=~\"{classes}\",remote!=\"other\"}} > 0\nunless on ({on}) max_over_time({dest}[{lookback}] offset {settle})\nand on (namespace, workload) ({rate_s} offset {age})",
+            classes = nd.classes,
+            lookback = prom(nd.lookback),
+            settle = prom(values.rate_window * 2),
+            rate_s = spike.rate,
+            age = prom(nd.min_workload_age),
+        ),
+        for_duration: Duration::ZERO,
+        summary: "{{ $labels.namespace }}/{{ $labels.workload }} sends to a new destination",
+        description: "{{ $labels.namespace }}/{{ $labels.workload }} started sending to \
+            {{ $labels.remote }} ({{ $labels.traffic_class }}{{ with $labels.remote_service }}, \
+            {{ . }}{{ end }}), which it did not send to in the look-back window.",
+    }));
+    let lk = &values.leak;
+    let active = format!(
+        "sum by ({on}) (rate(egressor_flow_bytes_total{{hook=\"cgroup\",direction=\"egress\",traffic_class=~\"{}\"}}[{}]))",
+        lk.classes,
+        prom(lk.activity_window)
+    );
+    let step = prom(lk.activity_window / 3);
+    // Steps of the subquery over the whole duration, less one for its alignment: a
+    // destination younger than the duration has fewer.
+    let steps =
+        (lk.duration.as_secs() / (lk.activity_window.as_secs() / 3).max(1)).saturating_sub(1);
+    alerts.push(alert(values, Alert {
+        name: "EgressLeak",
+        anchor: "egressleak",
+        severity: "warning",
+        expr: format!(
+            "min_over_time({active}[{d}:{step}]) > 0\nand max_over_time({active}[{d}:{step}]) < {max}\nand count_over_time({active}[{d}:{step}]) >= {steps}",
+            d = prom(lk.duration),
+            max = lk.max_bytes_per_second,
+        ),
+        for_duration: Duration::ZERO,
+        summary: "{{ $labels.namespace }}/{{ $labels.workload }} trickles data to one \
+            destination without pause",
+        description: "{{ $labels.namespace }}/{{ $labels.workload }} has sent to \
+            {{ $labels.remote }} ({{ $labels.traffic_class }}{{ with $labels.remote_service }}, \
+            {{ . }}{{ end }}) in every step of the leak window, always under the leak rate: \
+            a beacon, a forgotten sync or an exfiltration.",
+    }));
     let cz = &values.cross_zone;
     let cz_rate = format!("namespace_workload:egressor_cross_zone_cost_usd:rate{rate}");
     alerts.push(alert(values, Alert {
