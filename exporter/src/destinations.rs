@@ -2,8 +2,8 @@
 //!
 //! - **Distinct**: a HyperLogLog per workload (Cloudflare's `cardinality-estimator` crate)
 //!   estimates how many distinct remote addresses it exchanged bytes with during a window; the
-//!   gauge shows the last complete window. 2^15 six-bit registers (24 KiB) once a workload
-//!   meets more than a few hundred addresses, exact small sets below: standard error
+//!   gauge shows the last complete window. 2^15 six-bit registers (24 KiB); a workload that
+//!   met only a few addresses holds a short list of their hashes instead: standard error
 //!   1.04 / √32768 ≈ 0.57 % (Flajolet et al., "HyperLogLog", 2007); measured over 40 hash
 //!   seeds, ≤ 0.6 % from 1,000 to 1,000,000 distinct. Addresses are hashed with foldhash
 //!   (quality) under a per-process random seed. (The `hyperloglog` crate, 1.0.4, was
