@@ -160,7 +160,12 @@ pub struct DnsNames {
     grace: Duration,
     parse_errors: Arc<AtomicU64>,
     learned: Arc<AtomicU64>,
+    /// When [`DnsNames::purge_due`] sweeps next.
+    next_purge: Arc<std::sync::Mutex<Instant>>,
 }
+
+/// Time between two sweeps of expired names.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for DnsNames {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,6 +182,7 @@ impl DnsNames {
             grace,
             parse_errors: Arc::default(),
             learned: Arc::default(),
+            next_purge: Arc::new(std::sync::Mutex::new(Instant::now() + PURGE_INTERVAL)),
         }
     }
 
@@ -212,8 +218,19 @@ impl DnsNames {
         None
     }
 
-    /// Drops every name past its deadline (call now and then: lookups drop only what they
-    /// meet).
+    /// Sweeps expired names if [`PURGE_INTERVAL`] has passed since the last sweep (cheap
+    /// otherwise: call it from a loop).
+    pub fn purge_due(&self) {
+        let now = Instant::now();
+        let mut next = self.next_purge.lock().unwrap_or_else(|p| p.into_inner());
+        if now >= *next {
+            *next = now + PURGE_INTERVAL;
+            drop(next);
+            self.purge_expired();
+        }
+    }
+
+    /// Drops every name past its deadline (lookups drop only what they meet).
     pub fn purge_expired(&self) {
         let now = Instant::now();
         self.cache.retain(|_, (_, until)| now < *until);

@@ -247,10 +247,7 @@ impl Reader {
                 responses: self.dataplane.dns_stats()?,
                 parse_errors: self.dns.parse_errors(),
                 learned: self.dns.learned(),
-                names: {
-                    self.dns.purge_expired();
-                    self.dns.len()
-                },
+                names: self.dns.len(),
             },
             folded_flows: self.accounting.folded_flows(),
             series_over_cap: self.accounting.over_cap(),
@@ -271,6 +268,7 @@ impl Reader {
     fn drain_dns(&mut self) {
         let dns = &self.dns;
         self.dataplane.drain_dns(|message, tcp| dns.learn(message, tcp));
+        dns.purge_due();
     }
 
     /// Makes the kernel's service map hold the Kubernetes Service addresses, when they
