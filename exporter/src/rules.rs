@@ -9,7 +9,11 @@
 //! recording rules): the workload's egress rate over its baseline window's mean, in standard
 //! deviations — the deviation never taken below a fraction of the mean, so a flat baseline
 //! does not turn noise into a huge score — above a byte-rate floor, and only once the
-//! baseline holds enough samples (a new workload does not page).
+//! baseline holds enough samples (a new workload does not page). Its seasonal guard (GitLab's
+//! and Grafana's weekly predictions, simplified to a bound) keeps it silent while the rate is
+//! no higher than the highest 5-minute rate within half an hour of the same time a period
+//! (a week) before, plus a tolerance: a weekly batch job pages the first week, not every week.
+//! Without data a period back (a young workload), the 1d z-score alone decides.
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
@@ -200,6 +204,12 @@ pub struct SpikeValues {
     /// How long the spike lasts before the alert fires.
     #[serde(deserialize_with = "crate::config::duration")]
     pub for_duration: Duration,
+    /// The season: the rate a period before (± 30 minutes) is the seasonal expectation; 0
+    /// turns the seasonal guard off.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub seasonal_period: Duration,
+    /// A rate up to this fraction above the seasonal expectation is no spike.
+    pub seasonal_tolerance: f64,
 }
 
 impl Default for Values {
@@ -230,6 +240,8 @@ impl Default for SpikeValues {
             min_relative_stddev: 0.1,
             min_baseline_coverage: 0.75,
             for_duration: Duration::from_secs(900),
+            seasonal_period: Duration::from_secs(7 * 86_400),
+            seasonal_tolerance: 0.25,
         }
     }
 }
@@ -332,6 +344,15 @@ pub struct SpikeSeries {
     pub stddev: String,
     /// Samples of it in the baseline window.
     pub samples: String,
+    /// Its mean over the last hour.
+    pub hourly: String,
+    /// The hourly mean's mean over the last week.
+    pub weekly_mean: String,
+    /// The hourly mean's standard deviation over the last week.
+    pub weekly_stddev: String,
+    /// The seasonal expectation: its highest value within 30 minutes of the same time one
+    /// `seasonal_period` before.
+    pub seasonal: String,
 }
 
 impl SpikeSeries {
@@ -344,6 +365,13 @@ impl SpikeSeries {
             mean: format!("{rate}:avg_over_time_{w}"),
             stddev: format!("{rate}:stddev_over_time_{w}"),
             samples: format!("{rate}:count_over_time_{w}"),
+            hourly: format!("{rate}:avg_over_time_1h"),
+            weekly_mean: format!("{rate}:avg_over_time_1h:avg_over_time_1w"),
+            weekly_stddev: format!("{rate}:avg_over_time_1h:stddev_over_time_1w"),
+            seasonal: format!(
+                "{rate}:max_over_time_1h_offset_{}",
+                prom(values.spike.seasonal_period)
+            ),
             rate,
         }
     }
@@ -362,7 +390,7 @@ pub fn render(values: &Values) -> String {
     let min_samples = (values.spike.baseline_window.as_secs_f64() / values.interval.as_secs_f64()
         * s.min_baseline_coverage)
         .floor();
-    let recording = vec![
+    let mut recording = vec![
         record(
             bytes.clone(),
             format!("sum by ({by}) (rate(egressor_flow_bytes_total{{hook=\"cgroup\"}}[{range}]))"),
@@ -413,7 +441,24 @@ pub fn render(values: &Values) -> String {
         record(spike.mean.clone(), format!("avg_over_time({}[{baseline}])", spike.rate)),
         record(spike.stddev.clone(), format!("stddev_over_time({}[{baseline}])", spike.rate)),
         record(spike.samples.clone(), format!("count_over_time({}[{baseline}])", spike.rate)),
+        record(spike.hourly.clone(), format!("avg_over_time({}[1h])", spike.rate)),
+        record(spike.weekly_mean.clone(), format!("avg_over_time({}[1w:1h])", spike.hourly)),
+        record(spike.weekly_stddev.clone(), format!("stddev_over_time({}[1w:1h])", spike.hourly)),
     ];
+    // The hour centred on the same time a season before: [t − period − 30m, t − period + 30m].
+    let seasonal = (!s.seasonal_period.is_zero()).then(|| {
+        let offset = s.seasonal_period.saturating_sub(Duration::from_secs(1_800));
+        recording.push(record(
+            spike.seasonal.clone(),
+            format!("max_over_time({}[1h] offset {})", spike.rate, prom(offset)),
+        ));
+        format!(
+            "\nunless on (namespace, workload) {rate_s} <= {seasonal} * {factor}",
+            rate_s = spike.rate,
+            seasonal = spike.seasonal,
+            factor = 1.0 + s.seasonal_tolerance,
+        )
+    });
     let mut alerts = vec![
         alert(
             values,
@@ -422,7 +467,8 @@ pub fn render(values: &Values) -> String {
                 anchor: "egressspike",
                 severity: "warning",
                 expr: format!(
-                    "(\n  {rate_s}\n  - {mean}\n)\n/ (\n  ({stddev} > {mean} * {rel})\n  or {mean} * {rel}\n)\n> {z}\nand {rate_s} > {floor}\nand {samples} >= {min_samples}",
+                    "(\n  {rate_s}\n  - {mean}\n)\n/ (\n  ({stddev} > {mean} * {rel})\n  or {mean} * {rel}\n)\n> {z}\nand {rate_s} > {floor}\nand {samples} >= {min_samples}{seasonal}",
+                    seasonal = seasonal.unwrap_or_default(),
                     rate_s = spike.rate,
                     mean = spike.mean,
                     stddev = spike.stddev,
@@ -433,10 +479,17 @@ pub fn render(values: &Values) -> String {
                 ),
                 for_duration: s.for_duration,
                 summary: "{{ $labels.namespace }}/{{ $labels.workload }} sends far more than usual",
-                description: "The egress rate of {{ $labels.namespace }}/{{ $labels.workload }} is \
-                more standard deviations above its rolling baseline than the threshold \
-                (alerts/values.yaml spike.z_score), above the volume floor, for the spike's \
-                duration.",
+                description: if s.seasonal_period.is_zero() {
+                    "The egress rate of {{ $labels.namespace }}/{{ $labels.workload }} is more \
+                    standard deviations above its rolling baseline than the threshold \
+                    (alerts/values.yaml spike.z_score), above the volume floor, for the spike's \
+                    duration."
+                } else {
+                    "The egress rate of {{ $labels.namespace }}/{{ $labels.workload }} is more \
+                    standard deviations above its rolling baseline than the threshold \
+                    (alerts/values.yaml spike.z_score), above the volume floor and above the \
+                    same time last week, for the spike's duration."
+                },
             },
         ),
         alert(

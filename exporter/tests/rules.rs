@@ -58,23 +58,29 @@ fn budget_alerts_generated_from_their_values_pass_their_unit_tests() {
     let out = promtool(&["test", "rules", dir.join("budget.test.yml").to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
     let Some(out) = out else { return };
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("SUCCESS"), "promtool: {text}");
+    assert_success(&["test", "rules", "budget.test.yml"], &out);
 }
+
+/// The unit-test files of the committed rules; each runs in its own promtool, in parallel.
+const TEST_FILES: [&str; 3] =
+    ["tests/egressor.test.yml", "tests/slow_burn.test.yml", "tests/seasonal.test.yml"];
 
 #[test]
 fn promtool_checks_the_rules_and_passes_their_unit_tests() {
-    for args in [
-        &["check", "rules", "egressor.rules.yml"][..],
-        &["test", "rules", "tests/egressor.test.yml"],
-    ] {
-        let Some(out) = promtool(args) else { return };
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success() && text.contains("SUCCESS"), "promtool {args:?}: {text}");
+    let Some(out) = promtool(&["check", "rules", "egressor.rules.yml"]) else { return };
+    assert_success(&["check", "rules"], &out);
+    let runs: Vec<_> = TEST_FILES
+        .iter()
+        .map(|file| std::thread::spawn(move || (file, promtool(&["test", "rules", file]))))
+        .collect();
+    for run in runs {
+        let (file, out) = run.join().unwrap();
+        assert_success(&["test", "rules", file], &out.expect("promtool ran once already"));
     }
+}
+
+fn assert_success(args: &[&str], out: &std::process::Output) {
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("SUCCESS"), "promtool {args:?}: {text}");
 }
