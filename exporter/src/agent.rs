@@ -32,7 +32,7 @@ use crate::{
         index::KubeIndex,
         watch::{self, WatchStatus},
     },
-    metrics::{SharedSnapshot, registry},
+    metrics::{PREFIX, SharedSnapshot, registry},
     prices::{PriceSheet, Pricer},
     reader::{Reader, Request},
 };
@@ -249,7 +249,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         args.series_max as u64,
     );
     let range_metrics = SourceMetrics::default();
-    range_metrics.register(&mut registry);
+    range_metrics.register(registry.sub_registry_with_prefix(PREFIX));
     let ranges = tokio::task::block_in_place(|| {
         CloudRanges::start(plan.file.cloud_ranges.clone(), range_metrics)
     });
@@ -260,7 +260,8 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let ready = Arc::new(AtomicBool::new(false));
 
     let dns_names = DnsNames::new(args.dns_cache_size, args.dns_grace_period);
-    let kube = start_kubernetes(&args, &plan.file, &mut registry).await?;
+    let kube =
+        start_kubernetes(&args, &plan.file, registry.sub_registry_with_prefix(PREFIX)).await?;
     let interfaces: HashMap<u32, Arc<str>> =
         plan.dataplane.interfaces.iter().map(|i| (i.index, Arc::from(i.name.as_str()))).collect();
     let cgroup_root = plan.dataplane.cgroup.clone().unwrap_or_else(|| PathBuf::from("/"));

@@ -29,6 +29,7 @@ pub mod labels;
 pub mod metrics;
 pub mod paths;
 pub mod prices;
+pub mod process;
 pub mod reader;
 pub mod rules;
 pub mod verdict;

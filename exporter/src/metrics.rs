@@ -191,7 +191,9 @@ struct AttachmentLabels {
     mechanism: &'static str,
 }
 
-/// Builds the registry: flow collector, prices, attachments, build info and self metrics.
+/// Builds the registry: the process metrics (unprefixed, [`crate::process`]) and, under
+/// `egressor_`, the flow collector, prices, attachments, build info and self metrics. Others
+/// register theirs in `registry.sub_registry_with_prefix(PREFIX)`.
 pub fn registry(
     snapshot: Arc<SharedSnapshot>,
     prices: Arc<PriceSheet>,
@@ -199,7 +201,9 @@ pub fn registry(
     map_capacity: u32,
     series_max: u64,
 ) -> (Registry, SelfMetrics) {
-    let mut registry = Registry::with_prefix(PREFIX);
+    let mut root = Registry::default();
+    root.register_collector(Box::new(crate::process::ProcessCollector));
+    let registry = root.sub_registry_with_prefix(PREFIX);
 
     registry.register_collector(Box::new(FlowCollector {
         snapshot,
@@ -266,7 +270,7 @@ pub fn registry(
         Unit::Seconds,
         metrics.last_read_timestamp.clone(),
     );
-    (registry, metrics)
+    (root, metrics)
 }
 
 /// Encodes the flow counters from the latest snapshot at scrape time.
