@@ -49,6 +49,20 @@ pub enum Command {
     Top(TopArgs),
     /// Print the Prometheus rule bundle (recording rules and alerts) for a values file.
     Rules(RulesArgs),
+    /// Write the Grafana dashboards (JSON and Kubernetes ConfigMaps) for a values file.
+    Dashboards(DashboardsArgs),
+}
+
+/// Flags of `egressor dashboards`.
+#[derive(Debug, Args)]
+pub struct DashboardsArgs {
+    /// Thresholds and windows (see alerts/values.yaml): the dashboards name the recording
+    /// rules `egressor rules` generates for the same file.
+    #[arg(long = "values", value_name = "FILE")]
+    pub values: Option<PathBuf>,
+    /// Directory to write `dashboards/*.json` and `dashboards.configmap.yaml` into.
+    #[arg(long = "out", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Flags of `egressor rules`.

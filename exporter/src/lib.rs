@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cloud;
 pub mod commands;
 pub mod config;
+pub mod dashboards;
 pub mod dataplane;
 pub mod destinations;
 pub mod discovery;

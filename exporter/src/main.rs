@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         Command::Rules(args) => {
             one_shot(commands::rules::run(&args, &mut std::io::stdout().lock()))
         }
+        Command::Dashboards(args) => one_shot(commands::dashboards::run(&args)),
     }
 }
 

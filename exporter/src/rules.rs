@@ -350,8 +350,8 @@ pub struct SpikeSeries {
     pub weekly_mean: String,
     /// The hourly mean's standard deviation over the last week.
     pub weekly_stddev: String,
-    /// The seasonal expectation: its highest value within 30 minutes of the same time one
-    /// `seasonal_period` before.
+    /// The seasonal expectation: its highest value within 30 minutes (a quarter of a period
+    /// shorter than 2 hours) of the same time one `seasonal_period` before.
     pub seasonal: String,
 }
 
@@ -375,6 +375,12 @@ impl SpikeSeries {
             rate,
         }
     }
+}
+
+/// The width of the seasonal window, centred on the same time a `period` before: an hour, or
+/// half the period when that is shorter (test-sized periods).
+fn seasonal_window(period: Duration) -> Duration {
+    (period / 2).min(Duration::from_secs(3_600))
 }
 
 /// The rule file for `values`, as YAML.
@@ -445,12 +451,13 @@ pub fn render(values: &Values) -> String {
         record(spike.weekly_mean.clone(), format!("avg_over_time({}[1w:1h])", spike.hourly)),
         record(spike.weekly_stddev.clone(), format!("stddev_over_time({}[1w:1h])", spike.hourly)),
     ];
-    // The hour centred on the same time a season before: [t − period − 30m, t − period + 30m].
+    // The window centred on the same time a season before: [t − period − 30m, t − period + 30m].
     let seasonal = (!s.seasonal_period.is_zero()).then(|| {
-        let offset = s.seasonal_period.saturating_sub(Duration::from_secs(1_800));
+        let window = seasonal_window(s.seasonal_period);
+        let offset = s.seasonal_period - window / 2;
         recording.push(record(
             spike.seasonal.clone(),
-            format!("max_over_time({}[1h] offset {})", spike.rate, prom(offset)),
+            format!("max_over_time({}[{}] offset {})", spike.rate, prom(window), prom(offset)),
         ));
         format!(
             "\nunless on (namespace, workload) {rate_s} <= {seasonal} * {factor}",

@@ -1,9 +1,11 @@
 //! The subcommands beside the agent: `egressor classify`, `egressor prices`,
-//! `egressor top` and `egressor rules`. They load the same
+//! `egressor top`, `egressor rules` and `egressor dashboards`. The first three load the same
 //! configuration and price sheet as the agent and call the same classifier and pricer, so
-//! what they print is what the agent would count.
+//! what they print is what the agent would count; the last two generate the alert bundle
+//! and the Grafana dashboards from one values file.
 
 pub mod classify;
+pub mod dashboards;
 pub mod prices;
 pub mod rules;
 pub mod top;
