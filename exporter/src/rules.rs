@@ -344,11 +344,11 @@ pub struct SpikeSeries {
     pub stddev: String,
     /// Samples of it in the baseline window.
     pub samples: String,
-    /// Its mean over the last hour.
+    /// Its mean over the seasonal window (the last hour).
     pub hourly: String,
-    /// The hourly mean's mean over the last week.
+    /// The hourly mean's mean over the last season (week), one sample per seasonal window.
     pub weekly_mean: String,
-    /// The hourly mean's standard deviation over the last week.
+    /// The hourly mean's standard deviation over the last season (week).
     pub weekly_stddev: String,
     /// The seasonal expectation: its highest value within 30 minutes (a quarter of a period
     /// shorter than 2 hours) of the same time one `seasonal_period` before.
@@ -361,13 +361,15 @@ impl SpikeSeries {
         let rate =
             format!("namespace_workload:egressor_egress_bytes:rate{}", prom(values.rate_window));
         let w = prom(values.spike.baseline_window);
+        let period = prom(values.spike.seasonal_period);
+        let window = prom(seasonal_window(values.spike.seasonal_period));
         Self {
             mean: format!("{rate}:avg_over_time_{w}"),
             stddev: format!("{rate}:stddev_over_time_{w}"),
             samples: format!("{rate}:count_over_time_{w}"),
-            hourly: format!("{rate}:avg_over_time_1h"),
-            weekly_mean: format!("{rate}:avg_over_time_1h:avg_over_time_1w"),
-            weekly_stddev: format!("{rate}:avg_over_time_1h:stddev_over_time_1w"),
+            hourly: format!("{rate}:avg_over_time_{window}"),
+            weekly_mean: format!("{rate}:avg_over_time_{window}:avg_over_time_{period}"),
+            weekly_stddev: format!("{rate}:avg_over_time_{window}:stddev_over_time_{period}"),
             seasonal: format!(
                 "{rate}:max_over_time_1h_offset_{}",
                 prom(values.spike.seasonal_period)
@@ -447,14 +449,21 @@ pub fn render(values: &Values) -> String {
         record(spike.mean.clone(), format!("avg_over_time({}[{baseline}])", spike.rate)),
         record(spike.stddev.clone(), format!("stddev_over_time({}[{baseline}])", spike.rate)),
         record(spike.samples.clone(), format!("count_over_time({}[{baseline}])", spike.rate)),
-        record(spike.hourly.clone(), format!("avg_over_time({}[1h])", spike.rate)),
-        record(spike.weekly_mean.clone(), format!("avg_over_time({}[1w:1h])", spike.hourly)),
-        record(spike.weekly_stddev.clone(), format!("stddev_over_time({}[1w:1h])", spike.hourly)),
     ];
     // The window centred on the same time a season before: [t − period − 30m, t − period + 30m].
+    // The seasonal baselines: the hourly mean, its mean and deviation over the season (one
+    // point per hour), and the season's expectation for now.
     let seasonal = (!s.seasonal_period.is_zero()).then(|| {
         let window = seasonal_window(s.seasonal_period);
+        let (w, period) = (prom(window), prom(s.seasonal_period));
         let offset = s.seasonal_period - window / 2;
+        recording.push(record(spike.hourly.clone(), format!("avg_over_time({}[{w}])", spike.rate)));
+        for (name, op) in [(&spike.weekly_mean, "avg"), (&spike.weekly_stddev, "stddev")] {
+            recording.push(record(
+                name.clone(),
+                format!("{op}_over_time({}[{period}:{w}])", spike.hourly),
+            ));
+        }
         recording.push(record(
             spike.seasonal.clone(),
             format!("max_over_time({}[{}] offset {})", spike.rate, prom(window), prom(offset)),

@@ -696,29 +696,41 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// Runs `helper args…` as a process inside `cgroup` and `ns`: the shell moves itself into
-/// the cgroup first, then enters the namespace (`ip netns exec` remounts /sys, so the
-/// cgroup must be joined before).
+/// Runs `helper args…` as a process inside `cgroup` and `ns` and returns its `key=value`
+/// output: the shell moves itself into the cgroup first, then enters the namespace (`ip netns
+/// exec` remounts /sys, so the cgroup must be joined before).
 pub fn helper_in_cgroup(
     cgroup: &Cgroup,
     ns: &Netns,
     helper: &str,
     args: &[&str],
 ) -> HashMap<String, String> {
-    let procs = cgroup.path.join("cgroup.procs");
-    let script = format!(
-        "echo $$ > '{}' && exec ip netns exec '{}' '{}' {}",
-        procs.display(),
-        ns.name,
-        helper,
-        args.join(" ")
-    );
-    let out = run(&["sh", "-c", &script]);
+    let out = run(&["sh", "-c", &in_cgroup_script(cgroup, ns, helper, args)]);
     parse_kv(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// A real Prometheus server (Debian's `prometheus`) scraping one target every second,
-/// stopped and its data removed on drop.
+/// Starts `helper args…` inside `cgroup` and `ns` like [`helper_in_cgroup`], without waiting;
+/// its stdout is piped (read it with `wait_with_output` and [`parse_kv`]).
+pub fn spawn_in_cgroup(cgroup: &Cgroup, ns: &Netns, helper: &str, args: &[&str]) -> Child {
+    Command::new("sh")
+        .args(["-c", &in_cgroup_script(cgroup, ns, helper, args)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn helper")
+}
+
+fn in_cgroup_script(cgroup: &Cgroup, ns: &Netns, helper: &str, args: &[&str]) -> String {
+    format!(
+        "echo $$ > '{}' && exec ip netns exec '{}' '{}' {}",
+        cgroup.path.join("cgroup.procs").display(),
+        ns.name,
+        helper,
+        args.join(" ")
+    )
+}
+
+/// A real Prometheus server (Debian's `prometheus`) scraping one target every second (and
+/// evaluating its rule files every second), stopped and its data removed on drop.
 pub struct Prometheus {
     child: Child,
     pub port: u16,
@@ -728,14 +740,21 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `target` (`host:port`) at `/metrics`.
     pub fn start(target: &str) -> Self {
+        Self::with_rules(target, None)
+    }
+
+    /// Starts Prometheus scraping `target`, with the rule file `rules` loaded.
+    pub fn with_rules(target: &str, rules: Option<&Path>) -> Self {
         let dir = std::env::temp_dir().join(unique_name("prom"));
         std::fs::create_dir_all(&dir).expect("prometheus dir");
         let config = dir.join("prometheus.yml");
+        let rule_files =
+            rules.map(|r| format!("rule_files: ['{}']\n", r.display())).unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-                 scrape_configs:\n  - job_name: egressor\n    static_configs:\n      \
+                "global: {{scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}}\n\
+                 {rule_files}scrape_configs:\n  - job_name: egressor\n    static_configs:\n      \
                  - targets: ['{target}']\n"
             ),
         )
@@ -755,11 +774,29 @@ impl Prometheus {
     /// Runs an instant query and returns the first result's value, `None` when empty or
     /// Prometheus is not answering yet.
     pub fn query(&self, promql: &str) -> Option<f64> {
+        self.query_all(promql)?.first()?.1.into()
+    }
+
+    /// Runs an instant query and returns every result's labels and value; `None` when
+    /// Prometheus does not answer or refuses the query.
+    pub fn query_all(&self, promql: &str) -> Option<Vec<(HashMap<String, String>, f64)>> {
         let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
         let mut r = ureq::get(&url).query("query", promql).call().ok()?;
         let body: serde_json::Value =
             serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
-        body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+        let rows = body["data"]["result"].as_array()?;
+        Some(
+            rows.iter()
+                .filter_map(|row| {
+                    let labels = row["metric"]
+                        .as_object()?
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                        .collect();
+                    Some((labels, row["value"][1].as_str()?.parse().ok()?))
+                })
+                .collect(),
+        )
     }
 
     /// Polls `promql` until it returns `want` (within 1e-9 relative), or panics after 30 s

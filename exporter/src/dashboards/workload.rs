@@ -35,7 +35,7 @@ pub(super) fn build(values: &Values) -> Value {
             "Egress against its baselines",
             "The workload's egress rate (recording rule), the rolling baseline's mean, the \
              EgressSpike threshold (mean + z × deviation, the deviation at least a fraction \
-             of the mean), the weekly mean and the seasonal expectation (alerts/values.yaml).",
+             of the mean), the mean over the season (a week of hourly means) and the seasonal expectation (alerts/values.yaml).",
             "Bps",
             baseline,
         )

@@ -3,6 +3,9 @@
 //!
 //! ```text
 //! egressor-traffic udp-send TARGET COUNT SIZE [echo]   COUNT datagrams of SIZE payload bytes
+//! egressor-traffic udp-pace TARGET SIZE RATE:SECS,…    datagrams of SIZE payload bytes at
+//!                                                      RATE payload bytes per second for
+//!                                                      SECS, then the next step
 //! egressor-traffic udp-echo BIND COUNT                 echo COUNT datagrams back
 //! egressor-traffic udp-spray IP FIRST_PORT PORTS SIZE  one datagram to each of PORTS ports
 //! egressor-traffic udp-scatter SIZE PORT N CIDR…        one datagram to each of the first N
@@ -30,6 +33,9 @@ fn main() {
     match a.as_slice() {
         ["udp-send", target, count, size, rest @ ..] => {
             udp_send(target.parse().expect("TARGET"), num(count), num(size), rest == ["echo"])
+        }
+        ["udp-pace", target, size, schedule] => {
+            udp_pace(target.parse().expect("TARGET"), num(size), schedule)
         }
         ["udp-echo", bind, count] => udp_echo(bind.parse().expect("BIND"), num(count)),
         ["udp-spray", ip, first, ports, size] => {
@@ -76,6 +82,32 @@ fn udp_send(target: SocketAddr, count: usize, size: usize, echo: bool) {
         }
     }
     println!("sent={count}\nreplies={replies}");
+}
+
+/// Sends at each step's rate in 10 ms ticks (carrying the remainder), so any second holds the
+/// step's bytes to one datagram; prints the datagrams sent in each step (`step0=…`).
+fn udp_pace(target: SocketAddr, size: usize, schedule: &str) {
+    let socket = bind_any(&target);
+    let payload = vec![0x7e; size];
+    let tick = Duration::from_millis(10);
+    for (i, step) in schedule.split(',').enumerate() {
+        let (rate, secs) = step.split_once(':').expect("RATE:SECS");
+        let per_tick = num(rate) as f64 * tick.as_secs_f64();
+        let start = std::time::Instant::now();
+        let end = start + Duration::from_secs(num(secs) as u64);
+        let (mut owed, mut sent, mut next) = (0.0, 0u64, start);
+        while next < end {
+            owed += per_tick;
+            while owed >= size as f64 {
+                socket.send_to(&payload, target).expect("send");
+                owed -= size as f64;
+                sent += 1;
+            }
+            next += tick;
+            std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        }
+        println!("step{i}={sent}");
+    }
 }
 
 fn udp_echo(bind: SocketAddr, count: usize) {
