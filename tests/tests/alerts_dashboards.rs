@@ -89,8 +89,9 @@ fn wait_until(
     panic!("Prometheus: {promql} = {last:?} after {timeout:?}");
 }
 
-/// Every PromQL expression of the generated dashboards, as Grafana would send it for
-/// `workload` (a regular expression), with `$__rate_interval` 10s and `$__range` 2m.
+/// Every PromQL expression of the generated dashboards (panels and variables), as Grafana
+/// would send it for `workload` (a regular expression), with `$__rate_interval` 10s and
+/// `$__range` 2m: (file, panel or variable, expression).
 fn dashboard_queries(dir: &Path, workload: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir.join("dashboards")).unwrap() {
@@ -98,18 +99,26 @@ fn dashboard_queries(dir: &Path, workload: &str) -> Vec<(String, String, String)
         let file = path.file_name().unwrap().to_string_lossy().into_owned();
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        for panel in json["panels"].as_array().unwrap() {
-            for target in panel["targets"].as_array().unwrap() {
-                let expr = target["expr"]
-                    .as_str()
-                    .unwrap()
-                    .replace("$__rate_interval", "10s")
-                    .replace("$__range", "2m")
-                    .replace("$namespace", ".*")
-                    .replace("$workload", workload)
-                    .replace("$instance", ".*");
-                out.push((file.clone(), panel["title"].as_str().unwrap().to_owned(), expr));
-            }
+        // The variables' `label_values(selector, label)` ask for the selector's series.
+        let variables = json["templating"]["list"].as_array().unwrap().iter().filter_map(|v| {
+            let query = v["query"]["query"].as_str()?.strip_prefix("label_values(")?;
+            let (selector, _) = query.rsplit_once(',')?;
+            Some((format!("variable {}", v["name"]), selector.to_owned()))
+        });
+        let panels = json["panels"].as_array().unwrap().iter().flat_map(|panel| {
+            panel["targets"].as_array().unwrap().iter().map(|target| {
+                let title = panel["title"].as_str().unwrap().to_owned();
+                (title, target["expr"].as_str().unwrap().to_owned())
+            })
+        });
+        for (title, expr) in panels.chain(variables).collect::<Vec<_>>() {
+            let expr = expr
+                .replace("$__rate_interval", "10s")
+                .replace("$__range", "2m")
+                .replace("$namespace", ".*")
+                .replace("$workload", workload)
+                .replace("$instance", ".*");
+            out.push((file.clone(), title, expr));
         }
     }
     out
