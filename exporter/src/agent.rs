@@ -407,7 +407,7 @@ fn cycles_in(timeout: std::time::Duration, interval: std::time::Duration) -> u32
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             warn!("cannot listen for SIGINT: {e}");

@@ -51,6 +51,59 @@ pub enum Command {
     Rules(RulesArgs),
     /// Write the Grafana dashboards (JSON and Kubernetes ConfigMaps) for a values file.
     Dashboards(DashboardsArgs),
+    /// Receive Alertmanager webhooks, gather the numbers from Prometheus, post to Slack.
+    Explainer(ExplainerArgs),
+}
+
+/// Flags of `egressor explainer`.
+#[derive(Debug, Args)]
+pub struct ExplainerArgs {
+    /// Address to serve the webhook receiver and /metrics on.
+    #[arg(
+        long = "web.listen-address",
+        env = "EGRESSOR_EXPLAINER_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:10731",
+        value_name = "ADDR:PORT"
+    )]
+    pub listen_address: std::net::SocketAddr,
+    /// Largest webhook body accepted, in bytes (larger ones get 413).
+    #[arg(long = "web.max-body-bytes", default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Prometheus to ask for the alerts' numbers (`http://prometheus:9090`).
+    #[arg(long = "prometheus.url", env = "EGRESSOR_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: String,
+    /// Timeout of each Prometheus query.
+    #[arg(long = "prometheus.timeout", default_value = "10s", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub query_timeout: Duration,
+    /// The values file the rule bundle was generated from (names its recording rules).
+    #[arg(long = "rules.values", value_name = "FILE")]
+    pub rules_values: Option<PathBuf>,
+    /// File holding the Slack incoming-webhook URL (a secret); without it summaries are
+    /// only logged.
+    #[arg(
+        long = "slack.webhook-url-file",
+        env = "EGRESSOR_SLACK_WEBHOOK_URL_FILE",
+        value_name = "FILE"
+    )]
+    pub slack_webhook_url_file: Option<PathBuf>,
+    /// File holding the bearer token webhooks must carry (Alertmanager's
+    /// `http_config.authorization.credentials_file`).
+    #[arg(long = "auth.bearer-token-file", value_name = "FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// User of HTTP basic auth webhooks must carry (with --auth.basic-password-file).
+    #[arg(long = "auth.basic-user", value_name = "USER")]
+    pub basic_user: Option<String>,
+    /// File holding the basic-auth password.
+    #[arg(long = "auth.basic-password-file", value_name = "FILE")]
+    pub basic_password_file: Option<PathBuf>,
+    /// How long a notification (group, status, alerts) is remembered to drop repeats.
+    #[arg(long = "dedupe.ttl", default_value = "1h", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub dedupe_ttl: Duration,
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long = "log.level", env = "EGRESSOR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
 /// Flags of `egressor dashboards`.

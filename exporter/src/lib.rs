@@ -21,6 +21,7 @@ pub mod destinations;
 pub mod discovery;
 pub mod dns;
 pub mod error;
+pub mod explainer;
 pub mod geoip;
 pub mod http;
 pub mod http_api;

@@ -59,6 +59,23 @@ fn main() -> ExitCode {
             one_shot(commands::rules::run(&args, &mut std::io::stdout().lock()))
         }
         Command::Dashboards(args) => one_shot(commands::dashboards::run(&args)),
+        Command::Explainer(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+            {
+                Ok(runtime) => one_shot(runtime.block_on(egressor::explainer::run(args))),
+                Err(e) => {
+                    eprintln!("egressor: starting the async runtime: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
     }
 }
 

@@ -385,6 +385,12 @@ fn seasonal_window(period: Duration) -> Duration {
     (period / 2).min(Duration::from_secs(3_600))
 }
 
+/// The operation suffix of the recording rules' rates for `values` (`rate5m`), as in
+/// `namespace_workload:egressor_egress_bytes:rate5m`.
+pub fn rate_operation(values: &Values) -> String {
+    format!("rate{}", prom(values.rate_window))
+}
+
 /// The rule file for `values`, as YAML.
 pub fn render(values: &Values) -> String {
     let rate = prom(values.rate_window);

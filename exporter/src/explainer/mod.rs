@@ -1,0 +1,236 @@
+//! `egressor explainer`: receives Alertmanager webhooks, gathers the alert's numbers from
+//! Prometheus and posts a summary to Slack. It answers each webhook at once (200 when taken,
+//! 4xx for a bad request) and does the work in the background; a notification seen in the
+//! last `--dedupe.ttl` (same group, status and alerts) is answered 200 and dropped, so
+//! Alertmanager's retries and the members of an HA pair never make two Slack messages.
+//!
+//! Routes: `POST /api/v1/alertmanager` (the webhook receiver: bearer token or basic auth as
+//! configured, body at most `--web.max-body-bytes`), `GET /healthz`, `GET /metrics`
+//! (`egressor_explainer_*`, OpenMetrics).
+
+pub mod context;
+mod metrics;
+pub mod slack;
+pub mod summary;
+pub mod webhook;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use base64::Engine as _;
+use moka::sync::Cache;
+
+use crate::{cli::ExplainerArgs, error::ConfigError, rules::Values};
+use context::Prometheus;
+use metrics::Metrics;
+use webhook::Notification;
+
+/// Credentials a webhook must carry (Alertmanager's `http_config.authorization` or
+/// `basic_auth`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// Anyone may post (only on a trusted network).
+    None,
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    Bearer(String),
+    /// `Authorization: Basic base64(user:password)` (RFC 7617).
+    Basic(String, String),
+}
+
+impl Auth {
+    /// Whether `headers` carry the credentials, compared in constant time.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let expected = match self {
+            Self::None => return true,
+            Self::Bearer(token) => format!("Bearer {token}"),
+            Self::Basic(user, password) => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+        };
+        given.is_some_and(|g| {
+            g.len() == expected.len()
+                && g.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        })
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Explainer {
+    auth: Arc<Auth>,
+    seen: Cache<String, ()>,
+    prometheus: Prometheus,
+    slack: Option<Arc<str>>,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+/// Reads a secret file: its content without surrounding whitespace.
+fn secret(path: &std::path::Path, flag: &'static str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Flag { flag, problem: format!("{}: {e}", path.display()) })?;
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        return Err(ConfigError::Flag { flag, problem: format!("{} is empty", path.display()) });
+    }
+    Ok(text)
+}
+
+/// The router for `args` (exposed for tests).
+///
+/// # Errors
+/// Unreadable secret files, a bad Prometheus URL or values file, as [`ConfigError`].
+pub fn app(args: &ExplainerArgs) -> Result<Router, ConfigError> {
+    let auth = match (&args.bearer_token_file, &args.basic_user, &args.basic_password_file) {
+        (Some(f), None, None) => Auth::Bearer(secret(f, "--auth.bearer-token-file")?),
+        (None, Some(u), Some(f)) => {
+            Auth::Basic(u.clone(), secret(f, "--auth.basic-password-file")?)
+        }
+        (None, None, None) => Auth::None,
+        _ => {
+            return Err(ConfigError::Flag {
+                flag: "--auth.*",
+                problem: "give either --auth.bearer-token-file, or --auth.basic-user with \
+                          --auth.basic-password-file"
+                    .into(),
+            });
+        }
+    };
+    let values = match &args.rules_values {
+        Some(path) => Values::load(path)?,
+        None => Values::default(),
+    };
+    let prometheus = Prometheus::new(&args.prometheus_url, &values, args.query_timeout)
+        .map_err(|problem| ConfigError::Flag { flag: "--prometheus.url", problem })?;
+    let slack = match &args.slack_webhook_url_file {
+        Some(f) => Some(Arc::from(secret(f, "--slack.webhook-url-file")?)),
+        None => None,
+    };
+    let client = crate::http_client::client(Duration::from_secs(10)).map_err(|e| {
+        ConfigError::Flag { flag: "--slack.webhook-url-file", problem: e.to_string() }
+    })?;
+    let state = Explainer {
+        auth: Arc::new(auth),
+        seen: Cache::builder().max_capacity(100_000).time_to_live(args.dedupe_ttl).build(),
+        prometheus,
+        slack,
+        client,
+        metrics: Arc::new(Metrics::default()),
+    };
+    Ok(Router::new()
+        .route("/api/v1/alertmanager", post(receive))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::serve))
+        .layer(DefaultBodyLimit::max(args.max_body_bytes))
+        .with_state(state))
+}
+
+/// Serves the explainer until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Bad flags or files ([`ConfigError`]); a listen address in use.
+pub async fn run(args: ExplainerArgs) -> Result<(), ConfigError> {
+    let app = app(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen_address).await.map_err(|e| {
+        ConfigError::Flag {
+            flag: "--web.listen-address",
+            problem: format!("{}: {e}", args.listen_address),
+        }
+    })?;
+    tracing::info!(address = %args.listen_address, prometheus = %args.prometheus_url, "explainer listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(crate::agent::shutdown())
+        .await
+        .map_err(|e| ConfigError::Flag { flag: "--web.listen-address", problem: e.to_string() })
+}
+
+fn answer(status: StatusCode, text: &str) -> Response {
+    (status, format!("{text}\n")).into_response()
+}
+
+/// `POST /api/v1/alertmanager`.
+async fn receive(State(ex): State<Explainer>, headers: HeaderMap, body: Bytes) -> Response {
+    if !ex.auth.allows(&headers) {
+        ex.metrics.rejected("unauthorized");
+        return answer(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
+    }
+    let notification = match Notification::parse(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            ex.metrics.rejected("malformed");
+            tracing::warn!(error = %e, "webhook body is no Alertmanager notification");
+            return answer(
+                StatusCode::BAD_REQUEST,
+                &format!("not an Alertmanager notification: {e}"),
+            );
+        }
+    };
+    ex.metrics.received(notification.status);
+    let identity = notification.identity();
+    if ex.seen.contains_key(&identity) {
+        ex.metrics.duplicate();
+        return answer(StatusCode::OK, "duplicate");
+    }
+    ex.seen.insert(identity, ());
+    tokio::spawn(explain(ex, notification));
+    answer(StatusCode::OK, "accepted")
+}
+
+/// Gathers the facts of every alert, builds the summary and posts it.
+async fn explain(ex: Explainer, notification: Notification) {
+    let mut summaries = Vec::new();
+    for alert in &notification.alerts {
+        let facts = ex.prometheus.facts(alert).await;
+        ex.metrics.queries(&facts);
+        summaries.push(summary::alert(&notification, alert, &facts));
+    }
+    ex.metrics.explained("deterministic");
+    let name = notification.common_labels.get("alertname").map(String::as_str).unwrap_or("alerts");
+    let title = format!("{} {name} ({})", notification.status.as_str(), notification.alerts.len());
+    let message = slack::message(&title, &summaries);
+    let Some(url) = &ex.slack else {
+        tracing::info!(%title, "no --slack.webhook-url-file: summary only logged\n{}", summaries.join("\n"));
+        return;
+    };
+    match slack::post(&ex.client, url, &message).await {
+        Ok(()) => ex.metrics.posted(true),
+        Err(e) => {
+            ex.metrics.posted(false);
+            tracing::warn!(error = %e, group = %notification.group_key, "Slack post failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn credentials_are_checked_as_alertmanager_sends_them() {
+        let bearer = Auth::Bearer("t0ken".into());
+        assert!(bearer.allows(&with("Bearer t0ken")));
+        assert!(!bearer.allows(&with("Bearer t0ke")) && !bearer.allows(&HeaderMap::new()));
+        // RFC 7617's example: Aladdin / open sesame.
+        let basic = Auth::Basic("Aladdin".into(), "open sesame".into());
+        assert!(basic.allows(&with("Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
+        assert!(!basic.allows(&with("Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
+        assert!(Auth::None.allows(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,121 @@
+//! Posting to Slack through an incoming webhook
+//! (<https://api.slack.com/messaging/webhooks>): a Block Kit message within Slack's limits
+//! (a section's text at most 3,000 characters, at most 50 blocks,
+//! <https://api.slack.com/reference/block-kit/blocks>), retried on HTTP 429 after its
+//! `Retry-After` seconds and on 5xx with backoff, at most [`ATTEMPTS`] times.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Longest text of a section block.
+pub const SECTION_CHARS: usize = 3_000;
+/// Most blocks in one message.
+pub const MAX_BLOCKS: usize = 50;
+/// Attempts per message.
+pub const ATTEMPTS: u32 = 5;
+/// Longest wait honoured from a `Retry-After` header.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The message: a header and one section per summary (cut at [`SECTION_CHARS`] on a
+/// character boundary), at most [`MAX_BLOCKS`] blocks; `text` is the notification fallback.
+pub fn message(title: &str, summaries: &[String]) -> Value {
+    let mut blocks = vec![json!({
+        "type": "header",
+        "text": {"type": "plain_text", "text": cut(title, 150), "emoji": true},
+    })];
+    for summary in summaries.iter().take(MAX_BLOCKS - 2) {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(summary, SECTION_CHARS)}}));
+    }
+    if summaries.len() > MAX_BLOCKS - 2 {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": format!("{} more alerts not shown", summaries.len() - (MAX_BLOCKS - 2))}]}));
+    }
+    json!({"text": cut(title, SECTION_CHARS), "blocks": blocks})
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(max - 1).collect();
+    s.push('…');
+    s
+}
+
+/// Why a message was not posted.
+#[derive(Debug, thiserror::Error)]
+pub enum SlackError {
+    /// Slack refused it (4xx other than 429): not retried.
+    #[error("Slack refused the message: HTTP {status}: {body}")]
+    Refused {
+        /// The status.
+        status: u16,
+        /// Slack's reason (`invalid_blocks`, `no_text`, …).
+        body: String,
+    },
+    /// Every attempt failed (5xx, 429, unreachable).
+    #[error("Slack did not take the message after {ATTEMPTS} attempts: {last}")]
+    GaveUp {
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// Posts `message` to the incoming webhook `url`.
+///
+/// # Errors
+/// [`SlackError`].
+pub async fn post(client: &reqwest::Client, url: &str, message: &Value) -> Result<(), SlackError> {
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        let backoff = Duration::from_millis(250 << attempt);
+        match client.post(url).json(message).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status().as_u16() == 429 => {
+                let wait = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(backoff, Duration::from_secs)
+                    .min(MAX_RETRY_AFTER);
+                last = format!("HTTP 429, retried after {wait:?}");
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            Ok(r) if r.status().is_server_error() => {
+                last = format!("HTTP {}", r.status());
+            }
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                return Err(SlackError::Refused { status, body: cut(&body, 200) });
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(backoff).await;
+    }
+    Err(SlackError::GaveUp { last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_stay_within_slacks_limits() {
+        let long = "é".repeat(5_000);
+        let summaries = vec![long; 80];
+        let m = message(&"t".repeat(300), &summaries);
+        let blocks = m["blocks"].as_array().unwrap();
+        assert_eq!(blocks.len(), MAX_BLOCKS);
+        for b in blocks.iter().filter(|b| b["type"] == "section") {
+            assert_eq!(b["text"]["text"].as_str().unwrap().chars().count(), SECTION_CHARS);
+        }
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 150);
+        assert!(
+            blocks.last().unwrap()["elements"][0]["text"].as_str().unwrap().starts_with("32 more")
+        );
+    }
+}
