@@ -97,6 +97,43 @@ pub struct ExplainerArgs {
     /// File holding the basic-auth password.
     #[arg(long = "auth.basic-password-file", value_name = "FILE")]
     pub basic_password_file: Option<PathBuf>,
+    /// File holding the Anthropic API key; without it the deterministic summary is posted.
+    #[arg(
+        long = "claude.api-key-file",
+        env = "EGRESSOR_ANTHROPIC_API_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub claude_api_key_file: Option<PathBuf>,
+    /// The Anthropic API's base URL.
+    #[arg(long = "claude.url", default_value = "https://api.anthropic.com", value_name = "URL")]
+    pub claude_url: String,
+    /// The model id (see <https://docs.anthropic.com/en/docs/about-claude/models>).
+    #[arg(
+        long = "claude.model",
+        env = "EGRESSOR_CLAUDE_MODEL",
+        default_value = "claude-sonnet-4-5",
+        value_name = "ID"
+    )]
+    pub claude_model: String,
+    /// Largest reply, in tokens (`max_tokens`).
+    #[arg(long = "claude.max-tokens", default_value_t = 1024, value_name = "TOKENS")]
+    pub claude_max_tokens: u32,
+    /// Timeout of one request to the model.
+    #[arg(long = "claude.timeout", default_value = "30s", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub claude_timeout: Duration,
+    /// The model's answer, retries included, is given up on after this (then the
+    /// deterministic summary is posted).
+    #[arg(long = "claude.deadline", default_value = "45s", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub claude_deadline: Duration,
+    /// Attempts per request (429, 500, 529, timeouts are retried).
+    #[arg(long = "claude.attempts", default_value_t = 4, value_name = "N")]
+    pub claude_attempts: u32,
+    /// What pod names become before anything reaches the model (IP addresses are always
+    /// replaced).
+    #[arg(long = "redact.pod-names", value_enum, default_value = "hash")]
+    pub redact_pod_names: crate::explainer::redact::PodNames,
     /// How long a notification (group, status, alerts) is remembered to drop repeats.
     #[arg(long = "dedupe.ttl", default_value = "1h", value_parser = parse_duration,
           value_name = "DURATION")]

@@ -5,6 +5,7 @@
 //! Tests that need root and BPF call [`require_bpf`] first: on a laptop they print why they
 //! skip; with `EGRESSOR_REQUIRE_BPF=1` (CI) a missing privilege fails the test.
 
+pub mod fakes;
 pub mod kube_api;
 pub mod pcap;
 

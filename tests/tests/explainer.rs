@@ -6,116 +6,34 @@
 //! 3,000 characters: <https://api.slack.com/messaging/webhooks>,
 //! <https://api.slack.com/reference/block-kit/blocks>).
 //!
+//! The model is a local server speaking the Anthropic Messages API
+//! ([`egressor_tests::fakes::FakeAnthropic`]), which checks each request's headers and shape.
+//!
 //! Asserted: one Slack message for the firing group although Alertmanager repeats it every
-//! 3 s (the explainer counts the repeats as duplicates); the message carries the workload's
-//! egress rate as Prometheus has it, within 15 % of the pacing (L3: 1,028 bytes per 1,000-byte
-//! datagram); the resolved notification follows as a second message; webhooks without the
-//! bearer token get 401, a malformed body 400, an oversized one 413.
+//! 3 s (the explainer counts the repeats as duplicates); the message carries the model's
+//! explanation, with the placeholders it used turned back into the pod's name, and the
+//! workload's egress rate as Prometheus has it, within 15 % of the pacing (L3: 1,028 bytes
+//! per 1,000-byte datagram); the resolved notification follows as a second message; no
+//! request to the model holds an IP address (the alert carries three) or the raw pod name;
+//! the system prompt is marked for caching and identical across requests; webhooks without
+//! the bearer token get 401, a malformed body 400, an oversized one 413.
 
 use std::{
-    net::SocketAddr,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use egressor_tests::*;
+use egressor_tests::{
+    fakes::{FakeAnthropic, FakeSlack},
+    *,
+};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_egressor-traffic");
 const INTERNET_V4: &str = "203.0.113.9";
 const VALUES: &str = "interval: 1s\nrate_window: 10s\n";
 const TOKEN: &str = "s3cret-alertmanager-token";
-
-/// A local server standing in for Slack's incoming webhook: checks each request against the
-/// documented format and keeps the JSON bodies.
-struct FakeSlack {
-    address: SocketAddr,
-    messages: Arc<Mutex<Vec<serde_json::Value>>>,
-    problems: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeSlack {
-    fn start() -> Self {
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let problems = Arc::new(Mutex::new(Vec::new()));
-        let (m, p) = (messages.clone(), problems.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().route(
-                    "/services/T000/B000/XXXX",
-                    axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                        let (m, p) = (m.clone(), p.clone());
-                        async move {
-                            let json = headers
-                                .get("content-type")
-                                .and_then(|v| v.to_str().ok())
-                                .is_some_and(|v| v.starts_with("application/json"));
-                            if !json {
-                                p.lock().unwrap().push(format!("content-type {headers:?}"));
-                            }
-                            match serde_json::from_str::<serde_json::Value>(&body) {
-                                Ok(v) => {
-                                    p.lock().unwrap().extend(slack_problems(&v));
-                                    m.lock().unwrap().push(v);
-                                    "ok"
-                                }
-                                Err(e) => {
-                                    p.lock().unwrap().push(format!("not JSON: {e}"));
-                                    "invalid_payload"
-                                }
-                            }
-                        }
-                    }),
-                );
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        Self { address: rx.recv().unwrap(), messages, problems }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/services/T000/B000/XXXX", self.address)
-    }
-
-    fn texts(&self) -> Vec<String> {
-        self.messages.lock().unwrap().iter().map(message_text).collect()
-    }
-}
-
-/// What breaks Slack's documented limits in a webhook message.
-fn slack_problems(v: &serde_json::Value) -> Vec<String> {
-    let mut out = Vec::new();
-    if !v["text"].is_string() {
-        out.push("no text (the notification fallback)".into());
-    }
-    let blocks = v["blocks"].as_array().cloned().unwrap_or_default();
-    if blocks.is_empty() || blocks.len() > 50 {
-        out.push(format!("{} blocks", blocks.len()));
-    }
-    for b in &blocks {
-        if b["type"] == "section"
-            && b["text"]["text"].as_str().map_or(0, |t| t.chars().count()) > 3000
-        {
-            out.push("section text over 3000 characters".into());
-        }
-    }
-    out
-}
-
-/// Every text of a message, joined.
-fn message_text(v: &serde_json::Value) -> String {
-    let mut text = v["text"].as_str().unwrap_or_default().to_owned();
-    for b in v["blocks"].as_array().into_iter().flatten() {
-        text.push('\n');
-        text.push_str(b["text"]["text"].as_str().unwrap_or_default());
-    }
-    text
-}
+const API_KEY: &str = "sk-ant-test-key";
+const POD: &str = "checkout-7d9f8c6b5-x2x4z";
 
 /// A process killed and reaped on drop.
 struct Process(Child);
@@ -200,8 +118,15 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
 
     // Slack, the explainer, Alertmanager.
     let slack = FakeSlack::start();
-    let slack_url = temp_file("slack-url", &slack.url());
-    let token = temp_file("am-token", TOKEN);
+    let claude = FakeAnthropic::start(API_KEY);
+    let secret = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let slack_url = secret("slack-url", &slack.url());
+    let token = secret("am-token", TOKEN);
+    let key = secret("anthropic-key", API_KEY);
     let explainer_port = free_port();
     let _explainer = Process(
         Command::new(&bin)
@@ -210,6 +135,7 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
             .args(["--rules.values", values.to_str().unwrap()])
             .args(["--slack.webhook-url-file", slack_url.to_str().unwrap()])
             .args(["--auth.bearer-token-file", token.to_str().unwrap()])
+            .args(["--claude.api-key-file", key.to_str().unwrap(), "--claude.url", &claude.url()])
             .stdout(Stdio::null())
             .spawn()
             .expect("egressor explainer"),
@@ -252,9 +178,10 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
     let expr = percent_encode(&rate_rule);
     let alert = |ends_at: Option<String>| {
         let mut a = serde_json::json!({
-            "labels": {"alertname": "EgressSpike", "severity": "warning", "workload": workload},
+            "labels": {"alertname": "EgressSpike", "severity": "warning", "workload": workload,
+                       "pod": POD, "instance": "10.0.0.5:9100", "node": "ip-10-0-1-23.ec2.internal"},
             "annotations": {
-                "summary": format!("{workload} sends far more than usual"),
+                "summary": format!("{workload} ({POD}) sends far more than usual to {INTERNET_V4}"),
                 "runbook_url": "https://github.com/egressor/egressor/blob/main/alerts/runbook.md#egressspike",
             },
             "generatorURL": format!("http://127.0.0.1:{}/graph?g0.expr={expr}&g0.tab=1", prometheus.port),
@@ -290,6 +217,10 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
         text.contains("EgressSpike") && text.contains("firing") && text.contains(workload),
         "{text}"
     );
+    assert!(!text.contains("query failed"), "every context query runs: {text}");
+    // The model's words, its pod placeholder back to the pod's name.
+    assert!(text.contains(&format!("EXPLANATION: egress rose; pod {POD}")), "{text}");
+    assert!(metrics.contains("egressor_explainer_claude_tokens_total{type=\"cache_read\"} 900"));
     let want = 200_000.0 / 1000.0 * 1028.0;
     let now = rate_after(text, "Egress now:").unwrap_or_else(|| panic!("no egress in {text}"));
     assert!((now - want).abs() <= want * 0.15, "egress {now} vs {want}: {text}");
@@ -305,8 +236,23 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
     let texts = slack.texts();
     assert_eq!(texts.len(), 2, "{texts:#?}");
     assert!(texts[1].contains("resolved"), "{}", texts[1]);
-    let problems = slack.problems.lock().unwrap().clone();
+    let problems = slack.problems();
     assert!(problems.is_empty(), "requests outside Slack's format: {problems:?}");
+
+    // What reached the model: two requests (firing, resolved), in the documented format,
+    // without an address or the pod's name, the system prompt cached and the same.
+    let requests = claude.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let problems = claude.problems();
+    assert!(problems.is_empty(), "requests to the model: {problems:?}");
+    for r in &requests {
+        assert!(!r.raw.contains(POD) && !r.raw.contains("x2x4z"), "pod name sent: {}", r.raw);
+        assert!(r.raw.contains("pod-"), "no pod placeholder: {}", r.raw);
+        assert_eq!(r.body["system"][0]["cache_control"]["type"], "ephemeral");
+        assert_eq!(r.body["system"], requests[0].body["system"]);
+    }
+    let prompt = requests[0].body["messages"][0]["content"][0]["text"].as_str().unwrap();
+    assert!(prompt.contains("Egress now:") && prompt.contains(workload), "{prompt}");
 
     // Bad webhooks: refused with a status, the service keeps running.
     let hook = format!("{explainer}/api/v1/alertmanager");
@@ -323,8 +269,6 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
     assert_eq!(status(Some(TOKEN), vec![b' '; 2 << 20]), 413);
     assert!(ureq::get(&format!("{explainer}/healthz")).call().is_ok());
     drop(sender);
-    let _ = std::fs::remove_file(slack_url);
-    let _ = std::fs::remove_file(token);
 }
 
 /// Removes `dir` on drop.

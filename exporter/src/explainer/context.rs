@@ -157,6 +157,8 @@ impl Prometheus {
             self.rate
         );
         let egress = format!("sum by (traffic_class) ({bytes})");
+        // `offset` belongs to the selector, not to the aggregation.
+        let egress_day_ago = format!("sum by (traffic_class) ({bytes} offset 1d)");
         let cost = format!(
             "sum(namespace_workload:egressor_flow_cost_usd:{}{{{sel}}}) * 86400",
             self.rate
@@ -173,7 +175,7 @@ impl Prometheus {
             }),
             expression,
             egress_now: Some(self.query(&egress).await),
-            egress_day_ago: Some(self.query(&format!("{egress} offset 1d")).await),
+            egress_day_ago: Some(self.query(&egress_day_ago).await),
             cost_per_day: Some(self.query(&cost).await),
             destinations: Some(self.query(&destinations).await),
         }

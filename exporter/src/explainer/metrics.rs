@@ -1,5 +1,6 @@
 //! The explainer's own metrics (`egressor_explainer_*`): notifications received, duplicates
-//! and rejections, explanations produced, Prometheus queries and Slack posts.
+//! and rejections, explanations produced, Prometheus queries, Claude requests (by result,
+//! latency, tokens) and Slack posts.
 
 use axum::{
     extract::State,
@@ -8,12 +9,17 @@ use axum::{
 };
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        histogram::{Histogram, exponential_buckets},
+    },
     registry::Registry,
 };
 
 use super::{
     Explainer,
+    claude::{ClaudeError, Reply},
     context::{Answer, Facts},
     webhook::Status,
 };
@@ -38,6 +44,16 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TokenLabels {
+    r#type: &'static str,
+}
+
+fn latency() -> Histogram {
+    // 0.25 s to 64 s.
+    Histogram::new(exponential_buckets(0.25, 2.0, 9))
+}
+
 /// The counters, registered once.
 pub(super) struct Metrics {
     registry: Registry,
@@ -47,6 +63,10 @@ pub(super) struct Metrics {
     explanations: Family<SourceLabels, Counter>,
     queries: Family<ResultLabels, Counter>,
     slack: Family<ResultLabels, Counter>,
+    claude: Family<ResultLabels, Counter>,
+    claude_seconds: Histogram,
+    tokens: Family<TokenLabels, Counter>,
+    fallbacks: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -62,6 +82,10 @@ impl Default for Metrics {
             explanations: Family::default(),
             queries: Family::default(),
             slack: Family::default(),
+            claude: Family::default(),
+            claude_seconds: latency(),
+            tokens: Family::default(),
+            fallbacks: Family::default(),
         };
         registry.register(
             "notifications",
@@ -89,6 +113,29 @@ impl Default for Metrics {
             m.queries.clone(),
         );
         registry.register("slack_posts", "Slack posts, by result (ok, failed)", m.slack.clone());
+        registry.register(
+            "claude_requests",
+            "Requests to the Anthropic Messages API, each attempt, by result (ok, rate_limited, \
+             overloaded, server_error, timeout, unreachable, malformed, spend_limit, refused)",
+            m.claude.clone(),
+        );
+        registry.register_with_unit(
+            "claude_request_duration",
+            "Time of one request to the Anthropic Messages API",
+            prometheus_client::registry::Unit::Seconds,
+            m.claude_seconds.clone(),
+        );
+        registry.register(
+            "explanation_fallbacks",
+            "Notifications posted with the deterministic summary alone, by reason (no_api_key, \
+             empty_reply, or the last Claude error: rate_limited, overloaded, timeout, …)",
+            m.fallbacks.clone(),
+        );
+        registry.register(
+            "claude_tokens",
+            "Tokens the model's replies reported, by type (input, output, cache_read, cache_creation)",
+            m.tokens.clone(),
+        );
         Self { registry: root, ..m }
     }
 }
@@ -126,6 +173,34 @@ impl Metrics {
             };
             self.queries.get_or_create(&ResultLabels { result }).inc();
         }
+    }
+
+    pub(super) fn claude_attempt(
+        &self,
+        outcome: Result<&Reply, &ClaudeError>,
+        took: std::time::Duration,
+    ) {
+        self.claude_seconds.observe(took.as_secs_f64());
+        let result = match outcome {
+            Ok(reply) => {
+                let u = reply.usage;
+                for (r#type, n) in [
+                    ("input", u.input_tokens),
+                    ("output", u.output_tokens),
+                    ("cache_read", u.cache_read_input_tokens),
+                    ("cache_creation", u.cache_creation_input_tokens),
+                ] {
+                    self.tokens.get_or_create(&TokenLabels { r#type }).inc_by(n);
+                }
+                "ok"
+            }
+            Err(e) => e.kind(),
+        };
+        self.claude.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub(super) fn fallback(&self, reason: &'static str) {
+        self.fallbacks.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub(super) fn posted(&self, ok: bool) {

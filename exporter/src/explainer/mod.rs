@@ -8,8 +8,11 @@
 //! configured, body at most `--web.max-body-bytes`), `GET /healthz`, `GET /metrics`
 //! (`egressor_explainer_*`, OpenMetrics).
 
+pub mod claude;
 pub mod context;
 mod metrics;
+pub mod prompt;
+pub mod redact;
 pub mod slack;
 pub mod summary;
 pub mod webhook;
@@ -28,8 +31,10 @@ use base64::Engine as _;
 use moka::sync::Cache;
 
 use crate::{cli::ExplainerArgs, error::ConfigError, rules::Values};
+use claude::Claude;
 use context::Prometheus;
 use metrics::Metrics;
+use redact::PodNames;
 use webhook::Notification;
 
 /// Credentials a webhook must carry (Alertmanager's `http_config.authorization` or
@@ -71,6 +76,10 @@ struct Explainer {
     prometheus: Prometheus,
     slack: Option<Arc<str>>,
     client: reqwest::Client,
+    claude: Option<Arc<Claude>>,
+    redact: PodNames,
+    /// Key of the pod-name hashes: random per process.
+    redact_key: [u8; 16],
     metrics: Arc<Metrics>,
 }
 
@@ -118,12 +127,28 @@ pub fn app(args: &ExplainerArgs) -> Result<Router, ConfigError> {
     let client = crate::http_client::client(Duration::from_secs(10)).map_err(|e| {
         ConfigError::Flag { flag: "--slack.webhook-url-file", problem: e.to_string() }
     })?;
+    let claude = match &args.claude_api_key_file {
+        Some(f) => {
+            let key = secret(f, "--claude.api-key-file")?;
+            let mut c =
+                Claude::new(&args.claude_url, key, args.claude_model.clone(), args.claude_timeout)
+                    .map_err(|problem| ConfigError::Flag { flag: "--claude.url", problem })?;
+            c.max_tokens = args.claude_max_tokens;
+            c.attempts = args.claude_attempts.max(1);
+            c.deadline = args.claude_deadline;
+            Some(Arc::new(c))
+        }
+        None => None,
+    };
     let state = Explainer {
         auth: Arc::new(auth),
         seen: Cache::builder().max_capacity(100_000).time_to_live(args.dedupe_ttl).build(),
         prometheus,
         slack,
         client,
+        claude,
+        redact: args.redact_pod_names,
+        redact_key: std::array::from_fn(|_| fastrand::u8(..)),
         metrics: Arc::new(Metrics::default()),
     };
     Ok(Router::new()
@@ -185,7 +210,8 @@ async fn receive(State(ex): State<Explainer>, headers: HeaderMap, body: Bytes) -
     answer(StatusCode::OK, "accepted")
 }
 
-/// Gathers the facts of every alert, builds the summary and posts it.
+/// Gathers the facts of every alert, builds the summary, has the model explain it when one
+/// is configured, and posts the message.
 async fn explain(ex: Explainer, notification: Notification) {
     let mut summaries = Vec::new();
     for alert in &notification.alerts {
@@ -193,10 +219,28 @@ async fn explain(ex: Explainer, notification: Notification) {
         ex.metrics.queries(&facts);
         summaries.push(summary::alert(&notification, alert, &facts));
     }
-    ex.metrics.explained("deterministic");
     let name = notification.common_labels.get("alertname").map(String::as_str).unwrap_or("alerts");
     let title = format!("{} {name} ({})", notification.status.as_str(), notification.alerts.len());
-    let message = slack::message(&title, &summaries);
+    let explanation = match &ex.claude {
+        None => Err(("no_api_key", "no --claude.api-key-file".to_owned())),
+        Some(claude) => ask_model(&ex, claude, &notification, &summaries).await,
+    };
+    let footer = match &explanation {
+        Ok(_) => {
+            ex.metrics.explained("model");
+            format!(
+                "Explained by {} from the numbers above; names and addresses were redacted \
+                 before they left.",
+                ex.claude.as_ref().map(|c| c.model.as_str()).unwrap_or_default()
+            )
+        }
+        Err((reason, why)) => {
+            ex.metrics.explained("deterministic");
+            ex.metrics.fallback(reason);
+            format!("Numbers from Prometheus; no model explanation ({why}).")
+        }
+    };
+    let message = slack::message(&title, explanation.as_deref().ok(), &summaries, &footer);
     let Some(url) = &ex.slack else {
         tracing::info!(%title, "no --slack.webhook-url-file: summary only logged\n{}", summaries.join("\n"));
         return;
@@ -208,6 +252,32 @@ async fn explain(ex: Explainer, notification: Notification) {
             tracing::warn!(error = %e, group = %notification.group_key, "Slack post failed");
         }
     }
+}
+
+/// The model's explanation of `summaries`, its placeholders restored; the reason when none.
+async fn ask_model(
+    ex: &Explainer,
+    claude: &Claude,
+    notification: &Notification,
+    summaries: &[String],
+) -> Result<String, (&'static str, String)> {
+    let mut redaction = prompt::redaction(notification, ex.redact, ex.redact_key);
+    let user = prompt::user_message(notification, summaries, &mut redaction);
+    let messages =
+        [serde_json::json!({"role": "user", "content": [{"type": "text", "text": user}]})];
+    let body = claude.body(prompt::SYSTEM, &messages, &[], false);
+    let reply = claude
+        .send(&body, |outcome, took| ex.metrics.claude_attempt(outcome, took))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, group = %notification.group_key, "Claude gave no explanation: posting the summary");
+            (e.kind(), format!("model {}: {e}", claude.model))
+        })?;
+    let text = reply.text();
+    if text.trim().is_empty() {
+        return Err(("empty_reply", format!("model {}: empty reply", claude.model)));
+    }
+    Ok(redaction.restore(text.trim()))
 }
 
 #[cfg(test)]

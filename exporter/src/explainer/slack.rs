@@ -17,21 +17,46 @@ pub const ATTEMPTS: u32 = 5;
 /// Longest wait honoured from a `Retry-After` header.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// The message: a header and one section per summary (cut at [`SECTION_CHARS`] on a
-/// character boundary), at most [`MAX_BLOCKS`] blocks; `text` is the notification fallback.
-pub fn message(title: &str, summaries: &[String]) -> Value {
+/// The message: a header; the model's explanation when there is one, then a divider; one
+/// section per summary (each cut at [`SECTION_CHARS`] on a character boundary); `footer` as
+/// a context line. At most [`MAX_BLOCKS`] blocks (summaries beyond are counted in a context
+/// line); `text` is the notification fallback.
+pub fn message(
+    title: &str,
+    explanation: Option<&str>,
+    summaries: &[String],
+    footer: &str,
+) -> Value {
     let mut blocks = vec![json!({
         "type": "header",
         "text": {"type": "plain_text", "text": cut(title, 150), "emoji": true},
     })];
-    for summary in summaries.iter().take(MAX_BLOCKS - 2) {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(summary, SECTION_CHARS)}}));
+    if let Some(text) = explanation {
+        blocks.push(section(text));
+        blocks.push(json!({"type": "divider"}));
     }
-    if summaries.len() > MAX_BLOCKS - 2 {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
-            "text": format!("{} more alerts not shown", summaries.len() - (MAX_BLOCKS - 2))}]}));
+    // Room for the footer and the "more" line.
+    let room = MAX_BLOCKS - blocks.len() - 2;
+    for summary in summaries.iter().take(room) {
+        blocks.push(section(summary));
     }
-    json!({"text": cut(title, SECTION_CHARS), "blocks": blocks})
+    if summaries.len() > room {
+        blocks.push(context(&format!("{} more alerts not shown", summaries.len() - room)));
+    }
+    blocks.push(context(footer));
+    let fallback = match explanation {
+        Some(text) => format!("{title}: {text}"),
+        None => title.to_owned(),
+    };
+    json!({"text": cut(&fallback, SECTION_CHARS), "blocks": blocks})
+}
+
+fn section(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, SECTION_CHARS)}})
+}
+
+fn context(text: &str) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(text, SECTION_CHARS)}]})
 }
 
 fn cut(text: &str, max: usize) -> String {
@@ -107,15 +132,17 @@ mod tests {
     fn messages_stay_within_slacks_limits() {
         let long = "é".repeat(5_000);
         let summaries = vec![long; 80];
-        let m = message(&"t".repeat(300), &summaries);
+        let m = message(&"t".repeat(300), Some(&"x".repeat(4000)), &summaries, "footer");
         let blocks = m["blocks"].as_array().unwrap();
         assert_eq!(blocks.len(), MAX_BLOCKS);
         for b in blocks.iter().filter(|b| b["type"] == "section") {
             assert_eq!(b["text"]["text"].as_str().unwrap().chars().count(), SECTION_CHARS);
         }
         assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 150);
-        assert!(
-            blocks.last().unwrap()["elements"][0]["text"].as_str().unwrap().starts_with("32 more")
-        );
+        assert_eq!(blocks[2]["type"], "divider");
+        let more = &blocks[MAX_BLOCKS - 2]["elements"][0]["text"];
+        assert!(more.as_str().unwrap().starts_with("35 more"), "{more}");
+        assert_eq!(blocks[MAX_BLOCKS - 1]["elements"][0]["text"], "footer");
+        assert!(m["text"].as_str().unwrap().chars().count() <= SECTION_CHARS);
     }
 }
