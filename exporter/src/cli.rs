@@ -53,6 +53,9 @@ pub enum Command {
     Dashboards(DashboardsArgs),
     /// Receive Alertmanager webhooks, gather the numbers from Prometheus, post to Slack.
     Explainer(ExplainerArgs),
+    /// Ask a question about egress and its cost; Claude answers from Prometheus queries it
+    /// runs (bounded), citing them.
+    Ask(AskArgs),
 }
 
 /// Flags of `egressor explainer`.
@@ -97,43 +100,12 @@ pub struct ExplainerArgs {
     /// File holding the basic-auth password.
     #[arg(long = "auth.basic-password-file", value_name = "FILE")]
     pub basic_password_file: Option<PathBuf>,
-    /// File holding the Anthropic API key; without it the deterministic summary is posted.
-    #[arg(
-        long = "claude.api-key-file",
-        env = "EGRESSOR_ANTHROPIC_API_KEY_FILE",
-        value_name = "FILE"
-    )]
-    pub claude_api_key_file: Option<PathBuf>,
-    /// The Anthropic API's base URL.
-    #[arg(long = "claude.url", default_value = "https://api.anthropic.com", value_name = "URL")]
-    pub claude_url: String,
-    /// The model id (see <https://docs.anthropic.com/en/docs/about-claude/models>).
-    #[arg(
-        long = "claude.model",
-        env = "EGRESSOR_CLAUDE_MODEL",
-        default_value = "claude-sonnet-4-5",
-        value_name = "ID"
-    )]
-    pub claude_model: String,
-    /// Largest reply, in tokens (`max_tokens`).
-    #[arg(long = "claude.max-tokens", default_value_t = 1024, value_name = "TOKENS")]
-    pub claude_max_tokens: u32,
-    /// Timeout of one request to the model.
-    #[arg(long = "claude.timeout", default_value = "30s", value_parser = parse_duration,
-          value_name = "DURATION")]
-    pub claude_timeout: Duration,
-    /// The model's answer, retries included, is given up on after this (then the
-    /// deterministic summary is posted).
-    #[arg(long = "claude.deadline", default_value = "45s", value_parser = parse_duration,
-          value_name = "DURATION")]
-    pub claude_deadline: Duration,
-    /// Attempts per request (429, 500, 529, timeouts are retried).
-    #[arg(long = "claude.attempts", default_value_t = 4, value_name = "N")]
-    pub claude_attempts: u32,
-    /// What pod names become before anything reaches the model (IP addresses are always
-    /// replaced).
-    #[arg(long = "redact.pod-names", value_enum, default_value = "hash")]
-    pub redact_pod_names: crate::explainer::redact::PodNames,
+    /// The model.
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
+    /// `POST /api/v1/ask`'s limits.
+    #[command(flatten)]
+    pub ask: AskLimitsArgs,
     /// How long a notification (group, status, alerts) is remembered to drop repeats.
     #[arg(long = "dedupe.ttl", default_value = "1h", value_parser = parse_duration,
           value_name = "DURATION")]
@@ -141,6 +113,84 @@ pub struct ExplainerArgs {
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long = "log.level", env = "EGRESSOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+/// How to reach Claude, and what is redacted before it does (`explainer`, `ask`).
+#[derive(Debug, Args)]
+pub struct ClaudeArgs {
+    /// File holding the Anthropic API key (explainer: without it the deterministic summary
+    /// is posted).
+    #[arg(
+        long = "claude.api-key-file",
+        env = "EGRESSOR_ANTHROPIC_API_KEY_FILE",
+        value_name = "FILE"
+    )]
+    pub api_key_file: Option<PathBuf>,
+    /// The Anthropic API's base URL.
+    #[arg(long = "claude.url", default_value = "https://api.anthropic.com", value_name = "URL")]
+    pub url: String,
+    /// The model id (see <https://docs.anthropic.com/en/docs/about-claude/models>).
+    #[arg(
+        long = "claude.model",
+        env = "EGRESSOR_CLAUDE_MODEL",
+        default_value = "claude-sonnet-4-5",
+        value_name = "ID"
+    )]
+    pub model: String,
+    /// Largest reply, in tokens (`max_tokens`).
+    #[arg(long = "claude.max-tokens", default_value_t = 1024, value_name = "TOKENS")]
+    pub max_tokens: u32,
+    /// Timeout of one request to the model.
+    #[arg(long = "claude.timeout", default_value = "30s", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub timeout: Duration,
+    /// The model's answer, retries included, is given up on after this (then the
+    /// deterministic summary is posted).
+    #[arg(long = "claude.deadline", default_value = "45s", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub deadline: Duration,
+    /// Attempts per request (429, 500, 529, timeouts are retried).
+    #[arg(long = "claude.attempts", default_value_t = 4, value_name = "N")]
+    pub attempts: u32,
+    /// What pod names become before anything reaches the model (IP addresses are always
+    /// replaced).
+    #[arg(long = "redact.pod-names", value_enum, default_value = "hash")]
+    pub redact_pod_names: crate::explainer::redact::PodNames,
+}
+
+/// Bounds of the `ask` tool loop.
+#[derive(Debug, Args)]
+pub struct AskLimitsArgs {
+    /// Most tool calls (Prometheus queries) the model may make for one question.
+    #[arg(long = "ask.max-tool-calls", default_value_t = 8, value_name = "N")]
+    pub max_tool_calls: usize,
+    /// Most rows (series, label values) of one tool result the model sees.
+    #[arg(long = "ask.max-rows", default_value_t = 20, value_name = "N")]
+    pub max_rows: usize,
+}
+
+/// Flags of `egressor ask`.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question, in plain words.
+    #[arg(value_name = "QUESTION")]
+    pub question: String,
+    /// Prometheus to query (`http://prometheus:9090`).
+    #[arg(long = "prometheus.url", env = "EGRESSOR_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: String,
+    /// Timeout of each Prometheus query.
+    #[arg(long = "prometheus.timeout", default_value = "10s", value_parser = parse_duration,
+          value_name = "DURATION")]
+    pub query_timeout: Duration,
+    /// The model.
+    #[command(flatten)]
+    pub claude: ClaudeArgs,
+    /// The tool loop's limits.
+    #[command(flatten)]
+    pub limits: AskLimitsArgs,
+    /// Print the answer as JSON (`answer`, `queries`, `tool_calls`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `egressor dashboards`.

@@ -59,6 +59,25 @@ fn main() -> ExitCode {
             one_shot(commands::rules::run(&args, &mut std::io::stdout().lock()))
         }
         Command::Dashboards(args) => one_shot(commands::dashboards::run(&args)),
+        Command::Ask(args) => {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => {
+                    let mut out = std::io::stdout().lock();
+                    match runtime.block_on(commands::ask::run(&args, &mut out)) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(commands::ask::AskError::Config(e)) => one_shot(Err(e)),
+                        Err(e) => {
+                            eprintln!("egressor: {e}");
+                            ExitCode::from(EXIT_FAILURE)
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("egressor: starting the async runtime: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
         Command::Explainer(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

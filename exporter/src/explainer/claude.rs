@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::{cli::ClaudeArgs, error::ConfigError};
+
 /// The API version header's value.
 pub const API_VERSION: &str = "2023-06-01";
 
@@ -91,6 +93,9 @@ pub struct Reply {
     /// Tokens used.
     #[serde(default)]
     pub usage: Usage,
+    /// The content blocks as sent, to hand back as the assistant's turn.
+    #[serde(skip)]
+    pub raw_content: Value,
 }
 
 impl Reply {
@@ -209,6 +214,21 @@ fn error_of(status: u16, body: &str) -> ClaudeError {
 }
 
 impl Claude {
+    /// The client `args` configure; `None` without `--claude.api-key-file`.
+    ///
+    /// # Errors
+    /// An unreadable or empty key file, a bad `--claude.url`, as [`ConfigError`].
+    pub fn from_args(args: &ClaudeArgs) -> Result<Option<Self>, ConfigError> {
+        let Some(file) = &args.api_key_file else { return Ok(None) };
+        let key = super::secret(file, "--claude.api-key-file")?;
+        let mut c = Self::new(&args.url, key, args.model.clone(), args.timeout)
+            .map_err(|problem| ConfigError::Flag { flag: "--claude.url", problem })?;
+        c.max_tokens = args.max_tokens;
+        c.attempts = args.attempts.max(1);
+        c.deadline = args.deadline;
+        Ok(Some(c))
+    }
+
     /// A client of the Messages API under `base` (`https://api.anthropic.com`), with
     /// `timeout` per request.
     ///
@@ -297,7 +317,12 @@ impl Claude {
             }
         };
         let result = if (200..300).contains(&status) {
-            serde_json::from_str::<Reply>(&text)
+            serde_json::from_str::<Value>(&text)
+                .and_then(|v| {
+                    let mut reply = Reply::deserialize(&v)?;
+                    reply.raw_content = v["content"].clone();
+                    Ok(reply)
+                })
                 .map_err(|e| ClaudeError::Malformed(format!("{e} in {} bytes", text.len())))
         } else {
             Err(error_of(status, &text))

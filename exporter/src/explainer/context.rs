@@ -98,6 +98,36 @@ impl Prometheus {
         Ok(Self { client, base, rate: rate_operation(values) })
     }
 
+    /// `GET api/v1/<path>?params`: the response's `data`.
+    ///
+    /// # Errors
+    /// Prometheus unreachable, an answer that is no API response, or its `error`, as text.
+    pub async fn api(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<serde_json::Value, String> {
+        let mut url =
+            self.base.join("api/v1/").and_then(|u| u.join(path)).map_err(|e| e.to_string())?;
+        url.query_pairs_mut().extend_pairs(params);
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("Prometheus unreachable: {e}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| format!("HTTP {status}: not an API response ({e})"))?;
+        if body["status"] != "success" {
+            let error = body["error"].as_str().unwrap_or("no error given");
+            return Err(format!("HTTP {status}: {error}"));
+        }
+        Ok(body["data"].clone())
+    }
+
     /// Runs an instant query.
     pub async fn query(&self, expr: &str) -> Answer {
         let mut url = match self.base.join("api/v1/query") {

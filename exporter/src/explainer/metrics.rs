@@ -67,6 +67,7 @@ pub(super) struct Metrics {
     claude_seconds: Histogram,
     tokens: Family<TokenLabels, Counter>,
     fallbacks: Family<ReasonLabels, Counter>,
+    questions: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -86,6 +87,7 @@ impl Default for Metrics {
             claude_seconds: latency(),
             tokens: Family::default(),
             fallbacks: Family::default(),
+            questions: Family::default(),
         };
         registry.register(
             "notifications",
@@ -130,6 +132,11 @@ impl Default for Metrics {
             "Notifications posted with the deterministic summary alone, by reason (no_api_key, \
              empty_reply, or the last Claude error: rate_limited, overloaded, timeout, …)",
             m.fallbacks.clone(),
+        );
+        registry.register(
+            "questions",
+            "Questions to POST /api/v1/ask, by result (answered, failed)",
+            m.questions.clone(),
         );
         registry.register(
             "claude_tokens",
@@ -201,6 +208,11 @@ impl Metrics {
 
     pub(super) fn fallback(&self, reason: &'static str) {
         self.fallbacks.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub(super) fn asked(&self, ok: bool) {
+        let result = if ok { "answered" } else { "failed" };
+        self.questions.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub(super) fn posted(&self, ok: bool) {

@@ -5,9 +5,11 @@
 //! Alertmanager's retries and the members of an HA pair never make two Slack messages.
 //!
 //! Routes: `POST /api/v1/alertmanager` (the webhook receiver: bearer token or basic auth as
-//! configured, body at most `--web.max-body-bytes`), `GET /healthz`, `GET /metrics`
-//! (`egressor_explainer_*`, OpenMetrics).
+//! configured, body at most `--web.max-body-bytes`), `POST /api/v1/ask` (`{"question": …}`
+//! → `{"answer", "queries", "tool_calls", "stopped_at_limit"}`, same credentials; see
+//! [`ask`]), `GET /healthz`, `GET /metrics` (`egressor_explainer_*`, OpenMetrics).
 
+pub mod ask;
 pub mod claude;
 pub mod context;
 mod metrics;
@@ -80,11 +82,12 @@ struct Explainer {
     redact: PodNames,
     /// Key of the pod-name hashes: random per process.
     redact_key: [u8; 16],
+    ask_limits: ask::Limits,
     metrics: Arc<Metrics>,
 }
 
 /// Reads a secret file: its content without surrounding whitespace.
-fn secret(path: &std::path::Path, flag: &'static str) -> Result<String, ConfigError> {
+pub(crate) fn secret(path: &std::path::Path, flag: &'static str) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::Flag { flag, problem: format!("{}: {e}", path.display()) })?;
     let text = text.trim().to_owned();
@@ -127,19 +130,7 @@ pub fn app(args: &ExplainerArgs) -> Result<Router, ConfigError> {
     let client = crate::http_client::client(Duration::from_secs(10)).map_err(|e| {
         ConfigError::Flag { flag: "--slack.webhook-url-file", problem: e.to_string() }
     })?;
-    let claude = match &args.claude_api_key_file {
-        Some(f) => {
-            let key = secret(f, "--claude.api-key-file")?;
-            let mut c =
-                Claude::new(&args.claude_url, key, args.claude_model.clone(), args.claude_timeout)
-                    .map_err(|problem| ConfigError::Flag { flag: "--claude.url", problem })?;
-            c.max_tokens = args.claude_max_tokens;
-            c.attempts = args.claude_attempts.max(1);
-            c.deadline = args.claude_deadline;
-            Some(Arc::new(c))
-        }
-        None => None,
-    };
+    let claude = Claude::from_args(&args.claude)?.map(Arc::new);
     let state = Explainer {
         auth: Arc::new(auth),
         seen: Cache::builder().max_capacity(100_000).time_to_live(args.dedupe_ttl).build(),
@@ -147,12 +138,17 @@ pub fn app(args: &ExplainerArgs) -> Result<Router, ConfigError> {
         slack,
         client,
         claude,
-        redact: args.redact_pod_names,
+        redact: args.claude.redact_pod_names,
         redact_key: std::array::from_fn(|_| fastrand::u8(..)),
+        ask_limits: ask::Limits {
+            max_tool_calls: args.ask.max_tool_calls,
+            max_rows: args.ask.max_rows.max(1),
+        },
         metrics: Arc::new(Metrics::default()),
     };
     Ok(Router::new()
         .route("/api/v1/alertmanager", post(receive))
+        .route("/api/v1/ask", post(question))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::serve))
         .layer(DefaultBodyLimit::max(args.max_body_bytes))
@@ -208,6 +204,50 @@ async fn receive(State(ex): State<Explainer>, headers: HeaderMap, body: Bytes) -
     ex.seen.insert(identity, ());
     tokio::spawn(explain(ex, notification));
     answer(StatusCode::OK, "accepted")
+}
+
+/// `POST /api/v1/ask`: `{"question": "…"}` answered by the tool loop.
+async fn question(State(ex): State<Explainer>, headers: HeaderMap, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Question {
+        question: String,
+    }
+    let error = |status: StatusCode, text: String| {
+        (status, axum::Json(serde_json::json!({"error": text}))).into_response()
+    };
+    if !ex.auth.allows(&headers) {
+        ex.metrics.rejected("unauthorized");
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong credentials".into());
+    }
+    let q = match serde_json::from_slice::<Question>(&body) {
+        Ok(q) if !q.question.trim().is_empty() => q.question,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "`question` is empty".into()),
+        Err(e) => {
+            ex.metrics.rejected("malformed");
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body must be {{\"question\": \"…\"}}: {e}"),
+            );
+        }
+    };
+    let Some(claude) = &ex.claude else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no --claude.api-key-file".into());
+    };
+    let mut redaction = redact::Redaction::new(ex.redact, ex.redact_key, []);
+    let outcome = ask::ask(&q, claude, &ex.prometheus, ex.ask_limits, &mut redaction, |o, t| {
+        ex.metrics.claude_attempt(o, t)
+    })
+    .await;
+    match outcome {
+        Ok(answer) => {
+            ex.metrics.asked(true);
+            axum::Json(answer).into_response()
+        }
+        Err(e) => {
+            ex.metrics.asked(false);
+            error(StatusCode::BAD_GATEWAY, format!("Claude gave no answer: {e}"))
+        }
+    }
 }
 
 /// Gathers the facts of every alert, builds the summary, has the model explain it when one
