@@ -285,7 +285,7 @@ struct Rule {
 }
 
 /// A duration as Prometheus writes it (`90s` → `1m30s`, `86400s` → `1d`).
-fn prom(d: Duration) -> String {
+pub fn prom(d: Duration) -> String {
     let mut s = d.as_secs();
     let mut out = String::new();
     for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
@@ -335,6 +335,7 @@ fn alert(values: &Values, a: Alert) -> Rule {
 }
 
 /// The names of the recording rules EgressSpike reads, for `values`.
+#[derive(Debug, Clone)]
 pub struct SpikeSeries {
     /// Egress bytes per second per workload.
     pub rate: String,

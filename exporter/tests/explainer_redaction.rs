@@ -99,6 +99,9 @@ proptest! {
             expression: rows(3.0),
             egress_now: rows(205_600.0),
             egress_day_ago: Some(Answer::Rows(vec![])),
+            baseline: Some(Answer::Rows(vec![row(&[("stat", "mean")], 1e4), row(&[("stat", "stddev")], 2e3)])),
+            baseline_window: "1d".into(),
+            new_destinations: rows(2.0),
             cost_per_day: Some(Answer::Failed(format!("Prometheus at {} unreachable", addresses[0].1))),
             destinations: rows(1e6),
         };

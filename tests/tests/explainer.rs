@@ -218,6 +218,9 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
         "{text}"
     );
     assert!(!text.contains("query failed"), "every context query runs: {text}");
+    let baseline = rate_after(text, "Baseline (1d mean):").unwrap_or_else(|| panic!("{text}"));
+    assert!(baseline > 0.0 && baseline <= 205_600.0 * 1.15, "baseline {baseline}: {text}");
+    assert!(number_after(text, "New external destinations in the last hour:").is_some(), "{text}");
     // The model's words, its pod placeholder back to the pod's name.
     assert!(text.contains(&format!("EXPLANATION: egress rose; pod {POD}")), "{text}");
     assert!(metrics.contains("egressor_explainer_claude_tokens_total{type=\"cache_read\"} 900"));

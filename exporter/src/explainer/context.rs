@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde::Deserialize;
 
 use super::webhook::Alert;
-use crate::rules::{Values, rate_operation};
+use crate::rules::{SpikeSeries, Values, prom, rate_operation};
 
 /// Rows kept of any result.
 pub const TOP: usize = 5;
@@ -42,6 +42,14 @@ pub struct Facts {
     pub egress_now: Option<Answer>,
     /// The same a day ago.
     pub egress_day_ago: Option<Answer>,
+    /// The workload's egress baseline (bytes per second): the bundle's mean over its
+    /// baseline window and the standard deviation, one row each, told apart by `stat`.
+    pub baseline: Option<Answer>,
+    /// That window, as the rules name it (`1d`).
+    pub baseline_window: String,
+    /// External addresses the workload reached for the first time in the look-back window,
+    /// during the last hour (`egressor_new_destinations_total`).
+    pub new_destinations: Option<Answer>,
     /// Cost in USD per day at the current rate (both directions).
     pub cost_per_day: Option<Answer>,
     /// The largest destinations by egress bytes per second.
@@ -55,6 +63,10 @@ pub struct Prometheus {
     base: reqwest::Url,
     /// `rate5m`: the recording rules' rate operation.
     rate: String,
+    /// The baseline rules' names.
+    spike: SpikeSeries,
+    /// `1d`: the baseline window, as the rules name it.
+    baseline_window: String,
 }
 
 #[derive(Deserialize)]
@@ -95,7 +107,13 @@ impl Prometheus {
             base.set_path(&format!("{}/", base.path()));
         }
         let client = crate::http_client::client(timeout).map_err(|e| e.to_string())?;
-        Ok(Self { client, base, rate: rate_operation(values) })
+        Ok(Self {
+            client,
+            base,
+            rate: rate_operation(values),
+            spike: SpikeSeries::new(values),
+            baseline_window: prom(values.spike.baseline_window),
+        })
     }
 
     /// `GET api/v1/<path>?params`: the response's `data`.
@@ -164,7 +182,8 @@ impl Prometheus {
     }
 
     /// The facts of `alert`: its expression's value and, when it names a workload, the
-    /// workload's egress by class now and a day ago, cost per day and largest destinations.
+    /// workload's egress by class now and a day ago, its baseline, new destinations in the
+    /// last hour, cost per day and largest destinations.
     pub async fn facts(&self, alert: &Alert) -> Facts {
         let expression = match alert.expression() {
             Some(expr) => Some(self.query(&expr).await),
@@ -176,6 +195,9 @@ impl Prometheus {
                 expression,
                 egress_now: None,
                 egress_day_ago: None,
+                baseline: None,
+                baseline_window: self.baseline_window.clone(),
+                new_destinations: None,
                 cost_per_day: None,
                 destinations: None,
             };
@@ -197,6 +219,16 @@ impl Prometheus {
             "sum by (traffic_class, remote_service, remote) (namespace_workload_destination:egressor_egress_bytes:{}{{{sel}}})",
             self.rate
         );
+        let baseline = format!(
+            "label_replace(sum({mean}{{{sel}}}), \"stat\", \"mean\", \"\", \"\") or \
+             label_replace(sum({stddev}{{{sel}}}), \"stat\", \"stddev\", \"\", \"\")",
+            mean = self.spike.mean,
+            stddev = self.spike.stddev,
+        );
+        let new_destinations = format!(
+            "sum(increase(egressor_new_destinations_total{{workload={}}}[1h]))",
+            quoted(workload)
+        );
         Facts {
             subject: Some(if namespace.is_empty() {
                 workload.clone()
@@ -206,6 +238,9 @@ impl Prometheus {
             expression,
             egress_now: Some(self.query(&egress).await),
             egress_day_ago: Some(self.query(&egress_day_ago).await),
+            baseline: Some(self.query(&baseline).await),
+            baseline_window: self.baseline_window.clone(),
+            new_destinations: Some(self.query(&new_destinations).await),
             cost_per_day: Some(self.query(&cost).await),
             destinations: Some(self.query(&destinations).await),
         }

@@ -169,6 +169,8 @@ impl Metrics {
             &facts.expression,
             &facts.egress_now,
             &facts.egress_day_ago,
+            &facts.baseline,
+            &facts.new_destinations,
             &facts.cost_per_day,
             &facts.destinations,
         ];

@@ -1,6 +1,6 @@
 //! The deterministic summary of a notification: what fires, for whom, the numbers Prometheus
-//! gave (egress by class now and a day ago, cost per day, largest destinations, the alert
-//! expression's value) and the runbook. It is posted as is when no model is configured or the
+//! gave (egress by class now and a day ago, the baseline, new destinations, cost per day,
+//! largest destinations, the alert expression's value) and the runbook. It is posted as is when no model is configured or the
 //! model fails, and it is what the model is given to explain.
 
 use std::fmt::Write;
@@ -88,6 +88,32 @@ pub fn alert(notification: &Notification, alert: &Alert, facts: &Facts) -> Strin
             }
             Err(why) => {
                 let _ = writeln!(out, "A day ago: {why}.");
+            }
+        }
+        match rows_or(&facts.baseline) {
+            Ok(rows) => {
+                let stat = |name: &str| {
+                    rows.iter().find(|r| r.labels.get("stat").is_some_and(|s| s == name))
+                };
+                let mean = stat("mean").map_or("unknown".to_owned(), |r| rate(r.value));
+                let spread =
+                    stat("stddev").map_or(String::new(), |r| format!(" ± {}", rate(r.value)));
+                let _ = writeln!(out, "Baseline ({} mean): {mean}{spread}.", facts.baseline_window);
+            }
+            Err(why) => {
+                let _ = writeln!(out, "Baseline ({} mean): {why}.", facts.baseline_window);
+            }
+        }
+        match rows_or(&facts.new_destinations) {
+            Ok(rows) => {
+                let _ = writeln!(
+                    out,
+                    "New external destinations in the last hour: {}.",
+                    rows[0].value.round()
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(out, "New external destinations in the last hour: {why}.");
             }
         }
         match rows_or(&facts.cost_per_day) {
