@@ -52,10 +52,10 @@ pub enum Command {
     /// Write the Grafana dashboards (JSON and Kubernetes ConfigMaps) for a values file.
     Dashboards(DashboardsArgs),
     /// Receive Alertmanager webhooks, gather the numbers from Prometheus, post to Slack.
-    Explainer(ExplainerArgs),
+    Explainer(Box<ExplainerArgs>),
     /// Ask a question about egress and its cost; Claude answers from Prometheus queries it
     /// runs (bounded), citing them.
-    Ask(AskArgs),
+    Ask(Box<AskArgs>),
 }
 
 /// Flags of `egressor explainer`.
@@ -90,6 +90,21 @@ pub struct ExplainerArgs {
         value_name = "FILE"
     )]
     pub slack_webhook_url_file: Option<PathBuf>,
+    /// File holding a Slack bot token (`xoxb-…`, scope `chat:write`): messages go through
+    /// `chat.postMessage` to --slack.channel, and later messages of an alert group (the
+    /// resolved one) into the first one's thread. Takes precedence over the webhook.
+    #[arg(
+        long = "slack.bot-token-file",
+        env = "EGRESSOR_SLACK_BOT_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub slack_bot_token_file: Option<PathBuf>,
+    /// Channel of the bot's messages (id such as `C0123ABCD`, or name).
+    #[arg(long = "slack.channel", value_name = "CHANNEL")]
+    pub slack_channel: Option<String>,
+    /// Slack's Web API base URL.
+    #[arg(long = "slack.api-url", default_value = "https://slack.com/api/", value_name = "URL")]
+    pub slack_api_url: String,
     /// File holding the bearer token webhooks must carry (Alertmanager's
     /// `http_config.authorization.credentials_file`).
     #[arg(long = "auth.bearer-token-file", value_name = "FILE")]

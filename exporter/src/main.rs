@@ -88,7 +88,7 @@ fn main() -> ExitCode {
                 .init();
             match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
             {
-                Ok(runtime) => one_shot(runtime.block_on(egressor::explainer::run(args))),
+                Ok(runtime) => one_shot(runtime.block_on(egressor::explainer::run(*args))),
                 Err(e) => {
                     eprintln!("egressor: starting the async runtime: {e}");
                     ExitCode::from(EXIT_FAILURE)

@@ -3,8 +3,11 @@
 //!
 //! - [`FakeSlack`]: an incoming webhook (<https://api.slack.com/messaging/webhooks>): JSON
 //!   body with `text` and 1–50 `blocks`, section text at most 3,000 characters
-//!   (<https://api.slack.com/reference/block-kit/blocks>); scripted statuses (500, 429 with
-//!   `Retry-After`) before it takes messages.
+//!   (<https://api.slack.com/reference/block-kit/blocks>); and the Web API's
+//!   `chat.postMessage` (<https://api.slack.com/methods/chat.postMessage>): bearer bot
+//!   token, `channel`, an optional `thread_ts` naming a message it posted, answered
+//!   `{"ok": true, "channel", "ts"}`; scripted answers (500, 429 with `Retry-After`,
+//!   `ok: false`) before it takes messages.
 //! - [`FakeAnthropic`]: the Messages API (<https://docs.anthropic.com/en/api/messages>):
 //!   `POST /v1/messages` with `x-api-key`, `anthropic-version: 2023-06-01` and a JSON body
 //!   of `model`, `max_tokens`, alternating `messages` starting with the user, `system`,
@@ -125,42 +128,46 @@ pub struct FakeSlack {
 
 /// The path of the fake webhook URL.
 const SLACK_PATH: &str = "/services/T000/B000/XXXX";
+/// The bot token the fake Web API takes.
+pub const SLACK_BOT_TOKEN: &str = "xoxb-0000-fake";
 
 impl FakeSlack {
     /// Starts the server; it answers `ok` to every valid message once its script is used up.
     pub fn start() -> Self {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let s = shared.clone();
-        let app = Router::new().route(
-            SLACK_PATH,
-            axum::routing::post(move |headers: HeaderMap, raw: String| {
-                let s = s.clone();
-                async move {
-                    let recorded = record(&headers, raw);
-                    let mut shared = s.lock().unwrap();
-                    if let Some(answer) = shared.script.pop_front() {
-                        shared.requests.push(recorded);
-                        return answer.respond();
-                    }
-                    let problems = slack_problems(&recorded);
-                    let ok = problems.is_empty();
-                    shared.problems.extend(problems);
-                    shared.requests.push(recorded.clone());
-                    if ok {
-                        shared.taken.push(recorded);
-                        "ok".into_response()
-                    } else {
-                        (StatusCode::BAD_REQUEST, "invalid_payload").into_response()
-                    }
-                }
-            }),
-        );
+        let web = shared.clone();
+        let app = Router::new()
+            .route(
+                SLACK_PATH,
+                axum::routing::post(move |headers: HeaderMap, raw: String| {
+                    let s = s.clone();
+                    async move { take(&s, record(&headers, raw), false) }
+                }),
+            )
+            .route(
+                "/api/chat.postMessage",
+                axum::routing::post(move |headers: HeaderMap, raw: String| {
+                    let s = web.clone();
+                    async move { take(&s, record(&headers, raw), true) }
+                }),
+            );
         Self { address: serve(app), shared }
     }
 
     /// The webhook URL.
     pub fn url(&self) -> String {
         format!("http://{}{SLACK_PATH}", self.address)
+    }
+
+    /// The Web API's base URL (`--slack.api-url`).
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api/", self.address)
+    }
+
+    /// The messages taken, as posted (JSON bodies).
+    pub fn taken(&self) -> Vec<Value> {
+        self.shared.lock().unwrap().taken.iter().map(|r| r.body.clone()).collect()
     }
 
     /// Answers the next request with `answer` (then `ok` again).
@@ -183,6 +190,55 @@ impl FakeSlack {
     pub fn problems(&self) -> Vec<String> {
         self.shared.lock().unwrap().problems.clone()
     }
+}
+
+/// Answers one Slack request: the script first, else checks it and takes it.
+fn take(shared: &Mutex<Shared>, recorded: Recorded, web_api: bool) -> Response {
+    let mut shared = shared.lock().unwrap();
+    if let Some(answer) = shared.script.pop_front() {
+        shared.requests.push(recorded);
+        return answer.respond();
+    }
+    let mut problems = slack_problems(&recorded);
+    if web_api {
+        let auth = recorded.headers.get("authorization").map(String::as_str);
+        if auth != Some(&format!("Bearer {SLACK_BOT_TOKEN}")) {
+            problems.push(format!("authorization {auth:?}"));
+        }
+        if recorded.body["channel"].as_str().is_none_or(str::is_empty) {
+            problems.push("no channel".into());
+        }
+        if let Some(ts) = recorded.body.get("thread_ts") {
+            let known = shared.taken.iter().any(|t| t.body["ts_given"] == *ts);
+            if !known {
+                problems.push(format!("thread_ts {ts} names no message posted"));
+            }
+        }
+    }
+    let ok = problems.is_empty();
+    shared.problems.extend(problems);
+    shared.requests.push(recorded.clone());
+    if !ok {
+        return if web_api {
+            json_response(json!({"ok": false, "error": "invalid_arguments"}))
+        } else {
+            (StatusCode::BAD_REQUEST, "invalid_payload").into_response()
+        };
+    }
+    let ts = format!("1700000000.{:06}", shared.taken.len() + 1);
+    let mut taken = recorded;
+    taken.body["ts_given"] = json!(ts);
+    let channel = taken.body["channel"].clone();
+    shared.taken.push(taken);
+    if web_api {
+        json_response(json!({"ok": true, "channel": channel, "ts": ts}))
+    } else {
+        "ok".into_response()
+    }
+}
+
+fn json_response(v: Value) -> Response {
+    ([("content-type", "application/json; charset=utf-8")], v.to_string()).into_response()
 }
 
 fn slack_problems(r: &Recorded) -> Vec<String> {

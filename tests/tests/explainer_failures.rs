@@ -56,16 +56,22 @@ fn explainer(
 
 /// Posts a one-alert firing notification for group `group` and returns the workload named.
 fn notify(explainer: &Explainer, group: &str) -> String {
+    notify_as(explainer, group, "firing", "2026-12-03T10:00:00Z")
+}
+
+/// Posts a one-alert notification of `status` for group `group`, the alert started at
+/// `starts_at`.
+fn notify_as(explainer: &Explainer, group: &str, status: &str, starts_at: &str) -> String {
     let workload = format!("checkout-{group}");
     let body = serde_json::json!({
         "version": "4", "groupKey": format!("{{}}:{{alertname=\"EgressSpike\", workload=\"{workload}\"}}"),
-        "status": "firing", "receiver": "egressor",
+        "status": status, "receiver": "egressor",
         "groupLabels": {"alertname": "EgressSpike", "workload": workload},
         "commonLabels": {"alertname": "EgressSpike", "workload": workload},
-        "alerts": [{"status": "firing", "fingerprint": group,
+        "alerts": [{"status": status, "fingerprint": group,
                     "labels": {"alertname": "EgressSpike", "workload": workload, "severity": "warning"},
                     "annotations": {"summary": format!("{workload} sends far more than usual")},
-                    "startsAt": "2026-12-03T10:00:00Z"}],
+                    "startsAt": starts_at}],
     });
     let r = ureq::post(&format!("{}/api/v1/alertmanager", explainer.url))
         .header("content-type", "application/json")
@@ -238,4 +244,78 @@ fn explainer_on(
         ureq::get(&format!("{url}/healthz")).call().is_ok()
     });
     Explainer { _process: process, url }
+}
+
+/// With a bot token, messages go through `chat.postMessage`: the resolved message into the
+/// firing one's thread, the next incident of the group a new top-level message; a 429 is
+/// retried after `Retry-After`, an `ok: false` answer is not retried.
+#[test]
+fn bot_messages_thread_the_resolved_under_the_firing() {
+    let dir = std::env::temp_dir().join(unique_name("explbot"));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Gone(PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
+    let token = dir.join("bot-token");
+    std::fs::write(&token, fakes::SLACK_BOT_TOKEN).unwrap();
+    let slack = FakeSlack::start();
+    let port = free_port();
+    let prometheus = Prometheus::start(&format!("127.0.0.1:{port}"));
+    let ex = Explainer {
+        _process: Process(
+            Command::new(egressor_bin())
+                .args(["explainer", "--web.listen-address", &format!("127.0.0.1:{port}")])
+                .args(["--prometheus.url", &format!("http://127.0.0.1:{}", prometheus.port)])
+                .args(["--slack.bot-token-file", token.to_str().unwrap()])
+                .args(["--slack.channel", "C0EGRESS", "--slack.api-url", &slack.api_url()])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("egressor explainer"),
+        ),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_for("the explainer", Duration::from_secs(10), || {
+        ureq::get(&format!("{}/healthz", ex.url)).call().is_ok()
+    });
+
+    // Firing, after one 429: a top-level message.
+    slack.push(Scripted::new(429, "").header("retry-after", "1"));
+    let started = Instant::now();
+    notify_as(&ex, "threads", "firing", "2026-12-03T10:00:00Z");
+    wait_for("the firing message", Duration::from_secs(20), || slack.taken().len() == 1);
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After: 1 not waited");
+    let firing = &slack.taken()[0];
+    assert_eq!(firing["channel"], "C0EGRESS");
+    assert!(firing.get("thread_ts").is_none(), "{firing}");
+    // Resolved: in its thread.
+    notify_as(&ex, "threads", "resolved", "2026-12-03T10:00:00Z");
+    wait_for("the resolved message", Duration::from_secs(20), || slack.taken().len() == 2);
+    let resolved = &slack.taken()[1];
+    assert_eq!(resolved["thread_ts"], firing["ts_given"], "{resolved}");
+    assert!(fakes::message_text(resolved).contains("resolved"));
+    // The same alert again later: a new incident, a new top-level message.
+    notify_as(&ex, "threads", "firing", "2026-12-03T14:00:00Z");
+    wait_for("the new incident", Duration::from_secs(20), || slack.taken().len() == 3);
+    assert!(slack.taken()[2].get("thread_ts").is_none());
+    // `ok: false` is Slack's refusal: not retried.
+    slack.push(Scripted::new(200, r#"{"ok": false, "error": "channel_not_found"}"#));
+    let before = slack.requests().len();
+    notify(&ex, "refused");
+    let metrics = || {
+        ureq::get(&format!("{}/metrics", ex.url))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    };
+    wait_for("the failed post", Duration::from_secs(20), || {
+        metrics().contains("egressor_explainer_slack_posts_total{result=\"failed\"} 1")
+    });
+    assert_eq!(slack.requests().len() - before, 1, "an ok:false answer is not retried");
+    assert!(slack.problems().is_empty(), "{:?}", slack.problems());
 }

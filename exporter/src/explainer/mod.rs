@@ -76,7 +76,9 @@ struct Explainer {
     auth: Arc<Auth>,
     seen: Cache<String, ()>,
     prometheus: Prometheus,
-    slack: Option<Arc<str>>,
+    slack: Option<Arc<slack::Destination>>,
+    /// Alert group → `ts` of its first bot message, for threads.
+    threads: Cache<String, String>,
     client: reqwest::Client,
     claude: Option<Arc<Claude>>,
     redact: PodNames,
@@ -123,10 +125,31 @@ pub fn app(args: &ExplainerArgs) -> Result<Router, ConfigError> {
     };
     let prometheus = Prometheus::new(&args.prometheus_url, &values, args.query_timeout)
         .map_err(|problem| ConfigError::Flag { flag: "--prometheus.url", problem })?;
-    let slack = match &args.slack_webhook_url_file {
-        Some(f) => Some(Arc::from(secret(f, "--slack.webhook-url-file")?)),
-        None => None,
-    };
+    let slack =
+        match (&args.slack_bot_token_file, &args.slack_channel, &args.slack_webhook_url_file) {
+            (Some(token), Some(channel), _) => {
+                let mut api =
+                    reqwest::Url::parse(&args.slack_api_url).map_err(|e| ConfigError::Flag {
+                        flag: "--slack.api-url",
+                        problem: format!("{}: {e}", args.slack_api_url),
+                    })?;
+                if !api.path().ends_with('/') {
+                    api.set_path(&format!("{}/", api.path()));
+                }
+                let token = secret(token, "--slack.bot-token-file")?;
+                Some(Arc::new(slack::Destination::Bot { api, token, channel: channel.clone() }))
+            }
+            (Some(_), None, _) => {
+                return Err(ConfigError::Flag {
+                    flag: "--slack.channel",
+                    problem: "--slack.bot-token-file needs the channel to post to".into(),
+                });
+            }
+            (None, _, Some(f)) => {
+                Some(Arc::new(slack::Destination::Webhook(secret(f, "--slack.webhook-url-file")?)))
+            }
+            (None, _, None) => None,
+        };
     let client = crate::http_client::client(Duration::from_secs(10)).map_err(|e| {
         ConfigError::Flag { flag: "--slack.webhook-url-file", problem: e.to_string() }
     })?;
@@ -136,6 +159,10 @@ pub fn app(args: &ExplainerArgs) -> Result<Router, ConfigError> {
         seen: Cache::builder().max_capacity(100_000).time_to_live(args.dedupe_ttl).build(),
         prometheus,
         slack,
+        threads: Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(7 * 86_400))
+            .build(),
         client,
         claude,
         redact: args.claude.redact_pod_names,
@@ -281,12 +308,24 @@ async fn explain(ex: Explainer, notification: Notification) {
         }
     };
     let message = slack::message(&title, explanation.as_deref().ok(), &summaries, &footer);
-    let Some(url) = &ex.slack else {
-        tracing::info!(%title, "no --slack.webhook-url-file: summary only logged\n{}", summaries.join("\n"));
+    let Some(to) = &ex.slack else {
+        tracing::info!(%title, "no Slack destination: summary only logged\n{}", summaries.join("\n"));
         return;
     };
-    match slack::post(&ex.client, url, &message).await {
-        Ok(()) => ex.metrics.posted(true),
+    // Later messages of a group go into the thread of its first (bot only); a resolved
+    // group ends its thread, so the next incident starts a new one.
+    let thread = ex.threads.get(&notification.group_key);
+    match slack::post(&ex.client, to, &message, thread.as_deref()).await {
+        Ok(ts) => {
+            ex.metrics.posted(true);
+            match (notification.status, thread, ts) {
+                (webhook::Status::Resolved, _, _) => ex.threads.invalidate(&notification.group_key),
+                (webhook::Status::Firing, None, Some(ts)) => {
+                    ex.threads.insert(notification.group_key.clone(), ts)
+                }
+                _ => {}
+            }
+        }
         Err(e) => {
             ex.metrics.posted(false);
             tracing::warn!(error = %e, group = %notification.group_key, "Slack post failed");

@@ -1,5 +1,7 @@
 //! Posting to Slack through an incoming webhook
-//! (<https://api.slack.com/messaging/webhooks>): a Block Kit message within Slack's limits
+//! (<https://api.slack.com/messaging/webhooks>) or `chat.postMessage` with a bot token
+//! (threads: the resolved message goes under the firing one): a Block Kit message within
+//! Slack's limits
 //! (a section's text at most 3,000 characters, at most 50 blocks,
 //! <https://api.slack.com/reference/block-kit/blocks>), retried on HTTP 429 after its
 //! `Retry-After` seconds and on 5xx with backoff, at most [`ATTEMPTS`] times.
@@ -87,16 +89,54 @@ pub enum SlackError {
     },
 }
 
-/// Posts `message` to the incoming webhook `url`.
+/// Where messages go.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// An incoming webhook's URL (a secret): no threads.
+    Webhook(String),
+    /// `chat.postMessage` (<https://api.slack.com/methods/chat.postMessage>) with a bot
+    /// token (`xoxb-…`, scope `chat:write`) into `channel`: the answer's `ts` lets later
+    /// messages of the same alert group go into the first one's thread.
+    Bot {
+        /// `https://slack.com/api/`.
+        api: reqwest::Url,
+        /// The bot token (a secret).
+        token: String,
+        /// Channel id (`C0123ABCD`) or name.
+        channel: String,
+    },
+}
+
+/// Posts `message` to `to`, in the thread of `thread_ts` when given (bot only); returns the
+/// posted message's `ts` (bot only).
 ///
 /// # Errors
-/// [`SlackError`].
-pub async fn post(client: &reqwest::Client, url: &str, message: &Value) -> Result<(), SlackError> {
+/// [`SlackError`]: refused (not retried), or every attempt failed.
+pub async fn post(
+    client: &reqwest::Client,
+    to: &Destination,
+    message: &Value,
+    thread_ts: Option<&str>,
+) -> Result<Option<String>, SlackError> {
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         let backoff = Duration::from_millis(250 << attempt);
-        match client.post(url).json(message).send().await {
-            Ok(r) if r.status().is_success() => return Ok(()),
+        let request = match to {
+            Destination::Webhook(url) => client.post(url).json(message),
+            Destination::Bot { api, token, channel } => {
+                let mut body = message.clone();
+                body["channel"] = json!(channel);
+                if let Some(ts) = thread_ts {
+                    body["thread_ts"] = json!(ts);
+                }
+                let url = api.join("chat.postMessage").map_err(|e| SlackError::Refused {
+                    status: 0,
+                    body: format!("bad --slack.api-url: {e}"),
+                })?;
+                client.post(url).bearer_auth(token).json(&body)
+            }
+        };
+        match request.send().await {
             Ok(r) if r.status().as_u16() == 429 => {
                 let wait = r
                     .headers()
@@ -109,6 +149,23 @@ pub async fn post(client: &reqwest::Client, url: &str, message: &Value) -> Resul
                 tokio::time::sleep(wait).await;
                 continue;
             }
+            Ok(r) if r.status().is_success() => match to {
+                Destination::Webhook(_) => return Ok(None),
+                // The Web API answers 200 with `ok` false for its errors.
+                Destination::Bot { .. } => {
+                    let answer: Value = r.json().await.unwrap_or(Value::Null);
+                    if answer["ok"] == true {
+                        return Ok(answer["ts"].as_str().map(str::to_owned));
+                    }
+                    let error = answer["error"].as_str().unwrap_or("no error given");
+                    if error == "ratelimited" || error == "internal_error" || error == "fatal_error"
+                    {
+                        last = format!("chat.postMessage: {error}");
+                    } else {
+                        return Err(SlackError::Refused { status: 200, body: error.to_owned() });
+                    }
+                }
+            },
             Ok(r) if r.status().is_server_error() => {
                 last = format!("HTTP {}", r.status());
             }

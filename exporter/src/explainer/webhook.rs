@@ -104,13 +104,14 @@ impl Notification {
     }
 
     /// The identity of this notification for de-duplication: the group, its status and
-    /// each alert's fingerprint and status. Alertmanager's retries (and every member of an
-    /// HA cluster) send the same one; a change in the group makes a new one.
+    /// each alert's fingerprint, status and start. Alertmanager's retries (and every member
+    /// of an HA cluster) send the same one; a change in the group makes a new one, and so
+    /// does the same alert firing again after it resolved (a new `startsAt`).
     pub fn identity(&self) -> String {
         let mut alerts: Vec<String> = self
             .alerts
             .iter()
-            .map(|a| format!("{}:{}", a.fingerprint, a.status.as_str()))
+            .map(|a| format!("{}:{}:{}", a.fingerprint, a.status.as_str(), a.starts_at))
             .collect();
         alerts.sort();
         format!("{}\u{0}{}\u{0}{}", self.group_key, self.status.as_str(), alerts.join(","))
@@ -160,6 +161,10 @@ mod tests {
         resolved.status = Status::Resolved;
         resolved.alerts[0].status = Status::Resolved;
         assert_ne!(n.identity(), resolved.identity());
+        // The same alert firing again later is a new incident.
+        let mut again = n.clone();
+        again.alerts[0].starts_at = "2026-12-03T12:00:00Z".into();
+        assert_ne!(n.identity(), again.identity());
     }
 
     #[test]
