@@ -102,6 +102,7 @@ proptest! {
             baseline: Some(Answer::Rows(vec![row(&[("stat", "mean")], 1e4), row(&[("stat", "stddev")], 2e3)])),
             baseline_window: "1d".into(),
             new_destinations: rows(2.0),
+            new_destination_names: rows(5e5),
             cost_per_day: Some(Answer::Failed(format!("Prometheus at {} unreachable", addresses[0].1))),
             destinations: rows(1e6),
         };

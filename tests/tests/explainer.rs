@@ -112,8 +112,9 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
     let workload = cgroup.workload.as_str();
     let rate_rule =
         format!("namespace_workload:egressor_egress_bytes:rate10s{{workload=\"{workload}\"}}");
+    // Settled: the 10 s window wholly inside the paced traffic.
     wait_for("the workload's egress rule", Duration::from_secs(40), || {
-        prometheus.query(&rate_rule).is_some_and(|v| v > 150_000.0)
+        prometheus.query(&rate_rule).is_some_and(|v| (v - 205_600.0).abs() < 205_600.0 * 0.05)
     });
 
     // Slack, the explainer, Alertmanager.
@@ -213,18 +214,21 @@ fn alertmanager_to_slack_once_per_group_with_prometheus_numbers_then_resolved() 
         .unwrap_or(0.0);
     assert!(duplicates >= 1.0, "Alertmanager's repeats were not seen:\n{metrics}");
     let text = &texts[0];
+    let want = 200_000.0 / 1000.0 * 1028.0;
     assert!(
         text.contains("EgressSpike") && text.contains("firing") && text.contains(workload),
         "{text}"
     );
     assert!(!text.contains("query failed"), "every context query runs: {text}");
     let baseline = rate_after(text, "Baseline (1d mean):").unwrap_or_else(|| panic!("{text}"));
-    assert!(baseline > 0.0 && baseline <= 205_600.0 * 1.15, "baseline {baseline}: {text}");
+    assert!(baseline > 0.0 && baseline <= want * 1.15, "baseline {baseline}: {text}");
     assert!(number_after(text, "New external destinations in the last hour:").is_some(), "{text}");
+    // Prometheus is minutes old: everything the workload sends to is new since a day ago.
+    let new = rate_after(text, "New since a day ago:").unwrap_or_else(|| panic!("{text}"));
+    assert!((new - want).abs() <= want * 0.15, "new destinations {new} vs {want}: {text}");
     // The model's words, its pod placeholder back to the pod's name.
     assert!(text.contains(&format!("EXPLANATION: egress rose; pod {POD}")), "{text}");
     assert!(metrics.contains("egressor_explainer_claude_tokens_total{type=\"cache_read\"} 900"));
-    let want = 200_000.0 / 1000.0 * 1028.0;
     let now = rate_after(text, "Egress now:").unwrap_or_else(|| panic!("no egress in {text}"));
     assert!((now - want).abs() <= want * 0.15, "egress {now} vs {want}: {text}");
     // The expression's value (bytes per second) as a plain number.

@@ -50,6 +50,8 @@ pub struct Facts {
     /// External addresses the workload reached for the first time in the look-back window,
     /// during the last hour (`egressor_new_destinations_total`).
     pub new_destinations: Option<Answer>,
+    /// The largest destinations it sends to now and sent nothing to a day ago.
+    pub new_destination_names: Option<Answer>,
     /// Cost in USD per day at the current rate (both directions).
     pub cost_per_day: Option<Answer>,
     /// The largest destinations by egress bytes per second.
@@ -182,8 +184,9 @@ impl Prometheus {
     }
 
     /// The facts of `alert`: its expression's value and, when it names a workload, the
-    /// workload's egress by class now and a day ago, its baseline, new destinations in the
-    /// last hour, cost per day and largest destinations.
+    /// workload's egress by class now and a day ago, its baseline, new destinations (how many
+    /// in the last hour, and the largest not seen a day ago), cost per day and largest
+    /// destinations.
     pub async fn facts(&self, alert: &Alert) -> Facts {
         let expression = match alert.expression() {
             Some(expr) => Some(self.query(&expr).await),
@@ -198,6 +201,7 @@ impl Prometheus {
                 baseline: None,
                 baseline_window: self.baseline_window.clone(),
                 new_destinations: None,
+                new_destination_names: None,
                 cost_per_day: None,
                 destinations: None,
             };
@@ -229,6 +233,11 @@ impl Prometheus {
             "sum(increase(egressor_new_destinations_total{{workload={}}}[1h]))",
             quoted(workload)
         );
+        let by = "traffic_class, remote_service, remote";
+        let new_names = format!(
+            "{destinations} unless on ({by}) sum by ({by}) (namespace_workload_destination:egressor_egress_bytes:{}{{{sel}}} offset 1d)",
+            self.rate
+        );
         Facts {
             subject: Some(if namespace.is_empty() {
                 workload.clone()
@@ -241,6 +250,7 @@ impl Prometheus {
             baseline: Some(self.query(&baseline).await),
             baseline_window: self.baseline_window.clone(),
             new_destinations: Some(self.query(&new_destinations).await),
+            new_destination_names: Some(self.query(&new_names).await),
             cost_per_day: Some(self.query(&cost).await),
             destinations: Some(self.query(&destinations).await),
         }

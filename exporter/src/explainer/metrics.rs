@@ -171,6 +171,7 @@ impl Metrics {
             &facts.egress_day_ago,
             &facts.baseline,
             &facts.new_destinations,
+            &facts.new_destination_names,
             &facts.cost_per_day,
             &facts.destinations,
         ];

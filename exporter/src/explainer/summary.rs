@@ -1,6 +1,7 @@
 //! The deterministic summary of a notification: what fires, for whom, the numbers Prometheus
 //! gave (egress by class now and a day ago, the baseline, new destinations, cost per day,
-//! largest destinations, the alert expression's value) and the runbook. It is posted as is when no model is configured or the
+//! largest destinations and those new since a day ago, the alert expression's value) and
+//! the runbook. It is posted as is when no model is configured or the
 //! model fails, and it is what the model is given to explain.
 
 use std::fmt::Write;
@@ -55,6 +56,23 @@ fn by_class(rows: &[Row]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `name (class) rate; …` of destination rows.
+fn destinations(rows: &[Row]) -> String {
+    let list: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let get = |k: &str| r.labels.get(k).filter(|v| !v.is_empty());
+            let what = get("remote")
+                .or_else(|| get("remote_service"))
+                .cloned()
+                .unwrap_or_else(|| "(unnamed)".into());
+            let class = get("traffic_class").map(String::as_str).unwrap_or("?");
+            format!("{what} ({class}) {}", rate(r.value))
+        })
+        .collect();
+    list.join("; ")
 }
 
 /// The summary of one alert of a notification, as Slack mrkdwn.
@@ -125,19 +143,10 @@ pub fn alert(notification: &Notification, alert: &Alert, facts: &Facts) -> Strin
             }
         }
         if let Ok(rows) = rows_or(&facts.destinations) {
-            let list: Vec<String> = rows
-                .iter()
-                .map(|r| {
-                    let get = |k: &str| r.labels.get(k).filter(|v| !v.is_empty());
-                    let what = get("remote")
-                        .or_else(|| get("remote_service"))
-                        .cloned()
-                        .unwrap_or_else(|| "(unnamed)".into());
-                    let class = get("traffic_class").map(String::as_str).unwrap_or("?");
-                    format!("{what} ({class}) {}", rate(r.value))
-                })
-                .collect();
-            let _ = writeln!(out, "Largest destinations: {}.", list.join("; "));
+            let _ = writeln!(out, "Largest destinations: {}.", destinations(rows));
+        }
+        if let Ok(rows) = rows_or(&facts.new_destination_names) {
+            let _ = writeln!(out, "New since a day ago: {}.", destinations(rows));
         }
     }
     if let Ok(rows) = rows_or(&facts.expression) {
