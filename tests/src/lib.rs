@@ -746,25 +746,37 @@ impl Prometheus {
 
     /// Starts Prometheus scraping `target`, with the rule file `rules` loaded.
     pub fn with_rules(target: &str, rules: Option<&Path>) -> Self {
-        let dir = std::env::temp_dir().join(unique_name("prom"));
-        std::fs::create_dir_all(&dir).expect("prometheus dir");
-        let config = dir.join("prometheus.yml");
         let rule_files =
             rules.map(|r| format!("rule_files: ['{}']\n", r.display())).unwrap_or_default();
+        Self::custom(
+            &format!(
+                "{rule_files}scrape_configs:\n  - job_name: egressor\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+            &[],
+        )
+    }
+
+    /// Starts Prometheus with `config` after the 1-second global block (rule files, scrape
+    /// and remote-write sections) and `args` added to its command line.
+    pub fn custom(config: &str, args: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(unique_name("prom"));
+        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        let path = dir.join("prometheus.yml");
         std::fs::write(
-            &config,
+            &path,
             format!(
                 "global: {{scrape_interval: 1s, scrape_timeout: 900ms, evaluation_interval: 1s}}\n\
-                 {rule_files}scrape_configs:\n  - job_name: egressor\n    static_configs:\n      \
-                 - targets: ['{target}']\n"
+                 {config}"
             ),
         )
         .expect("write config");
         let port = free_port();
         let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--config.file={}", path.display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
