@@ -7,18 +7,23 @@
 #     Service NAT kube-proxy would do, for the Kubernetes tests);
 #   - the nightly toolchain's rust-src component (the eBPF crate builds core for bpfel);
 #   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major);
-#   - cargo-fuzz (scripts/fuzz.sh runs the parsers' fuzz targets).
+#   - cargo-fuzz (scripts/fuzz.sh runs the parsers' fuzz targets);
+#   - kubernetes-validate (PyPI) in a virtualenv at ~/.cache/egressor/venv, which validates
+#     deploy/kubernetes/ against the Kubernetes OpenAPI schemas.
 #
 # Environment: EGRESSOR_SKIP_APT=1 skips apt (for machines managed some other way).
 set -euo pipefail
 
 BPF_LINKER_VERSION="0.13.0"
 CARGO_FUZZ_VERSION="0.13.2"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+VENV="${HOME}/.cache/egressor/venv"
 LLVM_MAJOR=22
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
   libzstd-dev zlib1g-dev
   prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux dnsmasq-base nftables
+  python3-venv
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -65,5 +70,10 @@ fi
 if ! cargo fuzz --version 2>/dev/null | grep -q "${CARGO_FUZZ_VERSION}"; then
   log "installing cargo-fuzz ${CARGO_FUZZ_VERSION} (for scripts/fuzz.sh)"
   cargo install cargo-fuzz --version "=${CARGO_FUZZ_VERSION}" --locked
+fi
+if ! "${VENV}/bin/kubernetes-validate" --version 2>/dev/null | grep -q "${KUBERNETES_VALIDATE_VERSION}"; then
+  log "installing kubernetes-validate ${KUBERNETES_VALIDATE_VERSION} into ${VENV}"
+  /usr/bin/python3 -m venv "${VENV}"
+  "${VENV}/bin/pip" install -q "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
 fi
 log "prerequisites ready"

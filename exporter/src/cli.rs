@@ -56,6 +56,9 @@ pub enum Command {
     /// Ask a question about egress and its cost; Claude answers from Prometheus queries it
     /// runs (bounded), citing them.
     Ask(Box<AskArgs>),
+    /// Print the Kubernetes objects that run the agent and the explainer (YAML), as in
+    /// deploy/kubernetes/egressor.yaml.
+    Manifests(ManifestsArgs),
 }
 
 /// Flags of `egressor explainer`.
@@ -206,6 +209,25 @@ pub struct AskArgs {
     /// Print the answer as JSON (`answer`, `queries`, `tool_calls`).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `egressor manifests`.
+#[derive(Debug, Args)]
+pub struct ManifestsArgs {
+    /// Namespace of the namespaced objects.
+    #[arg(long = "namespace", default_value = "egressor")]
+    pub namespace: String,
+    /// Container image of the agent and the explainer [default:
+    /// ghcr.io/egressor/egressor:<this version>].
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Prometheus the explainer asks.
+    #[arg(
+        long = "prometheus.url",
+        default_value = "http://prometheus-operated.monitoring.svc:9090",
+        value_name = "URL"
+    )]
+    pub prometheus_url: String,
 }
 
 /// Flags of `egressor dashboards`.

@@ -28,6 +28,7 @@ pub mod http_api;
 pub mod http_client;
 pub mod kubernetes;
 pub mod labels;
+pub mod manifests;
 pub mod metrics;
 pub mod paths;
 pub mod prices;

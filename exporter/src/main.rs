@@ -59,6 +59,26 @@ fn main() -> ExitCode {
             one_shot(commands::rules::run(&args, &mut std::io::stdout().lock()))
         }
         Command::Dashboards(args) => one_shot(commands::dashboards::run(&args)),
+        Command::Manifests(args) => {
+            let mut options = egressor::manifests::Options {
+                namespace: args.namespace,
+                prometheus_url: args.prometheus_url,
+                ..Default::default()
+            };
+            if let Some(image) = args.image {
+                options.image = image;
+            }
+            match egressor::manifests::render(&options) {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("egressor: rendering the manifests: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
         Command::Ask(args) => {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => {
