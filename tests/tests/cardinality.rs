@@ -4,7 +4,10 @@
 //! folds names and then workloads (half of a cap of 12 is kept for the full folds) — while the
 //! bytes still add up exactly to what the workload sent.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use egressor_tests::*;
 use serde_json::Value;
@@ -114,16 +117,34 @@ fn hundred_thousand_destinations_keep_series_bounded_and_bytes_exact() {
         let exposed = m.select("egressor_flow_bytes_total", &[]).count() as f64;
         assert_eq!(exposed, series, "egressor_series counts the exposed label sets");
     }
-    // Under the name limit every byte is the workload's, named or `other`.
-    let m = named.metrics();
+    // Under the name limit every byte is the workload's, named or `other`. A read cycle over
+    // this map (100,000 keys, a debug build, two agents) can outlast `settle`: the counters
+    // are waited for until they reach the bytes sent (they must, exactly) or 20 s pass.
+    let converged = |agent: &Agent, total: &dyn Fn(&Metrics) -> f64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = agent.metrics();
+            if total(&m) == want || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let m = converged(&named, &|m| m.sum("egressor_flow_bytes_total", &mine));
     assert_eq!(m.sum("egressor_flow_bytes_total", &mine), want);
     // Under the series cap, new label sets fold (remote name, then workload into `other`),
     // still counted.
-    let c = capped.metrics();
-    let (own, other) = (
-        c.sum("egressor_flow_bytes_total", &[("workload", workload), ("direction", "egress")]),
-        c.sum("egressor_flow_bytes_total", &internet("other")),
-    );
+    let both = |c: &Metrics| {
+        (
+            c.sum("egressor_flow_bytes_total", &[("workload", workload), ("direction", "egress")]),
+            c.sum("egressor_flow_bytes_total", &internet("other")),
+        )
+    };
+    let c = converged(&capped, &|c| {
+        let (own, other) = both(c);
+        own + other
+    });
+    let (own, other) = both(&c);
     assert_eq!(own + other, want, "own {own} + other {other}");
     let names: HashSet<String> =
         m.select("egressor_flow_bytes_total", &mine).map(|(l, _)| l["remote"].clone()).collect();
