@@ -13,6 +13,12 @@ pub const FLOWS_MAP: &str = "FLOWS";
 pub const OVERFLOW_MAP: &str = "OVERFLOW";
 /// Name of the global variable holding the [`DataplaneConfig`].
 pub const CONFIG_GLOBAL: &str = "CONFIG";
+/// Version of the maps an agent pins in bpffs (`--bpf.pin-path`): [`FLOWS_MAP`],
+/// [`OVERFLOW_MAP`] and [`DNS_STATS_MAP`] with their key and value types. An agent reuses
+/// pinned maps of its own version only; others it removes, and counting starts over. Bump
+/// it whenever one of those maps changes type, key or value layout, or meaning (the test
+/// `pinned_layout_is_version_1` fails until you do).
+pub const PIN_LAYOUT_VERSION: u32 = 1;
 /// Default maximum number of entries in [`FLOWS_MAP`].
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
 /// Name of the hash map of [`ServiceAddress`]es (Kubernetes Service virtual IPs, filled by
@@ -84,6 +90,7 @@ pub mod family {
 /// Key of one flow in [`FLOWS_MAP`]: 56 bytes, no implicit padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowKey {
     /// cgroup v2 id (the cgroup directory's inode number) of the socket; 0 for TC.
     pub cgroup_id: u64,
@@ -148,6 +155,7 @@ impl Default for FlowKey {
 /// becomes on the wire.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct FlowCounters {
     /// L3 bytes.
     pub bytes: u64,
@@ -266,6 +274,19 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowCounters>(), 16);
         assert_eq!(core::mem::size_of::<DataplaneConfig>(), 8);
         assert_eq!(core::mem::size_of::<ServiceAddress>(), 20);
+    }
+
+    /// Changing a pinned map's types without bumping [`PIN_LAYOUT_VERSION`] would make a new
+    /// agent read an old agent's counters with the wrong layout.
+    #[test]
+    fn pinned_layout_is_version_1() {
+        let layout = (
+            core::mem::size_of::<FlowKey>(),
+            core::mem::size_of::<FlowCounters>(),
+            OVERFLOW_SLOTS,
+            dns_stat::SLOTS,
+        );
+        assert_eq!((PIN_LAYOUT_VERSION, layout), (1, (56, 16, 4, 5)), "bump PIN_LAYOUT_VERSION");
     }
 
     #[test]

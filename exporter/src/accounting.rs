@@ -412,6 +412,145 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
     }
 }
 
+/// What a later agent needs to carry on counting exactly where this one stopped (see
+/// [`Accounting::save`]): every live label set's totals and every tracked flow's kernel
+/// totals already counted. `M` spells a label set out by value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Saved<M> {
+    /// Live label sets.
+    pub series: Vec<SavedSeries<M>>,
+    /// Tracked flows.
+    pub flows: Vec<SavedFlow>,
+}
+
+/// One label set of a [`Saved`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedSeries<M> {
+    /// The labels.
+    pub labels: M,
+    /// Bytes and packets counted under them since the first agent started.
+    pub totals: (u64, u64),
+    /// Cost of the priced bytes, USD: (transfer and processing, avoidable part).
+    pub cost_usd: (f64, f64),
+    /// Bytes counted but not priced yet.
+    pub unpriced: u64,
+}
+
+/// One flow of a [`Saved`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedFlow {
+    /// The kernel key.
+    pub key: FlowKey,
+    /// The kernel entry's totals at the last read (already counted).
+    pub last: FlowCounters,
+    /// Index of its label set in [`Saved::series`].
+    pub series: u32,
+}
+
+impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
+    /// The state a later agent resumes from with [`Accounting::restore`], its label sets
+    /// spelled out by `labels`.
+    pub fn save<M>(&self, mut labels: impl FnMut(&L) -> M) -> Saved<M> {
+        let mut index = vec![u32::MAX; self.table.slots.len()];
+        let mut series = Vec::with_capacity(self.table.live_count());
+        for (slot, s) in self.table.slots.iter().enumerate() {
+            if let Some(s) = s {
+                index[slot] = series.len() as u32;
+                series.push(SavedSeries {
+                    labels: labels(&s.labels),
+                    totals: (s.totals.bytes, s.totals.packets),
+                    cost_usd: (s.cost.usd, s.cost.avoidable_usd),
+                    unpriced: s.unpriced,
+                });
+            }
+        }
+        let flows = self
+            .flows
+            .iter()
+            .map(|(key, t)| SavedFlow { key: *key, last: t.last, series: index[t.series] })
+            .collect();
+        Saved { series, flows }
+    }
+
+    /// Takes over `saved` (from [`Accounting::save`] of an earlier agent counting the same
+    /// kernel map), before the first cycle: label sets resume their totals and each flow's
+    /// next delta is measured from what was already counted. Label sets that meet after
+    /// `labels` merge; past the series cap they fold, keeping their bytes. Returns the
+    /// number of (flows, label sets) taken over.
+    pub fn restore<M>(
+        &mut self,
+        saved: Saved<M>,
+        mut labels: impl FnMut(M) -> L,
+    ) -> (usize, usize) {
+        let cycle = self.cycle;
+        let slots: Vec<usize> = saved
+            .series
+            .into_iter()
+            .map(|s| {
+                let i = self.table.attach(labels(s.labels), cycle);
+                self.table.detach(i);
+                let series = self.table.live(i);
+                series.totals.bytes = series.totals.bytes.wrapping_add(s.totals.0);
+                series.totals.packets = series.totals.packets.wrapping_add(s.totals.1);
+                series.cost += Cost { usd: s.cost_usd.0, avoidable_usd: s.cost_usd.1 };
+                series.unpriced += s.unpriced;
+                i
+            })
+            .collect();
+        let mut flows = 0;
+        for f in saved.flows {
+            let Some(&series) = slots.get(f.series as usize) else { continue };
+            self.table.live(series).flows += 1;
+            if let Some(old) = self.flows.insert(
+                f.key,
+                Tracked {
+                    last: f.last,
+                    last_delta: 0,
+                    series,
+                    tag: 0,
+                    label_generation: self.label_generation,
+                    idle_cycles: 0,
+                    seen_in_cycle: cycle,
+                },
+            ) {
+                self.table.detach(old.series);
+            }
+            flows += 1;
+        }
+        (flows, slots.len())
+    }
+
+    /// Like [`Accounting::observe`], but takes the kernel's current totals of a flow not
+    /// tracked yet as already counted elsewhere: for maps an earlier agent counted without
+    /// leaving a usable checkpoint (nothing is counted twice; what it had not exported yet
+    /// is lost).
+    pub fn adopt(
+        &mut self,
+        key: FlowKey,
+        now: FlowCounters,
+        labels: &mut impl FnMut(&FlowKey) -> Labelled<L>,
+    ) {
+        if !self.flows.contains_key(&key) {
+            let l = labels(&key);
+            let generation = if l.settled { self.label_generation } else { u64::MAX };
+            let series = self.table.attach(l.labels, self.cycle);
+            self.flows.insert(
+                key,
+                Tracked {
+                    last: now,
+                    last_delta: 0,
+                    series,
+                    tag: l.tag,
+                    label_generation: generation,
+                    idle_cycles: 0,
+                    seen_in_cycle: self.cycle,
+                },
+            );
+        }
+        self.observe(key, now, labels);
+    }
+}
+
 /// What a flow gained since `previous`. A total below the previous one means the kernel
 /// entry was deleted and created again since: all of it is new.
 fn delta(previous: FlowCounters, now: FlowCounters) -> FlowCounters {
@@ -461,6 +600,57 @@ mod tests {
 
     fn totals(a: &Accounting<&'static str>, labels: &str) -> Totals {
         a.series().find(|(l, _, _)| **l == labels).map(|(_, t, _)| *t).unwrap()
+    }
+
+    /// An agent restarted from a checkpoint ends with the totals of one that never stopped,
+    /// also when the checkpoint is older than its last cycle (a SIGKILL between writes).
+    #[test]
+    fn a_restored_checkpoint_continues_the_counts_exactly() {
+        let run = |a: &mut Accounting<&'static str>, reads: &[(u16, u64)]| {
+            a.begin_cycle(false);
+            for &(port, bytes) in reads {
+                a.observe(key(port), c(bytes, bytes / 100), &mut labels_by_port);
+            }
+            a.end_cycle();
+        };
+        let mut whole = Accounting::new(3, 1000, usize::MAX);
+        let mut first = Accounting::new(3, 1000, usize::MAX);
+        let cycles: [&[(u16, u64)]; 4] = [
+            &[(1, 100), (5, 10)],
+            &[(1, 300), (5, 10)],
+            &[(1, 700), (5, 60)],
+            &[(1, 900), (5, 90)],
+        ];
+        for reads in &cycles[..2] {
+            run(&mut whole, reads);
+            run(&mut first, reads);
+        }
+        let saved = first.save(|l| l.to_string());
+        run(&mut first, cycles[2]); // counted and exported, then killed before saving
+        let mut second = Accounting::new(3, 1000, usize::MAX);
+        let leaked: &'static str = "p5";
+        let (flows, series) = second.restore(saved, |l| if l == "web" { "web" } else { leaked });
+        assert_eq!((flows, series), (2, 2));
+        run(&mut whole, cycles[2]);
+        run(&mut whole, cycles[3]);
+        run(&mut second, cycles[3]);
+        for labels in ["web", "p5"] {
+            assert_eq!(totals(&second, labels), totals(&whole, labels), "{labels}");
+        }
+        assert_eq!(totals(&second, "web").bytes, 900);
+    }
+
+    #[test]
+    fn adopted_totals_are_not_counted_again() {
+        let mut a = Accounting::new(3, 1000, usize::MAX);
+        let mut f = labels_by_port;
+        a.begin_cycle(false);
+        a.adopt(key(1), c(5000, 50), &mut f);
+        a.end_cycle();
+        a.begin_cycle(false);
+        a.observe(key(1), c(5300, 53), &mut f);
+        a.end_cycle();
+        assert_eq!(totals(&a, "web"), Totals { bytes: 300, packets: 3 });
     }
 
     #[test]

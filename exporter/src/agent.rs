@@ -14,6 +14,7 @@ use crate::{
     accounting::Accounting,
     attribution::Attributor,
     cgroups::{CgroupResolver, check_cgroup_dir, find_cgroup2_mount},
+    checkpoint::CheckpointFile,
     classify::Classifier,
     cli::{AgentArgs, HookMode, KubernetesMode, SetupArgs},
     cloud::sources::{CloudRanges, SourceMetrics},
@@ -131,6 +132,7 @@ pub fn plan(args: &AgentArgs, discovered: Option<&Discovered>) -> Result<AgentPl
             max_flows: args.flow_map_max_entries,
             dns_events_per_second: args.dns_events_per_second,
             track_services: kubernetes_wanted(args),
+            pin_path: args.pin_path.clone(),
         },
     })
 }
@@ -229,6 +231,11 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         .await
         .map_err(|source| AgentError::Http { address: args.listen_address, source })?;
 
+    // The lock first: a second agent must not touch the pins of a running one.
+    let checkpoint = match &args.pin_path {
+        Some(_) => Some(CheckpointFile::lock(&args.checkpoint_file)?),
+        None => None,
+    };
     let dataplane = tokio::task::block_in_place(|| Dataplane::load(&plan.dataplane))?;
     info!(
         flow_map_max_entries = plan.dataplane.max_flows,
@@ -293,12 +300,19 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         relabel_next: false,
         dns: dns_names,
         pending_services: None,
+        checkpoint: None,
+        adopt_next: false,
         destinations: Destinations::new(
             u64::from(cycles_in(args.destinations_window, args.read_interval)),
             args.destinations_lookback,
             args.destinations_memory,
         ),
     };
+    let mut reader = reader;
+    if let Some(file) = checkpoint {
+        resume(&mut reader, &file);
+        reader.checkpoint = Some(file);
+    }
     let (stop_tx, stop_rx) = mpsc::channel();
     let api_tx = stop_tx.clone();
     let interval = args.read_interval;
@@ -326,12 +340,54 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, service).with_graceful_shutdown(shutdown()).await;
 
-    info!("shutting down: detaching programs");
+    if args.pin_path.is_some() {
+        info!("shutting down: the pinned programs keep counting for the next agent");
+    } else {
+        info!("shutting down: detaching programs");
+    }
     let _ = stop_tx.send(Request::Stop);
     if reader.join().is_err() {
         warn!("the reader thread panicked");
     }
     served.map_err(|source| AgentError::Http { address, source })
+}
+
+/// With pinned maps: resumes the accounting from the checkpoint when it continues the reused
+/// flow map; otherwise the maps' current totals count as already exported (no byte twice).
+/// Fresh maps make an old checkpoint meaningless: it is deleted.
+fn resume(reader: &mut Reader, file: &CheckpointFile) {
+    if !reader.dataplane.pins_reused() {
+        file.remove();
+        return;
+    }
+    let map_id = reader.dataplane.flow_map_id();
+    let checkpoint = match file.read() {
+        Ok(Some(c)) => match file.continues(&c, map_id) {
+            Ok(()) => Some(c),
+            Err(why) => {
+                warn!("the checkpoint is not used: {why}");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %crate::reader::error_chain(&e), "the checkpoint is not used");
+            None
+        }
+    };
+    match checkpoint {
+        Some(c) => {
+            let attributor = &mut reader.attributor;
+            let (flows, series) = reader.accounting.restore(c.saved, |l| attributor.restored(l));
+            info!(flows, series, "resumed the counters from the checkpoint");
+        }
+        None => {
+            warn!(
+                "pinned maps without a usable checkpoint: their current totals count as already exported (bytes the last agent had not exported are not)"
+            );
+            reader.adopt_next = true;
+        }
+    }
 }
 
 /// Starts the Kubernetes watches when `--kubernetes` says so; their self-metrics go into

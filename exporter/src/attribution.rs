@@ -91,7 +91,7 @@ pub struct Attributor {
 }
 
 /// The labels that describe the local end.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 struct LocalLabels {
     workload: Arc<str>,
     namespace: Arc<str>,
@@ -192,20 +192,77 @@ struct PublicRemote {
     dns_name: Option<Arc<str>>,
 }
 
+/// A cloud provider's label value. An alias, so that serde's derive does not take the
+/// reference for a string borrowed from the input.
+type ProviderName = &'static str;
+
 /// The labels that describe the remote end.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 struct RemoteLabels {
     name: Arc<str>,
     zone: Arc<str>,
     region: Arc<str>,
-    provider: &'static str,
+    #[serde(deserialize_with = "known_provider")]
+    provider: ProviderName,
     service: Arc<str>,
     country: Arc<str>,
     namespace: Arc<str>,
     kind: Arc<str>,
 }
 
+/// A [`LabelKey`] spelled out by value, so that it means the same to another agent process
+/// (whose interned ids differ): what a checkpoint stores per label set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PersistedLabels {
+    hook: HookLabel,
+    direction: crate::labels::DirectionLabel,
+    traffic_class: crate::classify::TrafficClass,
+    interface: u32,
+    local: LocalLabels,
+    remote: RemoteLabels,
+    remote_folded: RemoteLabels,
+    egress_path: EgressPath,
+}
+
+/// A provider label read back from a checkpoint: one of the providers' own names, else empty.
+fn known_provider<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let name = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    Ok(crate::cloud::Provider::ALL.iter().map(|p| p.as_str()).find(|p| *p == name).unwrap_or(""))
+}
+
 impl Attributor {
+    /// `key` by value, for a checkpoint.
+    pub fn persisted(&self, key: &LabelKey) -> PersistedLabels {
+        PersistedLabels {
+            hook: key.hook,
+            direction: key.direction,
+            traffic_class: key.traffic_class,
+            interface: key.interface,
+            local: self.workloads.get(key.workload).clone(),
+            remote: self.remotes.get(key.remote).clone(),
+            remote_folded: self.remotes.get(key.remote_folded).clone(),
+            egress_path: key.egress_path,
+        }
+    }
+
+    /// The [`LabelKey`] of labels read from a checkpoint, interning what this process has
+    /// not met yet.
+    pub fn restored(&mut self, labels: PersistedLabels) -> LabelKey {
+        let remote = self.remotes.intern(labels.remote);
+        let remote_folded = self.remotes.intern(labels.remote_folded);
+        self.folded_of.entry(remote).or_insert(remote_folded);
+        LabelKey {
+            hook: labels.hook,
+            direction: labels.direction,
+            traffic_class: labels.traffic_class,
+            interface: labels.interface,
+            workload: self.workloads.intern(labels.local),
+            remote,
+            remote_folded,
+            egress_path: labels.egress_path,
+        }
+    }
+
     /// `config` gives the networks' names and zones; `interfaces` maps TC interface
     /// indexes to names.
     pub fn new(

@@ -59,6 +59,25 @@ pub enum Command {
     /// Print the Kubernetes objects that run the agent and the explainer (YAML), as in
     /// deploy/kubernetes/egressor.yaml.
     Manifests(ManifestsArgs),
+    /// Detach the programs an agent left pinned (--bpf.pin-path) and delete its checkpoint:
+    /// for uninstalling.
+    Unpin(UnpinArgs),
+}
+
+/// Flags of `egressor unpin`.
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    /// The agent's --bpf.pin-path.
+    #[arg(long = "bpf.pin-path", env = "EGRESSOR_BPF_PIN_PATH", value_name = "DIR")]
+    pub pin_path: PathBuf,
+    /// The agent's --bpf.checkpoint-file.
+    #[arg(
+        long = "bpf.checkpoint-file",
+        env = "EGRESSOR_BPF_CHECKPOINT_FILE",
+        default_value = "/run/egressor/checkpoint",
+        value_name = "FILE"
+    )]
+    pub checkpoint_file: PathBuf,
 }
 
 /// Flags of `egressor explainer`.
@@ -482,6 +501,24 @@ pub struct AgentArgs {
           default_value_t = egressor_common::DEFAULT_FLOW_MAP_ENTRIES,
           value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub flow_map_max_entries: u32,
+
+    /// bpffs directory to pin the counter maps and program links in, so that a restarted or
+    /// upgraded agent carries on where the last one stopped (no gap, no double count). The
+    /// programs keep counting while no agent runs; `egressor unpin` removes them. Unset:
+    /// everything detaches when the agent exits.
+    #[arg(long = "bpf.pin-path", env = "EGRESSOR_BPF_PIN_PATH", value_name = "DIR")]
+    pub pin_path: Option<PathBuf>,
+
+    /// With --bpf.pin-path: the file that keeps, after every read cycle, each flow's counts
+    /// already exported and each label set's totals, so a new agent resumes the counters
+    /// exactly. Put it on a tmpfs (it is only valid until reboot, like the pins).
+    #[arg(
+        long = "bpf.checkpoint-file",
+        env = "EGRESSOR_BPF_CHECKPOINT_FILE",
+        default_value = "/run/egressor/checkpoint",
+        value_name = "FILE"
+    )]
+    pub checkpoint_file: PathBuf,
 
     /// A flow unchanged for this long has its kernel map entry removed (its final counts
     /// are kept), making room for new flows.

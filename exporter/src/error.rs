@@ -102,6 +102,9 @@ pub enum AgentError {
     /// Loading or attaching the eBPF programs failed.
     #[error(transparent)]
     Dataplane(#[from] crate::dataplane::DataplaneError),
+    /// The checkpoint file cannot be locked (another agent runs) or created.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// The reader thread could not be started.
     #[error("starting the map reader thread")]
     Reader(#[source] std::io::Error),

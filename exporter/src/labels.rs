@@ -11,7 +11,9 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use crate::{classify::TrafficClass, paths::EgressPath};
 
 /// `hook` label: which kernel hook counted the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum HookLabel {
     /// cgroup_skb programs.
     Cgroup,
@@ -39,7 +41,9 @@ impl From<Hook> for HookLabel {
 }
 
 /// `direction` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum DirectionLabel {
     /// Received.
     Ingress,
@@ -125,7 +129,18 @@ pub struct FlowLabels {
 
 /// Chargeback labels: (label name, value) pairs, the same names in the same order on every
 /// series of an agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct ChargebackLabels(pub Arc<[(Arc<str>, Arc<str>)]>);
 
 impl EncodeLabelSet for ChargebackLabels {

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 pub mod attribution;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod classify;
 pub mod cli;
 pub mod cloud;

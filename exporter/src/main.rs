@@ -59,6 +59,20 @@ fn main() -> ExitCode {
             one_shot(commands::rules::run(&args, &mut std::io::stdout().lock()))
         }
         Command::Dashboards(args) => one_shot(commands::dashboards::run(&args)),
+        Command::Unpin(args) => match commands::unpin::run(&args) {
+            Ok(removed) => {
+                if removed {
+                    eprintln!("egressor: removed the pins under {}", args.pin_path.display());
+                } else {
+                    eprintln!("egressor: nothing pinned under {}", args.pin_path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("egressor: {}", error_chain(&e));
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
         Command::Manifests(args) => {
             let mut options = egressor::manifests::Options {
                 namespace: args.namespace,

@@ -15,7 +15,11 @@
 //!   would not need it. The host's cgroup2 tree is mounted read-only at
 //!   `/host/sys/fs/cgroup` (the container's own `/sys/fs/cgroup` is its cgroup namespace),
 //!   bpffs at `/sys/fs/bpf`; `NODE_NAME` comes from the downward API. Rolling updates
-//!   replace one node at a time.
+//!   replace one node at a time, without a gap in the counts: the agent pins its maps and
+//!   links under `/sys/fs/bpf/egressor` and checkpoints its counters to the host's
+//!   `/run/egressor` (tmpfs: valid until reboot, like the pins), so the next agent carries
+//!   on where the last one stopped. Uninstalling leaves the pinned programs counting until
+//!   `egressor unpin` runs on the node (or it reboots).
 //! - RBAC: get, list, watch on exactly what the agent watches: pods, nodes, namespaces
 //!   (chargeback labels), services, endpointslices, replicasets and jobs (a pod's owner →
 //!   its Deployment or CronJob).
@@ -112,13 +116,10 @@ fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     ])
 }
 
-fn host_path(name: &str, path: &str) -> Volume {
+fn host_path(name: &str, path: &str, type_: &str) -> Volume {
     Volume {
         name: name.into(),
-        host_path: Some(HostPathVolumeSource {
-            path: path.into(),
-            type_: Some("Directory".into()),
-        }),
+        host_path: Some(HostPathVolumeSource { path: path.into(), type_: Some(type_.into()) }),
         ..Default::default()
     }
 }
@@ -143,6 +144,10 @@ fn agent(o: &Options) -> DaemonSet {
                 &format!("0.0.0.0:{AGENT_PORT}"),
                 "--cgroup.path",
                 "/host/sys/fs/cgroup",
+                "--bpf.pin-path",
+                "/sys/fs/bpf/egressor",
+                "--bpf.checkpoint-file",
+                "/run/egressor/checkpoint",
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -186,6 +191,7 @@ fn agent(o: &Options) -> DaemonSet {
         volume_mounts: Some(vec![
             mount("cgroup", "/host/sys/fs/cgroup", true),
             mount("bpffs", "/sys/fs/bpf", false),
+            mount("state", "/run/egressor", false),
         ]),
         ..Default::default()
     };
@@ -214,8 +220,9 @@ fn agent(o: &Options) -> DaemonSet {
                     }]),
                     containers: vec![container],
                     volumes: Some(vec![
-                        host_path("cgroup", "/sys/fs/cgroup"),
-                        host_path("bpffs", "/sys/fs/bpf"),
+                        host_path("cgroup", "/sys/fs/cgroup", "Directory"),
+                        host_path("bpffs", "/sys/fs/bpf", "Directory"),
+                        host_path("state", "/run/egressor", "DirectoryOrCreate"),
                     ]),
                     ..Default::default()
                 }),

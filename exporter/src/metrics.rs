@@ -175,6 +175,8 @@ pub struct SelfMetrics {
     pub flow_evictions: Counter,
     /// `egressor_last_read_timestamp_seconds`.
     pub last_read_timestamp: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// `egressor_checkpoint_errors_total`.
+    pub checkpoint_errors: Counter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -246,6 +248,7 @@ pub fn registry(
         read_errors: Counter::default(),
         flow_evictions: Counter::default(),
         last_read_timestamp: Gauge::default(),
+        checkpoint_errors: Counter::default(),
     };
     registry.register_with_unit(
         "read_cycle_duration",
@@ -263,6 +266,12 @@ pub fn registry(
         "flow_evictions",
         "Idle flows removed from the kernel map after their final counts were taken",
         metrics.flow_evictions.clone(),
+    );
+    registry.register(
+        "checkpoint_errors",
+        "Checkpoint writes that failed (see the log; --bpf.checkpoint-file): a restart then \
+         resumes from the last checkpoint written",
+        metrics.checkpoint_errors.clone(),
     );
     registry.register_with_unit(
         "last_read_timestamp",

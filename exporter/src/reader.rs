@@ -18,6 +18,7 @@ use crate::{
     accounting::Accounting,
     api::{FlowsQuery, FlowsReply, MAX_TOP, SortBy},
     attribution::{Attributor, host_addresses, remote_address},
+    checkpoint::{Checkpoint, CheckpointFile},
     dataplane::{Dataplane, DataplaneError},
     destinations::Destinations,
     dns::DnsNames,
@@ -52,6 +53,11 @@ pub struct Reader {
     pub dns: DnsNames,
     /// Service addresses the kernel's service map could not take yet (retried each cycle).
     pub pending_services: Option<std::collections::HashSet<std::net::IpAddr>>,
+    /// Where each cycle saves the accounting state (with pinned maps).
+    pub checkpoint: Option<CheckpointFile>,
+    /// Whether the next cycle takes the kernel's totals as already counted (reused pinned
+    /// maps without a usable checkpoint).
+    pub adopt_next: bool,
 }
 
 /// What the reader thread is asked between two cycles.
@@ -194,13 +200,18 @@ impl Reader {
         }
         self.accounting.begin_cycle(relabel);
         let mut entries = 0u64;
+        let adopt = std::mem::take(&mut self.adopt_next);
         {
             let accounting = &mut self.accounting;
             let attributor = &mut self.attributor;
             let destinations = &mut self.destinations;
             let mut labels = |k: &egressor_common::FlowKey| attributor.label_key(k);
-            self.dataplane.read_flows(|key, counters| {
+            let result = self.dataplane.read_flows(|key, counters| {
                 entries += 1;
+                if adopt {
+                    accounting.adopt(key, counters, &mut labels);
+                    return;
+                }
                 let active = accounting.observe(key, counters, &mut labels);
                 if let Some(l) = active
                     && l.hook == HookLabel::Cgroup
@@ -209,7 +220,11 @@ impl Reader {
                 {
                     destinations.active(l.workload, remote);
                 }
-            })?;
+            });
+            if result.is_err() {
+                self.adopt_next |= adopt;
+            }
+            result?;
         }
         for key in self.accounting.end_cycle() {
             let last = self.dataplane.remove_flow(&key)?;
@@ -254,7 +269,26 @@ impl Reader {
             overflow,
             map_entries: entries,
         });
+        self.save_checkpoint();
         Ok(())
+    }
+
+    /// Writes the checkpoint, if there is one; a failure is logged and counted, and the
+    /// previous checkpoint stays.
+    fn save_checkpoint(&mut self) {
+        let Some(file) = &mut self.checkpoint else { return };
+        let attributor = &self.attributor;
+        let checkpoint = Checkpoint {
+            format: crate::checkpoint::FORMAT,
+            layout: egressor_common::PIN_LAYOUT_VERSION,
+            boot_id: file.boot_id().to_owned(),
+            flow_map_id: self.dataplane.flow_map_id(),
+            saved: self.accounting.save(|l| attributor.persisted(l)),
+        };
+        if let Err(e) = file.write(&checkpoint) {
+            self.metrics.checkpoint_errors.inc();
+            warn!(error = %error_chain(&e), "cannot write the checkpoint; a restart would resume from the previous one");
+        }
     }
 }
 

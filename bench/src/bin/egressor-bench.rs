@@ -346,6 +346,7 @@ fn read_cycle() {
         max_flows: FLOWS + 1024,
         dns_events_per_second: 1000,
         track_services: false,
+        pin_path: None,
     };
     let mut dataplane = Dataplane::load(&options).expect("load dataplane");
     let cpus = dataplane.cpus();
@@ -395,6 +396,8 @@ fn read_cycle() {
         relabel_next: false,
         dns: egressor::dns::DnsNames::new(100_000, Duration::from_secs(300)),
         pending_services: None,
+        checkpoint: None,
+        adopt_next: false,
         destinations: egressor::destinations::Destinations::new(
             30,
             Duration::from_secs(86_400),

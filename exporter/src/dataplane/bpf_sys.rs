@@ -1,16 +1,24 @@
-//! The two `bpf(2)` map commands aya 0.14 does not expose for per-CPU hash maps:
+//! The `bpf(2)` commands aya 0.14 does not expose where egressor needs them:
 //! `BPF_MAP_LOOKUP_BATCH` (kernel ≥ 5.6; one syscall per few thousand flows instead of two
 //! per flow) and `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (hash maps since 5.14; removes an idle flow
 //! and returns its final counters in one step, so no byte counted between a read and a delete
-//! is lost).
+//! is lost) for per-CPU hash maps; `BPF_OBJ_GET` and `BPF_LINK_UPDATE` (5.7) to swap the
+//! program of a pinned cgroup or TCX link without detaching it.
 //!
 //! Attribute layouts follow `union bpf_attr` in `include/uapi/linux/bpf.h`.
 
-use std::{io, os::fd::AsRawFd, os::fd::BorrowedFd};
+use std::{
+    ffi::CString,
+    io,
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    path::Path,
+};
 
 use aya::Pod;
 
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 
 /// `union bpf_attr` is far smaller than this; the kernel accepts a larger, zero-tailed buffer.
@@ -33,12 +41,46 @@ impl Attr {
 }
 
 fn bpf(cmd: libc::c_long, attr: &mut Attr) -> io::Result<()> {
+    bpf_ret(cmd, attr).map(|_| ())
+}
+
+fn bpf_ret(cmd: libc::c_long, attr: &mut Attr) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a valid, writable, zero-initialised bpf_attr of sufficient size; the
     // pointers inside it come from live slices sized for the command.
     let ret = unsafe {
         libc::syscall(libc::SYS_bpf, cmd, attr as *mut Attr, std::mem::size_of::<Attr>())
     };
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// Opens the object pinned at `path` in bpffs (`BPF_OBJ_GET`).
+///
+/// # Errors
+/// `ENOENT` when nothing is pinned there; the syscall's error otherwise.
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = Attr::new();
+    // struct { __aligned_u64 pathname; __u32 bpf_fd; __u32 file_flags; }
+    attr.put_u64(0, c.as_ptr() as u64);
+    let fd = bpf_ret(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: BPF_OBJ_GET returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Makes `link` run `program` instead of its current program, atomically: no packet passes
+/// without one of the two running (`BPF_LINK_UPDATE`).
+///
+/// # Errors
+/// The syscall's error: `ENOLINK` when the link was detached (its cgroup or interface is
+/// gone), `EINVAL` when the program's type does not fit the link.
+pub fn link_update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = Attr::new();
+    // struct { __u32 link_fd; __u32 new_prog_fd; __u32 flags; __u32 old_prog_fd; }
+    attr.put_u32(0, link.as_raw_fd() as u32);
+    attr.put_u32(4, program.as_raw_fd() as u32);
+    bpf(BPF_LINK_UPDATE, &mut attr)
 }
 
 /// Size of one CPU's value slot: the kernel rounds per-CPU values up to 8 bytes.

@@ -1,6 +1,7 @@
 //! The kernel half: loads egressor's eBPF programs, attaches them, and reads their maps.
 
 mod bpf_sys;
+pub mod pins;
 
 use std::{
     collections::HashSet,
@@ -16,6 +17,7 @@ use aya::{
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, LinkOrder, ProgramError, SchedClassifier,
         TcAttachType,
+        links::FdLink,
         tc::{NlOptions, TcAttachOptions, qdisc_add_clsact, qdisc_detach_program},
     },
 };
@@ -52,6 +54,9 @@ pub struct DataplaneOptions {
     /// Whether the cgroup programs keep both ports of flows to the addresses given to
     /// [`Dataplane::set_service_addresses`] (Kubernetes nodes).
     pub track_services: bool,
+    /// bpffs directory to pin maps and links in (see [`pins`]); `None`: nothing outlives
+    /// the agent.
+    pub pin_path: Option<PathBuf>,
 }
 
 /// An interface to attach TC programs to.
@@ -124,6 +129,14 @@ pub enum DataplaneError {
         /// The map error.
         source: MapError,
     },
+    /// Pinning in bpffs failed.
+    #[error("--bpf.pin-path {}: {problem}", path.display())]
+    Pin {
+        /// The pin path or the entry under it.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
     /// A raw map syscall failed.
     #[error("{op} on map {map}")]
     Syscall {
@@ -148,6 +161,8 @@ pub struct Attachment {
     pub target: String,
     /// `cgroup_link`, `tcx` or `clsact`.
     pub mechanism: &'static str,
+    /// Whether the attachment is a pinned link this agent took over from an earlier one.
+    pub taken_over: bool,
 }
 
 /// The loaded and attached programs and their maps. Dropping it detaches everything.
@@ -166,6 +181,10 @@ pub struct Dataplane {
     batch_supported: bool,
     lookup_and_delete_supported: bool,
     attachments: Vec<Attachment>,
+    /// The flow map's kernel id (tells a checkpoint of this very map from any other).
+    flow_map_id: u32,
+    /// Whether pinned maps of an earlier agent were reused.
+    pins_reused: bool,
     _ebpf: Ebpf,
 }
 
@@ -185,18 +204,38 @@ impl Dataplane {
             track_services: u8::from(options.track_services),
             ..Default::default()
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut pins = match &options.pin_path {
+            Some(root) => Some(pins::PinLayout::prepare(root, options.max_flows)?),
+            None => None,
+        };
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(CONFIG_GLOBAL, &config, true)
-            .map_max_entries(FLOWS_MAP, options.max_flows)
+            .map_max_entries(FLOWS_MAP, options.max_flows);
+        if let Some(pins) = &pins {
+            for name in pins::PINNED_MAPS {
+                loader.map_pin_path(name, pins.map_path(name));
+            }
+        }
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|e| privileges_or("loading the eBPF object", e, DataplaneError::Load))?;
 
         let mut attachments = Vec::new();
         if let Some(cgroup) = &options.cgroup {
-            attach_cgroup(&mut ebpf, cgroup, &mut attachments)?;
+            attach_cgroup(&mut ebpf, cgroup, pins.as_mut(), &mut attachments)?;
         }
         for interface in &options.interfaces {
-            attach_tc(&mut ebpf, interface, options.tc_attach_mode, &mut attachments)?;
+            attach_tc(
+                &mut ebpf,
+                interface,
+                options.tc_attach_mode,
+                pins.as_mut(),
+                &mut attachments,
+            )?;
+        }
+        if let Some(pins) = &pins {
+            pins.remove_unused_links();
         }
 
         let take = |ebpf: &mut Ebpf, name: &'static str| {
@@ -206,6 +245,10 @@ impl Dataplane {
             })
         };
         let flows_map = take(&mut ebpf, FLOWS_MAP)?;
+        let flow_map_id = match &flows_map {
+            Map::PerCpuHashMap(data) => data.info().map(|i| i.id()).unwrap_or(0),
+            _ => 0,
+        };
         // A second descriptor for the raw batch and lookup-and-delete syscalls.
         let flows_fd = match &flows_map {
             Map::PerCpuHashMap(data) => data.fd().as_fd().try_clone_to_owned(),
@@ -240,6 +283,8 @@ impl Dataplane {
             batch_supported: true,
             lookup_and_delete_supported: true,
             attachments,
+            flow_map_id,
+            pins_reused: pins.as_ref().is_some_and(|p| p.reused),
             _ebpf: ebpf,
         })
     }
@@ -293,6 +338,16 @@ impl Dataplane {
     /// `max_entries` of the flow map.
     pub fn capacity(&self) -> u32 {
         self.capacity
+    }
+
+    /// The flow map's kernel id (unique among the maps alive since boot).
+    pub fn flow_map_id(&self) -> u32 {
+        self.flow_map_id
+    }
+
+    /// Whether the maps were pinned by an earlier agent and still hold its counts.
+    pub fn pins_reused(&self) -> bool {
+        self.pins_reused
     }
 
     /// Calls `f` with every flow and its counters summed over CPUs.
@@ -462,6 +517,7 @@ fn unsupported(e: &io::Error) -> bool {
 fn attach_cgroup(
     ebpf: &mut Ebpf,
     cgroup: &std::path::Path,
+    mut pins: Option<&mut pins::PinLayout>,
     attachments: &mut Vec<Attachment>,
 ) -> Result<(), DataplaneError> {
     let dir = std::fs::File::open(cgroup).map_err(|e| DataplaneError::Attach {
@@ -475,7 +531,7 @@ fn attach_cgroup(
     ] {
         let prog: &mut CgroupSkb = program_mut(ebpf, program)?;
         prog.load().map_err(|e| program_error(program, e))?;
-        prog.attach(&dir, attach_type, CgroupAttachMode::Single).map_err(|source| {
+        let attach_error = |source| {
             privileges_or(
                 &format!("attaching {program} to {}", cgroup.display()),
                 source,
@@ -485,23 +541,56 @@ fn attach_cgroup(
                     source,
                 },
             )
-        })?;
+        };
+        let taken_over = match pins.as_deref_mut() {
+            None => {
+                prog.attach(&dir, attach_type, CgroupAttachMode::Single).map_err(attach_error)?;
+                false
+            }
+            Some(pins) => {
+                let fd = prog.fd().map_err(|e| program_error(program, e))?.as_fd();
+                // A duplicate of the program's descriptor, so that the attach closure can
+                // borrow `prog` mutably.
+                let fd = fd.try_clone_to_owned().map_err(|source| DataplaneError::Syscall {
+                    op: "dup",
+                    map: FLOWS_MAP,
+                    source,
+                })?;
+                pins.attach(&format!("cgroup-{}", direction_name(direction)), fd.as_fd(), || {
+                    let id = prog
+                        .attach(&dir, attach_type, CgroupAttachMode::Single)
+                        .map_err(attach_error)?;
+                    let link = prog.take_link(id).map_err(attach_error)?;
+                    FdLink::try_from(link)
+                        .map_err(|e| attach_error(ProgramError::IOError(io::Error::other(e))))
+                })?
+            }
+        };
         let a = Attachment {
             hook: Hook::Cgroup,
             direction,
             target: cgroup.display().to_string(),
             mechanism: "cgroup_link",
+            taken_over,
         };
-        info!(program, target = %a.target, "attached");
+        info!(program, target = %a.target, taken_over, "attached");
         attachments.push(a);
     }
     Ok(())
+}
+
+fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
 }
 
 fn attach_tc(
     ebpf: &mut Ebpf,
     interface: &Interface,
     mode: TcAttachMode,
+    mut pins: Option<&mut pins::PinLayout>,
     attachments: &mut Vec<Attachment>,
 ) -> Result<(), DataplaneError> {
     let tcx = match mode {
@@ -547,18 +636,44 @@ fn attach_tc(
         } else {
             TcAttachOptions::Netlink(NlOptions::default())
         };
-        prog.attach_with_options(&interface.name, attach_type, options).map_err(|source| {
+        let attach_error = |source| {
             privileges_or(&format!("attaching {program} to {}", interface.name), source, |source| {
                 DataplaneError::Attach { program, target: interface.name.clone(), source }
             })
-        })?;
+        };
+        // clsact filters are netlink objects, not links: they cannot be pinned.
+        let taken_over = match pins.as_deref_mut().filter(|_| tcx) {
+            None => {
+                prog.attach_with_options(&interface.name, attach_type, options)
+                    .map_err(attach_error)?;
+                false
+            }
+            Some(pins) => {
+                let fd = prog.fd().map_err(|e| program_error(program, e))?.as_fd();
+                let fd = fd.try_clone_to_owned().map_err(|source| DataplaneError::Syscall {
+                    op: "dup",
+                    map: FLOWS_MAP,
+                    source,
+                })?;
+                let name = format!("tc-{}-{}", interface.name, direction_name(direction));
+                pins.attach(&name, fd.as_fd(), || {
+                    let id = prog
+                        .attach_with_options(&interface.name, attach_type, options)
+                        .map_err(attach_error)?;
+                    let link = prog.take_link(id).map_err(attach_error)?;
+                    FdLink::try_from(link)
+                        .map_err(|e| attach_error(ProgramError::IOError(io::Error::other(e))))
+                })?
+            }
+        };
         let a = Attachment {
             hook: Hook::Tc,
             direction,
             target: interface.name.clone(),
             mechanism: if tcx { "tcx" } else { "clsact" },
+            taken_over,
         };
-        info!(program, interface = %a.target, mechanism = a.mechanism, "attached");
+        info!(program, interface = %a.target, mechanism = a.mechanism, taken_over, "attached");
         attachments.push(a);
     }
     Ok(())

@@ -1,0 +1,204 @@
+//! Upgrades without gaps (`--bpf.pin-path`): an agent killed mid-traffic and started again
+//! (SIGKILL, then a graceful SIGTERM restart) still reports exactly the bytes the kernel's
+//! interface counters saw, including those sent while no agent ran; without pins the same
+//! restart loses them. An incompatible pinned layout is replaced, and `egressor unpin`
+//! detaches what is left.
+
+use std::{
+    path::PathBuf,
+    thread,
+    time::{Duration, Instant},
+};
+
+use egressor_tests::*;
+
+const HELPER: &str = env!("CARGO_BIN_EXE_egressor-traffic");
+
+/// A private bpffs mount, unmounted on drop (which unpins, and so detaches, what is left).
+struct BpfFs {
+    path: PathBuf,
+}
+
+impl BpfFs {
+    fn mount(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("egressor-bpffs-{}", unique_name(tag)));
+        std::fs::create_dir_all(&path).unwrap();
+        let out = run(&["mount", "-t", "bpf", "bpf", path.to_str().unwrap()]);
+        assert!(out.status.success(), "mount bpffs: {}", String::from_utf8_lossy(&out.stderr));
+        Self { path }
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.path).status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// Paced TCP from the namespace to the host: `bytes` at 24 Mbit/s (about 3 s for 9 MB),
+/// so restarts happen mid-stream. Returns the sender's thread.
+fn paced_stream(ns: &Netns, veth: &Veth, port: u16, bytes: u64) -> thread::JoinHandle<()> {
+    ns.run(&[
+        "tc", "qdisc", "replace", "dev", &veth.peer, "root", "tbf", "rate", "24mbit", "burst",
+        "32kb", "latency", "400ms",
+    ]);
+    let sink = tcp_sink(&format!("{}:{port}", HOST.v4));
+    let target = format!("{}:{port}", HOST.v4);
+    let ns_name = ns.name.clone();
+    thread::spawn(move || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns_name, HELPER, "tcp-send", &target, &bytes.to_string()])
+            .output()
+            .expect("run the sender");
+        assert!(out.status.success(), "sender: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(sink.join().unwrap(), bytes, "the sink got every byte");
+    })
+}
+
+fn agent_args<'a>(veth: &'a Veth, pins: Option<&'a str>, checkpoint: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["--interface", veth.host.as_str(), "--tc.attach-mode", "tcx"];
+    if let Some(p) = pins {
+        args.extend(["--bpf.pin-path", p, "--bpf.checkpoint-file", checkpoint]);
+    }
+    args
+}
+
+fn rx_bytes(dev: &str) -> u64 {
+    IfStats::read(dev).rx_bytes
+}
+
+#[test]
+fn restarts_with_pinned_maps_lose_and_double_nothing() {
+    if !require_bpf("restarts_with_pinned_maps_lose_and_double_nothing") {
+        return;
+    }
+    let ns = Netns::new("pin");
+    let veth = Veth::new("p", &ns, false);
+    let bpffs = BpfFs::mount("pin");
+    let pins = bpffs.path.join("egressor");
+    let checkpoint = temp_file("pin-checkpoint", "");
+    std::fs::remove_file(&checkpoint).unwrap();
+    let (pins_s, ckpt_s) = (pins.to_str().unwrap(), checkpoint.to_str().unwrap());
+    let args = agent_args(&veth, Some(pins_s), ckpt_s);
+
+    let (first, first_programs) = start_agent_tracking_programs(&args);
+    veth.up();
+    let stream = paced_stream(&ns, &veth, 5301, 9_000_000);
+    thread::sleep(Duration::from_millis(1200));
+
+    // SIGKILL mid-stream: no cleanup runs; the pinned programs keep counting.
+    let at_kill = rx_bytes(&veth.host);
+    first.kill();
+    thread::sleep(Duration::from_millis(700));
+    let (second, second_programs) = start_agent_tracking_programs(&args);
+    let at_restart = rx_bytes(&veth.host);
+    assert!(at_restart > at_kill + 100_000, "bytes flowed while no agent ran");
+    let log = second.log();
+    assert!(log.contains("resumed the counters from the checkpoint"), "{log}");
+    assert!(log.contains("taken_over=true"), "the pinned links were taken over: {log}");
+    wait_unloaded(&first_programs, "the killed agent's programs, swapped out of the links");
+
+    // A graceful restart (an upgrade) mid-stream too.
+    thread::sleep(Duration::from_millis(600));
+    assert!(second.stop().success());
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        loaded_program_ids().is_superset(&second_programs) && !second_programs.is_empty(),
+        "pinned programs outlive the agent that stopped"
+    );
+    thread::sleep(Duration::from_millis(200));
+    let (third, third_programs) = start_agent_tracking_programs(&args);
+    stream.join().unwrap();
+
+    // Every byte the interface saw, exactly once, across both restarts.
+    let kernel = assert_agent_matches_kernel(&third, &veth.host, 0);
+    assert!(kernel.rx_bytes > 9_000_000, "{kernel:?}");
+
+    // `egressor unpin` refuses while an agent runs, then detaches everything.
+    let bin = egressor_bin();
+    let unpin =
+        [bin.to_str().unwrap(), "unpin", "--bpf.pin-path", pins_s, "--bpf.checkpoint-file", ckpt_s];
+    let refused = std::process::Command::new(unpin[0]).args(&unpin[1..]).output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("another egressor agent is running"), "{stderr}");
+    assert!(third.stop().success());
+    assert!(loaded_program_ids().is_superset(&third_programs), "still counting after the stop");
+    let out = run(&unpin);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!pins.exists() && !checkpoint.exists(), "pins and checkpoint removed");
+    wait_unloaded(&third_programs, "after egressor unpin");
+}
+
+/// Waits until none of `programs` is loaded any more.
+fn wait_unloaded(programs: &std::collections::HashSet<u32>, what: &str) {
+    assert!(!programs.is_empty(), "{what}: the agent loaded programs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !loaded_program_ids().is_disjoint(programs) {
+        if Instant::now() >= deadline {
+            let left: Vec<String> = aya::programs::loaded_programs()
+                .filter_map(Result::ok)
+                .filter(|p| programs.contains(&p.id()))
+                .map(|p| format!("{} {}", p.id(), p.name_as_str().unwrap_or("?")))
+                .collect();
+            panic!("{what}: programs still loaded: {left:?}");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn restarts_without_pins_lose_the_bytes_in_between() {
+    if !require_bpf("restarts_without_pins_lose_the_bytes_in_between") {
+        return;
+    }
+    let ns = Netns::new("nopin");
+    let veth = Veth::new("n", &ns, false);
+    let args = agent_args(&veth, None, "");
+    let first = Agent::start(&args);
+    veth.up();
+    let stream = paced_stream(&ns, &veth, 5302, 6_000_000);
+    thread::sleep(Duration::from_millis(1000));
+    first.kill();
+    thread::sleep(Duration::from_millis(700));
+    let second = Agent::start(&args);
+    stream.join().unwrap();
+    let (kernel, rx, _) = quiet_comparison(&second, &veth.host);
+    let l3 = kernel.rx_bytes - ETHERNET_HEADER * kernel.rx_packets;
+    assert!(rx.0 + 1_000_000 < l3, "without pins the restart loses bytes: {} of {l3}", rx.0);
+}
+
+#[test]
+fn an_incompatible_pinned_layout_is_replaced() {
+    if !require_bpf("an_incompatible_pinned_layout_is_replaced") {
+        return;
+    }
+    let ns = Netns::new("pinv");
+    let veth = Veth::new("v", &ns, false);
+    let bpffs = BpfFs::mount("pinv");
+    let pins = bpffs.path.join("egressor");
+    let checkpoint = temp_file("pinv-checkpoint", "");
+    let (pins_s, ckpt_s) = (pins.to_str().unwrap(), checkpoint.to_str().unwrap());
+    let mut args = agent_args(&veth, Some(pins_s), ckpt_s);
+    args.extend(["--flow-map.max-entries", "4096"]);
+    let (first, programs) = start_agent_tracking_programs(&args);
+    assert!(first.stop().success());
+    // An older layout's directory, and a changed map size: both replaced.
+    std::fs::create_dir_all(pins.join("v0/maps")).unwrap();
+    *args.last_mut().unwrap() = "8192";
+    let second = Agent::start(&args);
+    let log = second.log();
+    assert!(log.contains("removing pins of another egressor layout version"), "{log}");
+    assert!(log.contains("holds 4096 entries, --flow-map.max-entries asks for 8192"), "{log}");
+    assert!(!pins.join("v0").exists(), "the old layout is gone");
+    // The first agent's programs left with their links.
+    wait_unloaded(&programs, "the replaced layout's programs");
+    veth.up();
+    paced_stream(&ns, &veth, 5303, 500_000).join().unwrap();
+    assert_agent_matches_kernel(&second, &veth.host, 0);
+    drop(second);
+    for f in [checkpoint.clone(), PathBuf::from(format!("{ckpt_s}.lock"))] {
+        let _ = std::fs::remove_file(f);
+    }
+}
