@@ -63,6 +63,21 @@ struct Tracked {
     seen_in_cycle: u64,
 }
 
+impl Tracked {
+    /// A flow first met in `cycle` whose kernel totals up to `last` are already counted.
+    fn new(last: FlowCounters, series: usize, tag: u64, label_generation: u64, cycle: u64) -> Self {
+        Self {
+            last,
+            last_delta: 0,
+            series,
+            tag,
+            label_generation,
+            idle_cycles: 0,
+            seen_in_cycle: cycle,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Series<L> {
     labels: L,
@@ -266,6 +281,18 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
         now: FlowCounters,
         labels: &mut impl FnMut(&FlowKey) -> Labelled<L>,
     ) -> Option<L> {
+        self.record(key, now, FlowCounters::default(), labels)
+    }
+
+    /// [`Accounting::observe`], where a flow not tracked yet has its totals up to `counted`
+    /// already counted.
+    fn record(
+        &mut self,
+        key: FlowKey,
+        now: FlowCounters,
+        counted: FlowCounters,
+        labels: &mut impl FnMut(&FlowKey) -> Labelled<L>,
+    ) -> Option<L> {
         let (generation, cycle) = (self.label_generation, self.cycle);
         let table = &mut self.table;
         // A generation no cycle ever has: the flow is labelled again at its next read.
@@ -285,15 +312,8 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
             }
             Entry::Vacant(e) => {
                 let l = labels(&key);
-                e.insert(Tracked {
-                    last: FlowCounters::default(),
-                    last_delta: 0,
-                    series: table.attach(l.labels, cycle),
-                    tag: l.tag,
-                    label_generation: generation_of(l.settled),
-                    idle_cycles: 0,
-                    seen_in_cycle: cycle,
-                })
+                let series = table.attach(l.labels, cycle);
+                e.insert(Tracked::new(counted, series, l.tag, generation_of(l.settled), cycle))
             }
         };
         let delta = delta(tracked.last, now);
@@ -501,18 +521,8 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
         for f in saved.flows {
             let Some(&series) = slots.get(f.series as usize) else { continue };
             self.table.live(series).flows += 1;
-            if let Some(old) = self.flows.insert(
-                f.key,
-                Tracked {
-                    last: f.last,
-                    last_delta: 0,
-                    series,
-                    tag: 0,
-                    label_generation: self.label_generation,
-                    idle_cycles: 0,
-                    seen_in_cycle: cycle,
-                },
-            ) {
+            let tracked = Tracked::new(f.last, series, 0, self.label_generation, cycle);
+            if let Some(old) = self.flows.insert(f.key, tracked) {
                 self.table.detach(old.series);
             }
             flows += 1;
@@ -530,24 +540,7 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
         now: FlowCounters,
         labels: &mut impl FnMut(&FlowKey) -> Labelled<L>,
     ) {
-        if !self.flows.contains_key(&key) {
-            let l = labels(&key);
-            let generation = if l.settled { self.label_generation } else { u64::MAX };
-            let series = self.table.attach(l.labels, self.cycle);
-            self.flows.insert(
-                key,
-                Tracked {
-                    last: now,
-                    last_delta: 0,
-                    series,
-                    tag: l.tag,
-                    label_generation: generation,
-                    idle_cycles: 0,
-                    seen_in_cycle: self.cycle,
-                },
-            );
-        }
-        self.observe(key, now, labels);
+        self.record(key, now, now, labels);
     }
 }
 

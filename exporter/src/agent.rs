@@ -273,7 +273,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
         plan.dataplane.interfaces.iter().map(|i| (i.index, Arc::from(i.name.as_str()))).collect();
     let cgroup_root = plan.dataplane.cgroup.clone().unwrap_or_else(|| PathBuf::from("/"));
     let idle_cycles = cycles_in(args.flow_idle_timeout, args.read_interval);
-    let reader = Reader {
+    let mut reader = Reader {
         dataplane,
         accounting: Accounting::new(
             idle_cycles,
@@ -308,7 +308,6 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             args.destinations_memory,
         ),
     };
-    let mut reader = reader;
     if let Some(file) = checkpoint {
         resume(&mut reader, &file);
         reader.checkpoint = Some(file);

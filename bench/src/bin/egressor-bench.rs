@@ -404,7 +404,7 @@ fn read_cycle() {
             1_000_000,
         ),
     };
-    let mut cycle = |label: &str| {
+    let cycle = |reader: &mut Reader, label: &str| {
         let t = Instant::now();
         reader.cycle().expect("cycle");
         let read = t.elapsed();
@@ -425,9 +425,20 @@ fn read_cycle() {
         "| cycle | read+account ms | render ms | total ms | ratio to bare read | ratio to 50 ms target |"
     );
     println!("|---|---|---|---|---|---|");
-    cycle("first (every flow new)");
-    cycle("steady state");
-    cycle("steady state");
+    cycle(&mut reader, "first (every flow new)");
+    cycle(&mut reader, "steady state");
+    cycle(&mut reader, "steady state");
+    // With --bpf.pin-path every cycle also writes the checkpoint (here to /tmp, a tmpfs or
+    // a disk depending on the machine; the DaemonSet writes to the host's /run).
+    let path = std::env::temp_dir().join(format!("egressor-bench-ckpt-{}", std::process::id()));
+    reader.checkpoint = Some(egressor::checkpoint::CheckpointFile::lock(&path).expect("lock"));
+    cycle(&mut reader, "steady state + checkpoint");
+    cycle(&mut reader, "steady state + checkpoint");
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!("\ncheckpoint of {FLOWS} flows: {:.1} MB", size as f64 / 1e6);
+    drop(reader.checkpoint.take());
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(format!("{}.lock", path.display()));
     println!();
 }
 

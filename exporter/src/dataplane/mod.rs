@@ -161,11 +161,11 @@ pub struct Attachment {
     pub target: String,
     /// `cgroup_link`, `tcx` or `clsact`.
     pub mechanism: &'static str,
-    /// Whether the attachment is a pinned link this agent took over from an earlier one.
-    pub taken_over: bool,
 }
 
-/// The loaded and attached programs and their maps. Dropping it detaches everything.
+/// The loaded and attached programs and their maps. Dropping it detaches everything, except
+/// what is pinned ([`DataplaneOptions::pin_path`]): pinned links keep counting into the
+/// pinned maps for the next agent.
 pub struct Dataplane {
     // Field order matters: maps and links go before the object that owns the programs.
     flows: PerCpuHashMap<MapData, FlowKey, FlowCounters>,
@@ -548,21 +548,10 @@ fn attach_cgroup(
                 false
             }
             Some(pins) => {
-                let fd = prog.fd().map_err(|e| program_error(program, e))?.as_fd();
-                // A duplicate of the program's descriptor, so that the attach closure can
-                // borrow `prog` mutably.
-                let fd = fd.try_clone_to_owned().map_err(|source| DataplaneError::Syscall {
-                    op: "dup",
-                    map: FLOWS_MAP,
-                    source,
-                })?;
-                pins.attach(&format!("cgroup-{}", direction_name(direction)), fd.as_fd(), || {
-                    let id = prog
-                        .attach(&dir, attach_type, CgroupAttachMode::Single)
-                        .map_err(attach_error)?;
-                    let link = prog.take_link(id).map_err(attach_error)?;
-                    FdLink::try_from(link)
-                        .map_err(|e| attach_error(ProgramError::IOError(io::Error::other(e))))
+                let name = format!("cgroup-{}", direction_name(direction));
+                attach_pinned(pins, &name, program, prog, attach_error, |prog| {
+                    let id = prog.attach(&dir, attach_type, CgroupAttachMode::Single)?;
+                    prog.take_link(id)
                 })?
             }
         };
@@ -571,12 +560,56 @@ fn attach_cgroup(
             direction,
             target: cgroup.display().to_string(),
             mechanism: "cgroup_link",
-            taken_over,
         };
         info!(program, target = %a.target, taken_over, "attached");
         attachments.push(a);
     }
     Ok(())
+}
+
+/// Attaches `prog` through the link pinned as `name`, or through `attach` (whose link is then
+/// pinned) when none is; returns whether a pinned link was taken over. `attach_error` turns
+/// the kernel's refusal into the caller's error.
+fn attach_pinned<P, L>(
+    pins: &mut pins::PinLayout,
+    name: &str,
+    program: &'static str,
+    prog: &mut P,
+    attach_error: impl Fn(ProgramError) -> DataplaneError,
+    attach: impl FnOnce(&mut P) -> Result<L, ProgramError>,
+) -> Result<bool, DataplaneError>
+where
+    P: ProgramFdOf,
+    FdLink: TryFrom<L, Error = aya::programs::links::LinkError>,
+{
+    // A descriptor of its own, so that `attach` can borrow the program mutably.
+    let fd = prog
+        .program_fd()
+        .map_err(|e| program_error(program, e))?
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| program_error(program, ProgramError::IOError(e)))?;
+    pins.attach(name, fd.as_fd(), || {
+        let link = attach(prog).map_err(&attach_error)?;
+        FdLink::try_from(link).map_err(|e| attach_error(ProgramError::IOError(io::Error::other(e))))
+    })
+}
+
+/// The loaded program's descriptor, for the program types egressor attaches.
+trait ProgramFdOf {
+    fn program_fd(&self) -> Result<&aya::programs::ProgramFd, ProgramError>;
+}
+
+impl ProgramFdOf for CgroupSkb {
+    fn program_fd(&self) -> Result<&aya::programs::ProgramFd, ProgramError> {
+        self.fd()
+    }
+}
+
+impl ProgramFdOf for SchedClassifier {
+    fn program_fd(&self) -> Result<&aya::programs::ProgramFd, ProgramError> {
+        self.fd()
+    }
 }
 
 fn direction_name(direction: Direction) -> &'static str {
@@ -649,20 +682,10 @@ fn attach_tc(
                 false
             }
             Some(pins) => {
-                let fd = prog.fd().map_err(|e| program_error(program, e))?.as_fd();
-                let fd = fd.try_clone_to_owned().map_err(|source| DataplaneError::Syscall {
-                    op: "dup",
-                    map: FLOWS_MAP,
-                    source,
-                })?;
                 let name = format!("tc-{}-{}", interface.name, direction_name(direction));
-                pins.attach(&name, fd.as_fd(), || {
-                    let id = prog
-                        .attach_with_options(&interface.name, attach_type, options)
-                        .map_err(attach_error)?;
-                    let link = prog.take_link(id).map_err(attach_error)?;
-                    FdLink::try_from(link)
-                        .map_err(|e| attach_error(ProgramError::IOError(io::Error::other(e))))
+                attach_pinned(pins, &name, program, prog, attach_error, |prog| {
+                    let id = prog.attach_with_options(&interface.name, attach_type, options)?;
+                    prog.take_link(id)
                 })?
             }
         };
@@ -671,7 +694,6 @@ fn attach_tc(
             direction,
             target: interface.name.clone(),
             mechanism: if tcx { "tcx" } else { "clsact" },
-            taken_over,
         };
         info!(program, interface = %a.target, mechanism = a.mechanism, taken_over, "attached");
         attachments.push(a);
