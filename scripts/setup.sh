@@ -9,7 +9,10 @@
 #   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major);
 #   - cargo-fuzz (scripts/fuzz.sh runs the parsers' fuzz targets);
 #   - kubernetes-validate (PyPI) in a virtualenv at ~/.cache/egressor/venv, which validates
-#     deploy/kubernetes/ against the Kubernetes OpenAPI schemas.
+#     deploy/ against the Kubernetes OpenAPI schemas, taught prometheus-operator's
+#     ServiceMonitor and PrometheusRule schemas by scripts/crd-schemas.py;
+#   - golang-go with Masterminds/sprig and sigs.k8s.io/yaml, for tests/helm/render.go, the
+#     test-only `helm template` that renders the chart (no helm binary is installable).
 #
 # Environment: EGRESSOR_SKIP_APT=1 skips apt (for machines managed some other way).
 set -euo pipefail
@@ -23,7 +26,7 @@ APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
   libzstd-dev zlib1g-dev
   prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux dnsmasq-base nftables
-  python3-venv
+  python3-venv golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -75,5 +78,9 @@ if ! "${VENV}/bin/kubernetes-validate" --version 2>/dev/null | grep -q "${KUBERN
   log "installing kubernetes-validate ${KUBERNETES_VALIDATE_VERSION} into ${VENV}"
   /usr/bin/python3 -m venv "${VENV}"
   "${VENV}/bin/pip" install -q "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+fi
+if ! "${VENV}/bin/python" "$(dirname "$0")/crd-schemas.py" --check; then
+  log "adding the ServiceMonitor and PrometheusRule schemas to kubernetes-validate"
+  "${VENV}/bin/python" "$(dirname "$0")/crd-schemas.py"
 fi
 log "prerequisites ready"

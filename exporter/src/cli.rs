@@ -233,20 +233,21 @@ pub struct AskArgs {
 /// Flags of `egressor manifests`.
 #[derive(Debug, Args)]
 pub struct ManifestsArgs {
+    /// Values files over the chart's `values.yaml` (deploy/helm/egressor), merged in order
+    /// the way `helm install -f` merges them; repeatable.
+    #[arg(long = "values", short = 'f', value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+    /// Release name: objects are `<name>-egressor-*`, or `<name>-*` when it contains
+    /// `egressor`.
+    #[arg(long = "name", default_value = "egressor", value_name = "RELEASE")]
+    pub name: String,
     /// Namespace of the namespaced objects.
-    #[arg(long = "namespace", default_value = "egressor")]
+    #[arg(long = "namespace", default_value = "egressor", value_name = "NAMESPACE")]
     pub namespace: String,
-    /// Container image of the agent and the explainer [default:
-    /// ghcr.io/egressor/egressor:<this version>].
-    #[arg(long = "image", value_name = "IMAGE")]
-    pub image: Option<String>,
-    /// Prometheus the explainer asks.
-    #[arg(
-        long = "prometheus.url",
-        default_value = "http://prometheus-operated.monitoring.svc:9090",
-        value_name = "URL"
-    )]
-    pub prometheus_url: String,
+    /// Which objects: `core` (Namespace, RBAC, agent, explainer), `monitoring`
+    /// (ServiceMonitor, PrometheusRule, dashboards; needs prometheus-operator) or `all`.
+    #[arg(long = "part", value_enum, default_value = "all")]
+    pub part: crate::manifests::Part,
 }
 
 /// Flags of `egressor dashboards`.

@@ -74,17 +74,16 @@ fn main() -> ExitCode {
             }
         },
         Command::Manifests(args) => {
-            let mut options = egressor::manifests::Options {
-                namespace: args.namespace,
-                prometheus_url: args.prometheus_url,
-                ..Default::default()
+            let values = match egressor::manifests::Values::load(&args.values) {
+                Ok(values) => values,
+                Err(e) => return one_shot(Err(e)),
             };
-            if let Some(image) = args.image {
-                options.image = image;
-            }
-            match egressor::manifests::render(&options) {
+            let release =
+                egressor::manifests::Release { name: args.name, namespace: args.namespace };
+            match egressor::manifests::render(&values, &release, args.part) {
                 Ok(yaml) => {
-                    print!("{yaml}");
+                    // A closed pipe (`| head`) is not an error worth a panic.
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), yaml.as_bytes());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

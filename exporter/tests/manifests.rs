@@ -1,4 +1,5 @@
-//! `deploy/kubernetes/egressor.yaml` is `egressor manifests`' output (stale fails), passes
+//! `deploy/kubernetes/egressor.yaml` and `prometheus-operator.yaml` are `egressor manifests`'
+//! output for the chart's default values (stale fails), pass
 //! `kubernetes-validate --strict` (PyPI; the Kubernetes 1.37 OpenAPI schemas, unknown
 //! fields rejected; `scripts/setup.sh` installs it) while a copy with one wrong field does
 //! not, and holds what the module promises: capabilities exactly BPF, PERFMON, NET_ADMIN
@@ -7,11 +8,17 @@
 
 use std::{path::PathBuf, process::Command};
 
-use egressor::manifests::{Options, render};
+use egressor::manifests::{Part, Release, Values, render};
 use serde_yaml_ng::Value;
 
-fn committed() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/egressor.yaml")
+fn committed(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes").join(file)
+}
+
+/// `egressor manifests --part PART` for the chart's defaults.
+fn defaults(part: Part) -> String {
+    let values = Values::load(&[] as &[&str]).expect("the chart's values.yaml loads");
+    render(&values, &Release::default(), part).unwrap()
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
@@ -29,13 +36,17 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 #[test]
 fn the_committed_manifests_are_the_generated_ones() {
-    let want = render(&Options::default()).unwrap();
-    let have = std::fs::read_to_string(committed()).unwrap_or_default();
-    assert!(
-        have == want,
-        "deploy/kubernetes/egressor.yaml is stale: run \
-         `cargo run -p egressor -- manifests > deploy/kubernetes/egressor.yaml`"
-    );
+    for (file, part, flag) in [
+        ("egressor.yaml", Part::Core, "core"),
+        ("prometheus-operator.yaml", Part::Monitoring, "monitoring"),
+    ] {
+        let have = std::fs::read_to_string(committed(file)).unwrap_or_default();
+        assert!(
+            have == defaults(part),
+            "deploy/kubernetes/{file} is stale: run \
+             `cargo run -p egressor -- manifests --part {flag} > deploy/kubernetes/{file}`"
+        );
+    }
 }
 
 /// `kubernetes-validate` from `scripts/setup.sh`'s virtualenv, or `PATH`.
@@ -76,7 +87,7 @@ fn the_manifests_validate_against_the_kubernetes_schemas() {
         eprintln!("skipped: {why}");
         return;
     };
-    let yaml = render(&Options::default()).unwrap();
+    let yaml = defaults(Part::All);
     let (ok, text) = validate(&validator, &yaml);
     assert!(ok, "{text}");
     assert_eq!(text.matches("passed for resource").count(), documents(&yaml).len(), "{text}");
@@ -84,6 +95,9 @@ fn the_manifests_validate_against_the_kubernetes_schemas() {
     for (good, bad) in [
         ("hostNetwork: true", "hostNetwork: yes-please"),
         ("readOnlyRootFilesystem: true", "readOnlyRootFilesystm: true"),
+        // The prometheus-operator CRD schemas too (scripts/crd-schemas.py).
+        ("targetLabel: node", "targetLabl: node"),
+        ("kind: PrometheusRule\nmetadata:", "kind: PrometheusRule\nmetadta:"),
     ] {
         assert!(yaml.contains(good), "{good}");
         let (ok, text) = validate(&validator, &yaml.replacen(good, bad, 1));
@@ -93,7 +107,7 @@ fn the_manifests_validate_against_the_kubernetes_schemas() {
 
 #[test]
 fn the_agent_gets_only_what_it_needs() {
-    let docs = documents(&render(&Options::default()).unwrap());
+    let docs = documents(&defaults(Part::All));
     assert!(docs.iter().all(|d| d["kind"] != "Secret"), "a Secret in the output");
     let agent = find(&docs, "DaemonSet", "egressor-agent");
     let pod = &agent["spec"]["template"]["spec"];
