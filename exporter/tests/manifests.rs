@@ -6,7 +6,9 @@
 //! and DAC_READ_SEARCH, read-only roots, read-only RBAC on the kinds the agent watches, no
 //! Secret, a non-root explainer.
 
-use std::{path::PathBuf, process::Command};
+mod support;
+
+use std::path::{Path, PathBuf};
 
 use egressor::manifests::{Part, Release, Values, render};
 use serde_yaml_ng::Value;
@@ -49,39 +51,19 @@ fn the_committed_manifests_are_the_generated_ones() {
     }
 }
 
-/// `kubernetes-validate` from `scripts/setup.sh`'s virtualenv, or `PATH`.
-fn validator() -> Option<PathBuf> {
-    let venv = std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/egressor/venv/bin/kubernetes-validate"));
-    venv.filter(|p| p.exists()).or_else(|| {
-        Command::new("kubernetes-validate")
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|_| PathBuf::from("kubernetes-validate"))
-    })
-}
-
-fn validate(validator: &PathBuf, yaml: &str) -> (bool, String) {
+fn validate(validator: &Path, yaml: &str) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("egressor-manifests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("m{}.yaml", yaml.len()));
     std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(validator)
-        .args(["--strict", "-k", "1.37.0"])
-        .arg(&file)
-        .output()
-        .expect("kubernetes-validate");
+    let result = support::validate(validator, &file);
     let _ = std::fs::remove_dir_all(&dir);
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
+    result
 }
 
 #[test]
 fn the_manifests_validate_against_the_kubernetes_schemas() {
-    let Some(validator) = validator() else {
+    let Some(validator) = support::validator() else {
         let why = "kubernetes-validate is not installed (scripts/setup.sh installs it)";
         assert!(std::env::var("EGRESSOR_REQUIRE_BPF").as_deref() != Ok("1"), "{why}");
         eprintln!("skipped: {why}");
