@@ -1,0 +1,49 @@
+//! `deploy/Dockerfile` builds with the toolchain `scripts/setup.sh` installs (same LLVM major,
+//! same bpf-linker, the workspace's rust-version) and ships what the manifests run: the
+//! binary at the entrypoint the Pods' `args` follow, as a non-root user, on distroless/cc
+//! (the binary links only glibc and libgcc_s, which it carries).
+
+use std::path::PathBuf;
+
+fn read(path: &str) -> String {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The value of a `NAME=value`, `NAME = "value"` or `ARG NAME=value` line, quotes removed.
+fn assignment(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let line = line.trim().strip_prefix("ARG ").unwrap_or(line.trim());
+        let value = line.strip_prefix(name)?.trim_start().strip_prefix('=')?.trim();
+        Some(value.trim_matches('"').to_owned())
+    })
+}
+
+#[test]
+fn the_image_builds_with_the_setup_toolchain() {
+    let dockerfile = read("deploy/Dockerfile");
+    let setup = read("scripts/setup.sh");
+    for name in ["LLVM_MAJOR", "BPF_LINKER_VERSION"] {
+        let want = assignment(&setup, name).unwrap_or_else(|| panic!("{name} in setup.sh"));
+        assert_eq!(assignment(&dockerfile, name), Some(want), "{name}");
+    }
+    let rust = assignment(&dockerfile, "RUST_VERSION").expect("ARG RUST_VERSION");
+    let floor = assignment(&read("Cargo.toml"), "rust-version").expect("rust-version");
+    assert!(rust.starts_with(&format!("{floor}.")), "RUST_VERSION {rust} vs rust-version {floor}");
+    assert_eq!(assignment(&dockerfile, "VERSION"), Some(env!("CARGO_PKG_VERSION").to_owned()));
+    assert!(dockerfile.contains("cargo build --release --locked -p egressor"));
+}
+
+#[test]
+fn the_image_runs_what_the_manifests_expect() {
+    let dockerfile = read("deploy/Dockerfile");
+    let runtime = dockerfile.rsplit_once("\nFROM ").expect("a runtime stage").1;
+    assert!(runtime.starts_with("gcr.io/distroless/cc-debian12:nonroot"), "{runtime}");
+    assert!(runtime.contains("\nUSER 65532:65532\n"), "the image's user is not nonroot");
+    assert!(runtime.contains("COPY --from=build /out/egressor /usr/bin/egressor"));
+    assert!(runtime.contains("ENTRYPOINT [\"/usr/bin/egressor\"]"));
+    // The Pods give the subcommand in `args`, so the entrypoint must be the binary itself.
+    let manifests = read("deploy/kubernetes/egressor.yaml");
+    assert!(!manifests.contains("command:"), "a Pod overrides the entrypoint");
+    assert!(manifests.contains("- agent\n") && manifests.contains("- explainer\n"));
+}
