@@ -145,8 +145,9 @@ async fn an_api_server_down_at_start_is_retried_and_a_forbidden_kind_is_counted(
     .await;
     assert_eq!(index.read().unwrap().sizes().0, 0);
 
-    let fake = FakeKube::start_on(port).with_fixtures();
-    fake.forbid("Job");
+    // Jobs are forbidden from the server's first answer: forbidding them after it starts
+    // would let a retrying list of Jobs succeed in between.
+    let fake = FakeKube::start_forbidding(port, &["Job"]).with_fixtures();
     until("pods, nodes and replicasets listed after the retry", || synced(&status, &[0, 1, 2]))
         .await;
     // The server starts while the fixtures are still being added: a list may see some of

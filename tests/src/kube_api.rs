@@ -82,7 +82,14 @@ impl FakeKube {
     /// Starts on `port` (a test that wants the API down at first picks the port, points the
     /// agent at it, and starts the server later).
     pub fn start_on(port: u16) -> Self {
-        let store = Arc::new(Mutex::new(Store { version: 1000, ..Store::default() }));
+        Self::start_forbidding(port, &[])
+    }
+
+    /// Starts on `port` with `kinds` answering 403 Forbidden, as RBAC does without the
+    /// permission, from the server's first request on.
+    pub fn start_forbidding(port: u16, kinds: &[&str]) -> Self {
+        let forbidden = kinds.iter().map(|k| path_of(k)).collect();
+        let store = Arc::new(Mutex::new(Store { version: 1000, forbidden, ..Store::default() }));
         let (changed, _) = tokio::sync::broadcast::channel(1024);
         let state = (store.clone(), changed.clone());
         let mut app = Router::new();
@@ -155,11 +162,6 @@ impl FakeKube {
         }
         drop(s);
         let _ = self.changed.send(());
-    }
-
-    /// Makes a kind answer 403 Forbidden, as RBAC does without the permission.
-    pub fn forbid(&self, kind: &str) {
-        self.store.lock().unwrap().forbidden.push(path_of(kind));
     }
 
     /// Serves every object of `tests/fixtures/kubernetes/`.
