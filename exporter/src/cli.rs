@@ -59,9 +59,63 @@ pub enum Command {
     /// Print the Kubernetes objects that run the agent and the explainer (YAML), as in
     /// deploy/kubernetes/egressor.yaml.
     Manifests(ManifestsArgs),
+    /// Analyse AWS VPC Flow Logs (files, directories, gzip, stdin) with the agent's
+    /// classifier and price sheets: who talks to the internet, through which NAT gateway,
+    /// what it costs and what to change.
+    Flowlogs(Box<FlowLogsArgs>),
     /// Detach the programs an agent left pinned (--bpf.pin-path) and delete its checkpoint:
     /// for uninstalling.
     Unpin(UnpinArgs),
+}
+
+/// Flags of `egressor flowlogs`.
+#[derive(Debug, Args)]
+pub struct FlowLogsArgs {
+    /// Flow-log files (plain or gzip), directories (read recursively, in name order) or `-`
+    /// for stdin.
+    #[arg(required = true, value_name = "FILE|DIR|-")]
+    pub inputs: Vec<PathBuf>,
+
+    /// The log's format for files without a header line: AWS's `LogFormat`
+    /// (`${version} ${srcaddr} …`) or the field names separated by spaces. Files with a
+    /// header are read by their header [default: the header, else AWS's default or
+    /// all-fields format by the number of fields]
+    #[arg(long = "format", value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// Private address of a NAT gateway whose interface the logs include (repeatable): its
+    /// records are read as NAT traffic, each byte counted once.
+    #[arg(long = "nat-gateway", value_name = "ADDR")]
+    pub nat_gateways: Vec<std::net::IpAddr>,
+
+    /// Print the report as JSON instead of the summary.
+    #[arg(long = "json")]
+    pub json: bool,
+
+    /// Rows of sources and destinations shown.
+    #[arg(long = "top", default_value_t = 20, value_name = "N")]
+    pub top: usize,
+
+    /// Worker threads [default: one per core].
+    #[arg(long = "threads", value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Local addresses each thread keeps apart; more are summed as `other` (bounds memory:
+    /// ~100 bytes each).
+    #[arg(long = "max-sources", default_value_t = 100_000, value_name = "N")]
+    pub max_sources: usize,
+
+    /// Remote addresses each thread keeps apart; more are summed as other destinations.
+    #[arg(long = "max-destinations", default_value_t = 100_000, value_name = "N")]
+    pub max_destinations: usize,
+
+    /// Size of the chunks plain files are split into for parallel reading (for tests).
+    #[arg(long = "chunk-bytes", hide = true, default_value_t = crate::flowlogs::input::CHUNK_BYTES)]
+    pub chunk_bytes: u64,
+
+    #[command(flatten)]
+    /// Configuration file and price sheet.
+    pub setup: SetupArgs,
 }
 
 /// Flags of `egressor unpin`.

@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod dns;
 pub mod error;
 pub mod explainer;
+pub mod flowlogs;
 pub mod geoip;
 pub mod http;
 pub mod http_api;

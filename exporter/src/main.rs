@@ -59,6 +59,14 @@ fn main() -> ExitCode {
             one_shot(commands::rules::run(&args, &mut std::io::stdout().lock()))
         }
         Command::Dashboards(args) => one_shot(commands::dashboards::run(&args)),
+        Command::Flowlogs(args) => {
+            init_warnings();
+            match egressor::flowlogs::run(&args, &mut std::io::stdout().lock()) {
+                Ok(egressor::flowlogs::Outcome::Complete) => ExitCode::SUCCESS,
+                Ok(egressor::flowlogs::Outcome::InputErrors) => ExitCode::from(EXIT_FAILURE),
+                Err(e) => one_shot(Err(e)),
+            }
+        }
         Command::Unpin(args) => match commands::unpin::run(&args) {
             Ok(removed) => {
                 if removed {

@@ -1,0 +1,478 @@
+//! What one worker makes of the records it reads: each record's local and remote end,
+//! direction, traffic class, egress path, service and region, decided by the agent's own
+//! [`Classifier`] and [`EgressPaths`], summed into buckets that [`super::report`] prices.
+//!
+//! **Ends and direction.** `flow-direction` (version 5) says which end is the interface's;
+//! without it the private end is local (both private: the source; both public: the source).
+//! The remote is `internal` when the classifier does not call it public; `pkt-srcaddr` /
+//! `pkt-dstaddr` replace `srcaddr` / `dstaddr` when given (the packet's real ends behind an
+//! intermediate hop). An internal record without `flow-direction` is priced as its source's
+//! egress: when both interfaces are logged, a cross-zone byte is then priced twice at the
+//! egress price, which equals AWS's charge on each side.
+//!
+//! **NAT gateways** (`--nat-gateway ADDR`, the gateway's private address). A NAT gateway's
+//! interface logs each byte twice, once per leg: instance ↔ gateway and gateway ↔ internet.
+//! With the packet-level fields the instance leg names both real ends and is counted, with
+//! egress path `nat_gateway`; the internet leg is the same bytes again and is only reported
+//! as a duplicate. Without them, the internet leg is counted (local end: the gateway) and the
+//! instance leg is the duplicate. The instances' own records of traffic their subnet sends
+//! through a NAT gateway (`subnets[].egress: nat_gateway`) are the same bytes as the
+//! gateway's records: with `--nat-gateway` given they are duplicates too.
+//!
+//! **Other paths.** `traffic-path` 7 (gateway VPC endpoint) and 8 (internet gateway) decide
+//! the path where given; otherwise the configured subnets do, as for the agent.
+//!
+//! **Zones.** The local zone, against which same-zone and cross-zone are decided, is the
+//! record's `az-id`, else the zone of the configured network holding the local address,
+//! else `node.zone`. Zones of `networks` should then be zone IDs (`use1-az1`).
+//!
+//! **REJECT** records moved no billed bytes: they are counted apart and never priced.
+//! **Memory** is bounded: per worker at most `max_sources` local and `max_destinations`
+//! remote addresses are kept apart; the others are summed as "other".
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::BuildHasher,
+    net::IpAddr,
+    sync::Arc,
+};
+
+use serde::Serialize;
+
+use super::record::{Action, FlowDirection, Record};
+use crate::{
+    classify::{Classifier, Remote, TrafficClass},
+    cloud::sources::SharedCloudTable,
+    config::FileConfig,
+    paths::{EgressPath, EgressPaths},
+};
+
+/// Distinct-count sketch of remote addresses (as the agent's, seeded the same in every
+/// worker so that the sketches merge).
+pub type Sketch =
+    cardinality_estimator::CardinalityEstimator<IpAddr, std::hash::DefaultHasher, 15, 6>;
+
+/// Which way a record's bytes went, from the local end's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// To a public remote.
+    Egress,
+    /// From a public remote.
+    Ingress,
+    /// Between private addresses (the VPC, peers, on-premises).
+    Internal,
+}
+
+impl Direction {
+    /// As it prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Egress => "egress",
+            Self::Ingress => "ingress",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Bytes, packets and records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// IP bytes, as billed.
+    pub bytes: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Flow-log records.
+    pub records: u64,
+}
+
+impl Counts {
+    fn add(&mut self, bytes: u64, packets: u64) {
+        self.bytes += bytes;
+        self.packets += packets;
+        self.records += 1;
+    }
+
+    /// Adds another's counts.
+    pub fn merge(&mut self, o: &Counts) {
+        self.bytes += o.bytes;
+        self.packets += o.packets;
+        self.records += o.records;
+    }
+}
+
+/// What decides a price: one bucket of the analysis.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketKey {
+    /// Direction.
+    pub direction: Direction,
+    /// Whether the bytes were sent by the local end (egress prices) or received.
+    pub sent: bool,
+    /// The remote's class, from the local zone.
+    pub class: TrafficClass,
+    /// How the bytes left or entered the VPC.
+    pub path: EgressPath,
+    /// The remote's cloud service (empty: none).
+    pub service: String,
+    /// The remote's region (empty: unknown).
+    pub region: String,
+}
+
+/// Bytes per bucket (buckets by their index in the worker's [`Analysis::buckets`]); a few
+/// entries per address.
+#[derive(Debug, Clone, Default)]
+pub struct Spend(pub Vec<(u32, Counts)>);
+
+impl Spend {
+    fn add(&mut self, bucket: u32, bytes: u64, packets: u64) {
+        match self.0.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, c)) => c.add(bytes, packets),
+            None => {
+                let mut c = Counts::default();
+                c.add(bytes, packets);
+                self.0.push((bucket, c));
+            }
+        }
+    }
+
+    /// Adds `o`, whose bucket indices `map` translates into this one's.
+    pub fn merge(&mut self, o: &Spend, map: &[u32]) {
+        for (b, c) in &o.0 {
+            let b = map[*b as usize];
+            match self.0.iter_mut().find(|(x, _)| *x == b) {
+                Some((_, mine)) => mine.merge(c),
+                None => self.0.push((b, *c)),
+            }
+        }
+    }
+}
+
+/// Bytes the analysis saw but did not count, because another record counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Duplicates {
+    /// A NAT gateway's internet leg (its instance leg, with packet-level fields, counts).
+    pub nat_internet_leg: Counts,
+    /// A NAT gateway's instance leg (without packet-level fields the internet leg counts).
+    pub nat_instance_leg: Counts,
+    /// An instance's record of traffic its subnet sends through a given NAT gateway.
+    pub seen_at_nat_gateway: Counts,
+}
+
+/// A remote address's numbers.
+#[derive(Debug, Clone, Default)]
+pub struct Destination {
+    /// Bytes by bucket.
+    pub spend: Spend,
+    /// The AWS service the records named (`pkt-*-aws-service`), if any.
+    pub aws_service: Option<String>,
+}
+
+/// Where an avoidable cost comes from: a same-region service reached through a NAT gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AvoidableKey {
+    /// The service (S3, DYNAMODB).
+    pub service: String,
+    /// Its region.
+    pub region: String,
+    /// The local subnet: the record's `subnet-id`, else the configured subnet's CIDR, else
+    /// empty.
+    pub subnet: String,
+}
+
+/// Settings of an analysis.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Private addresses of NAT gateways whose interfaces the input logs.
+    pub nat_gateways: HashSet<IpAddr>,
+    /// Local addresses kept apart per worker.
+    pub max_sources: usize,
+    /// Remote addresses kept apart per worker.
+    pub max_destinations: usize,
+}
+
+/// One worker's sums.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    /// Buckets, by index.
+    pub buckets: Vec<(BucketKey, Counts)>,
+    /// Local addresses' spend.
+    pub sources: HashMap<IpAddr, Spend>,
+    /// Local addresses beyond the cap.
+    pub other_sources: Spend,
+    /// Remote addresses.
+    pub destinations: HashMap<IpAddr, Destination>,
+    /// Remote addresses beyond the cap.
+    pub other_destinations: Spend,
+    /// Avoidable spend by service, region and subnet.
+    pub avoidable: HashMap<AvoidableKey, Spend>,
+    /// REJECT records.
+    pub rejected: Counts,
+    /// Records not counted because others count their bytes.
+    pub duplicates: Duplicates,
+    /// Distinct remote addresses.
+    pub unique_destinations: Sketch,
+}
+
+/// Reads records into an [`Analysis`]: one per worker thread.
+pub struct Analyzer {
+    config: Arc<FileConfig>,
+    cloud: Arc<SharedCloudTable>,
+    options: Arc<Options>,
+    base: Classifier,
+    by_zone: HashMap<String, Classifier>,
+    paths: EgressPaths,
+    gateway_services: Vec<String>,
+    bucket_index: HashMap<BucketKey, u32>,
+    hash: foldhash::fast::FixedState,
+    /// The sums so far.
+    pub analysis: Analysis,
+}
+
+/// Where a record's bytes go, or why they are not counted.
+enum Ends {
+    Counted { local: IpAddr, remote: IpAddr, sent: bool, nat: bool },
+    Duplicate(fn(&mut Duplicates) -> &mut Counts),
+}
+
+impl Analyzer {
+    /// A worker's analyzer over the configuration (node zone, region and provider already
+    /// defaulted), the cloud ranges and the price sheet's gateway-endpoint services.
+    pub fn new(
+        config: Arc<FileConfig>,
+        cloud: Arc<SharedCloudTable>,
+        options: Arc<Options>,
+        gateway_services: Vec<String>,
+    ) -> Self {
+        Self {
+            base: Classifier::new(&config, cloud.clone()),
+            paths: EgressPaths::new(&config),
+            by_zone: HashMap::new(),
+            config,
+            cloud,
+            options,
+            gateway_services,
+            bucket_index: HashMap::new(),
+            hash: foldhash::fast::FixedState::with_seed(0x666c_6f77),
+            analysis: Analysis::default(),
+        }
+    }
+
+    /// Counts one record.
+    pub fn add(&mut self, r: &Record<'_>) {
+        if r.action == Action::Reject {
+            self.analysis.rejected.add(r.bytes, r.packets);
+            return;
+        }
+        let (local, remote, sent, nat) = match self.ends(r) {
+            Ends::Counted { local, remote, sent, nat } => (local, remote, sent, nat),
+            Ends::Duplicate(which) => {
+                which(&mut self.analysis.duplicates).add(r.bytes, r.packets);
+                return;
+            }
+        };
+        let zone = r.az.map(str::to_owned).or_else(|| self.network_zone(local));
+        let classifier = match zone {
+            Some(z) if Some(&z) != self.config.node.zone.as_ref() => {
+                let (config, cloud) = (&self.config, &self.cloud);
+                &*self.by_zone.entry(z).or_insert_with_key(|z| {
+                    let mut c = (**config).clone();
+                    c.node.zone = Some(z.clone());
+                    Classifier::new(&c, cloud.clone())
+                })
+            }
+            _ => &self.base,
+        };
+        let found = classifier.classify(Some(remote));
+        let path = if nat {
+            EgressPath::NatGateway
+        } else {
+            match r.traffic_path {
+                Some(7) => EgressPath::VpcGatewayEndpoint,
+                Some(8) => EgressPath::InternetGateway,
+                _ => self.paths.path(Some(local), &found),
+            }
+        };
+        if !nat
+            && path == EgressPath::NatGateway
+            && found.class.is_public()
+            && !self.options.nat_gateways.is_empty()
+        {
+            self.analysis.duplicates.seen_at_nat_gateway.add(r.bytes, r.packets);
+            return;
+        }
+        let direction = match (found.class.is_public(), sent) {
+            (true, true) => Direction::Egress,
+            (true, false) => Direction::Ingress,
+            (false, _) => Direction::Internal,
+        };
+        let (service, region) = service_and_region(&found, &self.config);
+        let (service, region) = (service.to_owned(), region.to_owned());
+        let avoidable = path == EgressPath::NatGateway
+            && found.class == TrafficClass::CloudSameRegion
+            && self.gateway_services.contains(&service);
+        let key = BucketKey {
+            direction,
+            sent,
+            class: found.class,
+            path,
+            service: service.clone(),
+            region: region.clone(),
+        };
+        let bucket = self.bucket(key);
+        let a = &mut self.analysis;
+        a.buckets[bucket as usize].1.add(r.bytes, r.packets);
+        let options = &self.options;
+        let full = a.sources.len() >= options.max_sources;
+        match a.sources.get_mut(&local) {
+            Some(s) => s.add(bucket, r.bytes, r.packets),
+            None if !full => a.sources.entry(local).or_default().add(bucket, r.bytes, r.packets),
+            None => a.other_sources.add(bucket, r.bytes, r.packets),
+        }
+        let aws_service = if sent { r.dst_service } else { r.src_service };
+        let full = a.destinations.len() >= options.max_destinations;
+        match a.destinations.get_mut(&remote) {
+            Some(d) => d.spend.add(bucket, r.bytes, r.packets),
+            None if !full => {
+                let d = a.destinations.entry(remote).or_default();
+                d.spend.add(bucket, r.bytes, r.packets);
+                d.aws_service = aws_service.map(str::to_owned);
+            }
+            None => a.other_destinations.add(bucket, r.bytes, r.packets),
+        }
+        a.unique_destinations.insert_hash(self.hash.hash_one(remote));
+        if avoidable {
+            // A NAT interface's record names the gateway's subnet; the endpoint belongs in
+            // the instance's.
+            let subnet = match r.subnet {
+                Some(s) if !nat => s.to_owned(),
+                _ => self.subnet_of(local),
+            };
+            let key = AvoidableKey { service, region, subnet };
+            self.analysis.avoidable.entry(key).or_default().add(bucket, r.bytes, r.packets);
+        }
+    }
+
+    fn ends(&self, r: &Record<'_>) -> Ends {
+        let (s, d) = (r.pkt_src.unwrap_or(r.src), r.pkt_dst.unwrap_or(r.dst));
+        let nats = &self.options.nat_gateways;
+        let public = |a: IpAddr| self.base.classify(Some(a)).class.is_public();
+        if nats.contains(&r.src) || nats.contains(&r.dst) {
+            let packet_level = r.pkt_src.is_some() || r.pkt_dst.is_some();
+            let (gateway_src, gateway_dst) = (nats.contains(&s), nats.contains(&d));
+            if gateway_src || gateway_dst {
+                let other = if gateway_src { d } else { s };
+                return match (public(other), packet_level) {
+                    // The gateway ↔ internet leg.
+                    (true, true) => Ends::Duplicate(|d| &mut d.nat_internet_leg),
+                    (true, false) => {
+                        let (local, remote) = if gateway_src { (s, d) } else { (d, s) };
+                        Ends::Counted { local, remote, sent: gateway_src, nat: true }
+                    }
+                    // Instance ↔ gateway without the packet's real ends.
+                    (false, false) => Ends::Duplicate(|d| &mut d.nat_instance_leg),
+                    // Traffic to the gateway itself.
+                    (false, true) => Ends::Counted { local: s, remote: d, sent: true, nat: false },
+                };
+            }
+            // The instance leg, with its real ends.
+            return match (public(s), public(d)) {
+                (true, false) => Ends::Counted { local: d, remote: s, sent: false, nat: true },
+                _ => Ends::Counted { local: s, remote: d, sent: true, nat: true },
+            };
+        }
+        match r.direction {
+            Some(FlowDirection::Egress) => {
+                Ends::Counted { local: s, remote: d, sent: true, nat: false }
+            }
+            Some(FlowDirection::Ingress) => {
+                Ends::Counted { local: d, remote: s, sent: false, nat: false }
+            }
+            None => match (public(s), public(d)) {
+                (true, false) => Ends::Counted { local: d, remote: s, sent: false, nat: false },
+                _ => Ends::Counted { local: s, remote: d, sent: true, nat: false },
+            },
+        }
+    }
+
+    fn network_zone(&self, local: IpAddr) -> Option<String> {
+        let found = self.base.classify(Some(local));
+        found.network.and_then(|i| self.config.networks[i].zone.clone())
+    }
+
+    fn subnet_of(&self, local: IpAddr) -> String {
+        let local = local.to_canonical();
+        self.config
+            .subnets
+            .iter()
+            .filter(|s| s.cidr.contains(&local))
+            .max_by_key(|s| s.cidr.prefix_len())
+            .map_or_else(String::new, |s| s.cidr.to_string())
+    }
+
+    fn bucket(&mut self, key: BucketKey) -> u32 {
+        if let Some(&i) = self.bucket_index.get(&key) {
+            return i;
+        }
+        let i = self.analysis.buckets.len() as u32;
+        self.analysis.buckets.push((key.clone(), Counts::default()));
+        self.bucket_index.insert(key, i);
+        i
+    }
+}
+
+/// The remote's service and region as the agent decides them (the cloud range's, else the
+/// configured network's region).
+fn service_and_region<'a>(found: &Remote<'a>, config: &'a FileConfig) -> (&'a str, &'a str) {
+    match found.cloud {
+        Some(m) => (m.service, m.region),
+        None => {
+            let region = found.network.and_then(|i| config.networks[i].region.as_deref());
+            ("", region.unwrap_or(""))
+        }
+    }
+}
+
+impl Analysis {
+    /// Adds another worker's sums.
+    pub fn merge(&mut self, o: Analysis) {
+        let mut index: HashMap<BucketKey, u32> =
+            self.buckets.iter().enumerate().map(|(i, (k, _))| (k.clone(), i as u32)).collect();
+        let map: Vec<u32> = o
+            .buckets
+            .iter()
+            .map(|(k, c)| match index.get(k) {
+                Some(&i) => {
+                    self.buckets[i as usize].1.merge(c);
+                    i
+                }
+                None => {
+                    let i = self.buckets.len() as u32;
+                    self.buckets.push((k.clone(), *c));
+                    index.insert(k.clone(), i);
+                    i
+                }
+            })
+            .collect();
+        for (a, s) in o.sources {
+            self.sources.entry(a).or_default().merge(&s, &map);
+        }
+        self.other_sources.merge(&o.other_sources, &map);
+        for (a, d) in o.destinations {
+            let mine = self.destinations.entry(a).or_default();
+            mine.spend.merge(&d.spend, &map);
+            if mine.aws_service.is_none() {
+                mine.aws_service = d.aws_service;
+            }
+        }
+        self.other_destinations.merge(&o.other_destinations, &map);
+        for (k, s) in o.avoidable {
+            self.avoidable.entry(k).or_default().merge(&s, &map);
+        }
+        self.rejected.merge(&o.rejected);
+        let (d, od) = (&mut self.duplicates, &o.duplicates);
+        d.nat_internet_leg.merge(&od.nat_internet_leg);
+        d.nat_instance_leg.merge(&od.nat_instance_leg);
+        d.seen_at_nat_gateway.merge(&od.seen_at_nat_gateway);
+        self.unique_destinations.merge(&o.unique_destinations);
+    }
+}

@@ -1,0 +1,201 @@
+//! `egressor flowlogs`: the agent's classifier and price sheets over AWS VPC Flow Logs, for
+//! teams that cannot run eBPF (Fargate, managed nodes) or want a first look.
+//!
+//! Reads plain or gzip files (as AWS delivers them to S3), directories and stdin, in
+//! parallel ([`input`]); reads each record by its file's header ([`format`], [`record`]);
+//! decides ends, direction, class, path, service and region with the agent's own code
+//! ([`analysis`]); prices and reports ([`report`]). Bad lines are counted and the first few
+//! named with file and line; an input that cannot be read to its end is an error naming it,
+//! and the others are still analysed.
+
+pub mod analysis;
+pub mod format;
+pub mod input;
+pub mod record;
+pub mod report;
+
+use std::{
+    io::Write,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Instant, SystemTime},
+};
+
+use crate::{
+    agent::load_setup,
+    classify::Classifier,
+    cli::FlowLogsArgs,
+    cloud::sources::{CloudRanges, SourceMetrics},
+    error::ConfigError,
+    geoip::GeoIp,
+    paths::EgressPaths,
+    prices::Pricer,
+    verdict::{Judge, NetworkInfo},
+};
+use analysis::{Analysis, Analyzer, Options};
+use format::Layout;
+use input::{Input, UnitResult};
+
+/// Whether every input was read to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// All inputs read.
+    Complete,
+    /// Some input failed (named in the report); the rest was analysed.
+    InputErrors,
+}
+
+/// Analyses the inputs of `args` and writes the summary (or, with `--json`, the report) to
+/// `out`.
+///
+/// # Errors
+/// A bad configuration, price sheet, `--format` or input path (nothing analysed), or a
+/// failed write.
+pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigError> {
+    let flag = |flag, e: &dyn std::fmt::Display| ConfigError::Flag { flag, problem: e.to_string() };
+    let format = args
+        .format
+        .as_deref()
+        .map(Layout::from_format)
+        .transpose()
+        .map_err(|e| flag("--format", &e))?;
+    let (file, sheet) = load_setup(&args.setup, None)?;
+    let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
+    let mut ranges = CloudRanges::start(file.cloud_ranges.clone(), SourceMetrics::default());
+    if ranges.shared().current().1.is_empty() && ranges.has_urls() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| flag("flowlogs", &e))?;
+        rt.block_on(ranges.fetch_all());
+    }
+    let started = Instant::now();
+    let inputs = input::collect(&args.inputs, format.as_ref()).map_err(|e| flag("INPUT", &e))?;
+    let units = input::units(&inputs, args.chunk_bytes);
+    let options = Arc::new(Options {
+        nat_gateways: args.nat_gateways.iter().copied().collect(),
+        max_sources: args.max_sources,
+        max_destinations: args.max_destinations,
+    });
+    let config = Arc::new(file);
+    let gateway_services = sheet.gateway_endpoints.services.clone();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let stored: u64 = inputs.iter().map(|i| i.size).sum();
+    let progress = indicatif::ProgressBar::with_draw_target(
+        Some(stored),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("a valid template"),
+    );
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, UnitResult)>> = Mutex::new(Vec::new());
+    let analyses: Mutex<Vec<Analysis>> = Mutex::new(Vec::new());
+    let tick = |n: u64| progress.inc(n);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, units.len().max(1)) {
+            scope.spawn(|| {
+                let mut analyzer = Analyzer::new(
+                    config.clone(),
+                    ranges.shared(),
+                    options.clone(),
+                    gateway_services.clone(),
+                );
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&unit) = units.get(i) else { break };
+                    let r = input::read_unit(
+                        &inputs[unit.input],
+                        unit,
+                        format.as_ref(),
+                        &tick,
+                        &mut |record| analyzer.add(record),
+                    );
+                    results.lock().unwrap().push((i, r));
+                }
+                analyses.lock().unwrap().push(analyzer.analysis);
+            });
+        }
+    });
+    progress.finish_and_clear();
+    let mut analysis = Analysis::default();
+    for a in analyses.into_inner().unwrap() {
+        analysis.merge(a);
+    }
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    let mut summary = summarize(&inputs, &units, results);
+    summary.stored_bytes = stored;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let outcome = if summary.errors.is_empty() { Outcome::Complete } else { Outcome::InputErrors };
+
+    let classifier = Classifier::new(&config, ranges.shared());
+    let paths = EgressPaths::new(&config);
+    let mut pricer = Pricer::new(Arc::new(sheet), &config.pricing);
+    pricer.start_cycle(SystemTime::now());
+    let costs = report::price(&analysis, &mut pricer);
+    let networks = |i: usize| {
+        let n = &config.networks[i];
+        NetworkInfo { name: n.name.clone(), zone: n.zone.clone(), region: n.region.clone() }
+    };
+    let judge = Judge {
+        classifier: &classifier,
+        paths: &paths,
+        geoip: &geoip,
+        dns: None,
+        pricer: &pricer,
+        networks: &networks,
+        kube: &|_| None,
+    };
+    let report = report::build(&analysis, &costs, &judge, summary, args.top);
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).expect("the report serializes") + "\n"
+    } else {
+        report::render(&report)
+    };
+    out.write_all(text.as_bytes()).map_err(|e| flag("stdout", &e))?;
+    Ok(outcome)
+}
+
+/// Sums the units' results per input; numbers bad lines within their files.
+fn summarize(
+    inputs: &[Input],
+    units: &[input::Unit],
+    results: Vec<(usize, UnitResult)>,
+) -> report::InputSummary {
+    let mut s = report::InputSummary { files: inputs.len(), ..Default::default() };
+    // Lines in the chunks before each unit of the same input.
+    let mut lines_before = vec![0u64; inputs.len()];
+    for (i, r) in results {
+        let unit = units[i];
+        let name = &inputs[unit.input].name;
+        s.records += r.records;
+        s.nodata += r.nodata;
+        s.skipdata += r.skipdata;
+        s.bad_lines += r.bad;
+        s.text_bytes += r.bytes;
+        for (line, problem) in r.bad_examples {
+            if s.bad_line_examples.len() < input::BAD_EXAMPLES {
+                let line = lines_before[unit.input] + line;
+                s.bad_line_examples.push(format!("{name}:{line}: {problem}"));
+            }
+        }
+        lines_before[unit.input] += r.lines;
+        if let Some(e) = r.error {
+            s.errors.push(e);
+        }
+        if let Some(w) = r.warning.map(|w| format!("{name}: {w}"))
+            && !s.warnings.contains(&w)
+        {
+            s.warnings.push(w);
+        }
+    }
+    s
+}

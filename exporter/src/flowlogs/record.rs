@@ -1,0 +1,221 @@
+//! One flow-log record, read from its line without copying: the fields egressor uses, typed.
+
+use std::net::IpAddr;
+
+use super::format::{Field, Layout};
+
+/// `action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// ACCEPT: the traffic was allowed (and is billed).
+    Accept,
+    /// REJECT: security groups or network ACLs dropped it.
+    Reject,
+    /// `-` or a field the layout lacks.
+    Unknown,
+}
+
+/// `flow-direction`, from the interface's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowDirection {
+    /// Into the interface.
+    Ingress,
+    /// Out of the interface.
+    Egress,
+}
+
+/// A line's meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A record with traffic (`log-status` OK, or no such field).
+    Record(Record<'a>),
+    /// NODATA: no traffic on the interface during the aggregation interval.
+    NoData,
+    /// SKIPDATA: records of the interval were skipped (capacity or an internal error).
+    SkipData,
+}
+
+/// A record with traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// `interface-id` (`eni-…`), if given.
+    pub interface: Option<&'a str>,
+    /// `srcaddr`.
+    pub src: IpAddr,
+    /// `dstaddr`.
+    pub dst: IpAddr,
+    /// `pkt-srcaddr`, if given and not `-`.
+    pub pkt_src: Option<IpAddr>,
+    /// `pkt-dstaddr`, if given and not `-`.
+    pub pkt_dst: Option<IpAddr>,
+    /// `packets` (0 when the layout lacks it).
+    pub packets: u64,
+    /// `bytes`.
+    pub bytes: u64,
+    /// `action`.
+    pub action: Action,
+    /// `subnet-id`, if given.
+    pub subnet: Option<&'a str>,
+    /// `az-id`, if given.
+    pub az: Option<&'a str>,
+    /// `pkt-src-aws-service`, if given.
+    pub src_service: Option<&'a str>,
+    /// `pkt-dst-aws-service`, if given.
+    pub dst_service: Option<&'a str>,
+    /// `flow-direction`, if given.
+    pub direction: Option<FlowDirection>,
+    /// `traffic-path` (1–8), if given.
+    pub traffic_path: Option<u8>,
+}
+
+/// Why a line is not a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// Not as many columns as the layout.
+    #[error("{found} fields where the format has {expected}")]
+    Columns {
+        /// The layout's.
+        expected: usize,
+        /// The line's.
+        found: usize,
+    },
+    /// A field that does not parse.
+    #[error("{field} {value:?} is not {what}")]
+    Field {
+        /// The field's name.
+        field: &'static str,
+        /// The text (at most 40 bytes of it).
+        value: String,
+        /// What it should be.
+        what: &'static str,
+    },
+}
+
+/// Reads `line` (without its line end) under `layout`.
+///
+/// # Errors
+/// A wrong number of columns, or a field that does not parse (an address, a count, an
+/// action or status AWS does not write).
+pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError> {
+    let mut fields: [&[u8]; Field::ALL.len()] = [b"-"; Field::ALL.len()];
+    let mut found = 0;
+    for word in line.split(|&b| b == b' ').filter(|w| !w.is_empty()) {
+        if let Some(Some(field)) = layout.by_column.get(found) {
+            fields[*field as usize] = word;
+        }
+        found += 1;
+    }
+    if found != layout.columns {
+        return Err(LineError::Columns { expected: layout.columns, found });
+    }
+    let get = |f: Field| {
+        let v = fields[f as usize];
+        (v != b"-").then_some(v)
+    };
+    match get(Field::LogStatus) {
+        None | Some(b"OK") => {}
+        Some(b"NODATA") => return Ok(Line::NoData),
+        Some(b"SKIPDATA") => return Ok(Line::SkipData),
+        Some(other) => return Err(bad(Field::LogStatus, other, "OK, NODATA or SKIPDATA")),
+    }
+    let address = |f: Field| -> Result<Option<IpAddr>, LineError> {
+        get(f).map(|v| ip(v).ok_or_else(|| bad(f, v, "an IP address"))).transpose()
+    };
+    let required = |f: Field| address(f)?.ok_or_else(|| bad(f, b"-", "an IP address"));
+    let count = |f: Field| -> Result<u64, LineError> {
+        get(f).map_or(Ok(0), |v| number(v).ok_or_else(|| bad(f, v, "a count")))
+    };
+    let text = |f: Field| get(f).map(|v| std::str::from_utf8(v).unwrap_or("?"));
+    let bytes = match get(Field::Bytes) {
+        Some(v) => number(v).ok_or_else(|| bad(Field::Bytes, v, "a count"))?,
+        // A format without bytes (as AWS's NAT gateway example) counts flows only.
+        None if layout.column(Field::Bytes).is_none() => 0,
+        None => return Err(bad(Field::Bytes, b"-", "a count")),
+    };
+    Ok(Line::Record(Record {
+        interface: text(Field::InterfaceId),
+        src: required(Field::SrcAddr)?,
+        dst: required(Field::DstAddr)?,
+        pkt_src: address(Field::PktSrcAddr)?,
+        pkt_dst: address(Field::PktDstAddr)?,
+        packets: count(Field::Packets)?,
+        bytes,
+        action: match get(Field::Action) {
+            None => Action::Unknown,
+            Some(b"ACCEPT") => Action::Accept,
+            Some(b"REJECT") => Action::Reject,
+            Some(other) => return Err(bad(Field::Action, other, "ACCEPT or REJECT")),
+        },
+        subnet: text(Field::SubnetId),
+        az: text(Field::AzId),
+        src_service: text(Field::PktSrcAwsService),
+        dst_service: text(Field::PktDstAwsService),
+        direction: match get(Field::FlowDirection) {
+            None => None,
+            Some(b"ingress") => Some(FlowDirection::Ingress),
+            Some(b"egress") => Some(FlowDirection::Egress),
+            Some(other) => return Err(bad(Field::FlowDirection, other, "ingress or egress")),
+        },
+        traffic_path: match get(Field::TrafficPath) {
+            None => None,
+            Some(v) => Some(
+                number(v)
+                    .filter(|n| (1..=8).contains(n))
+                    .ok_or_else(|| bad(Field::TrafficPath, v, "a path from 1 to 8"))?
+                    as u8,
+            ),
+        },
+    }))
+}
+
+fn bad(field: Field, value: &[u8], what: &'static str) -> LineError {
+    let value = String::from_utf8_lossy(&value[..value.len().min(40)]).into_owned();
+    LineError::Field { field: field.name(), value, what }
+}
+
+/// A decimal count (at most 19 digits, so it never overflows).
+fn number(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
+}
+
+fn ip(v: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_statuses_and_bad_fields() {
+        let l = Layout::all_fields(14).unwrap();
+        let line = b"2 123456789010 eni-1235b8ca123456789 78.24.182.42 158.109.0.1 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+        let Line::Record(r) = parse(line, &l).unwrap() else { panic!("a record") };
+        assert_eq!(
+            (r.src.to_string(), r.dst.to_string()),
+            ("78.24.182.42".into(), "158.109.0.1".into())
+        );
+        assert_eq!((r.packets, r.bytes, r.action), (20, 4249, Action::Accept));
+        assert_eq!(r.interface, Some("eni-1235b8ca123456789"));
+        let nodata = b"2 123456789010 eni-1 - - - - - - - 1431280876 1431280934 - NODATA";
+        assert_eq!(parse(nodata, &l), Ok(Line::NoData));
+        assert_eq!(
+            parse(b"2 1 eni-1 10.0.0.1 10.0.0.2", &l),
+            Err(LineError::Columns { expected: 14, found: 5 })
+        );
+        let bad_addr = b"2 1 eni-1 10.0.0.300 10.0.0.2 1 2 6 1 40 1 2 ACCEPT OK";
+        assert_eq!(
+            parse(bad_addr, &l).unwrap_err().to_string(),
+            "srcaddr \"10.0.0.300\" is not an IP address"
+        );
+        let bad_bytes = b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 4x0 1 2 ACCEPT OK";
+        assert_eq!(parse(bad_bytes, &l).unwrap_err().to_string(), "bytes \"4x0\" is not a count");
+        let ok_dash_bytes = b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 - 1 2 ACCEPT OK";
+        assert!(parse(ok_dash_bytes, &l).is_err(), "an OK record must say its bytes");
+        assert_eq!(number(b"18446744073709551615"), None, "20 digits");
+        assert_eq!(number(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+    }
+}
