@@ -6,6 +6,7 @@
 //! skip; with `EGRESSOR_REQUIRE_BPF=1` (CI) a missing privilege fails the test.
 
 pub mod fakes;
+pub mod flowlog_gen;
 pub mod kube_api;
 pub mod pcap;
 
