@@ -16,7 +16,7 @@ use prefix_trie::joint::map::JointPrefixMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    classify::Remote,
+    classify::{Remote, TrafficClass},
     cloud::Provider,
     config::{FileConfig, SubnetConfig},
 };
@@ -97,20 +97,34 @@ impl EgressPaths {
 
     /// The path between `local` (this end's address) and `remote`.
     pub fn path(&self, local: Option<IpAddr>, remote: &Remote<'_>) -> EgressPath {
-        if let Some(i) = remote.network {
+        let cloud = remote.cloud.map(|m| (m.provider, m.service, m.region));
+        self.path_of(local, remote.class, remote.network, cloud)
+    }
+
+    /// [`EgressPaths::path`] from the parts of the classifier's verdict that decide it: the
+    /// remote's class, configured network (index) and cloud range's (provider, service,
+    /// region).
+    pub fn path_of(
+        &self,
+        local: Option<IpAddr>,
+        class: TrafficClass,
+        network: Option<usize>,
+        cloud: Option<(Provider, &str, &str)>,
+    ) -> EgressPath {
+        if let Some(i) = network {
             return self.network_paths[i];
         }
-        if !remote.class.is_public() {
+        if !class.is_public() {
             return EgressPath::None;
         }
         let Some(local) = local.map(|a| a.to_canonical()) else { return EgressPath::None };
         let Some((_, subnet)) = self.subnets.get_lpm(&IpNet::from(local)) else {
             return EgressPath::None;
         };
-        let via_endpoint = remote.cloud.is_some_and(|m| {
-            Some(m.provider) == self.node_provider
-                && self.node_region.as_deref() == Some(m.region)
-                && subnet.gateway_endpoints.iter().any(|s| s == m.service)
+        let via_endpoint = cloud.is_some_and(|(provider, service, region)| {
+            Some(provider) == self.node_provider
+                && self.node_region.as_deref() == Some(region)
+                && subnet.gateway_endpoints.iter().any(|s| s == service)
         });
         if via_endpoint { EgressPath::VpcGatewayEndpoint } else { subnet.egress }
     }

@@ -30,18 +30,31 @@
 //! **Memory** is bounded: per worker at most `max_sources` local and `max_destinations`
 //! remote addresses are kept apart; the others are summed as "other".
 
-use std::{
-    collections::{HashMap, HashSet},
-    hash::BuildHasher,
-    net::IpAddr,
-    sync::Arc,
-};
+use std::{collections::HashMap, hash::BuildHasher, net::IpAddr, sync::Arc};
+
+/// Maps on the hot path hash with foldhash (the agent's hasher), not SipHash.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An address as a map key that hashes as one 128-bit word (an IPv4 address as its
+/// IPv4-mapped IPv6 form), where `IpAddr`'s derived hash writes a tag, a length and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Addr(pub IpAddr);
+
+impl std::hash::Hash for Addr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let bits = match self.0 {
+            IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        state.write_u128(bits);
+    }
+}
 
 use serde::Serialize;
 
-use super::record::{Action, FlowDirection, Record};
+use super::record::{Action, FlowDirection, Record, text};
 use crate::{
-    classify::{Classifier, Remote, TrafficClass},
+    classify::{Classifier, TrafficClass},
     cloud::sources::SharedCloudTable,
     config::FileConfig,
     paths::{EgressPath, EgressPaths},
@@ -182,8 +195,8 @@ pub struct AvoidableKey {
 /// Settings of an analysis.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Private addresses of NAT gateways whose interfaces the input logs.
-    pub nat_gateways: HashSet<IpAddr>,
+    /// Private addresses of NAT gateways whose interfaces the input logs (a few: a list).
+    pub nat_gateways: Vec<IpAddr>,
     /// Local addresses kept apart per worker.
     pub max_sources: usize,
     /// Remote addresses kept apart per worker.
@@ -196,15 +209,15 @@ pub struct Analysis {
     /// Buckets, by index.
     pub buckets: Vec<(BucketKey, Counts)>,
     /// Local addresses' spend.
-    pub sources: HashMap<IpAddr, Spend>,
+    pub sources: Map<Addr, Spend>,
     /// Local addresses beyond the cap.
     pub other_sources: Spend,
     /// Remote addresses.
-    pub destinations: HashMap<IpAddr, Destination>,
+    pub destinations: Map<Addr, Destination>,
     /// Remote addresses beyond the cap.
     pub other_destinations: Spend,
     /// Avoidable spend by service, region and subnet.
-    pub avoidable: HashMap<AvoidableKey, Spend>,
+    pub avoidable: Map<AvoidableKey, Spend>,
     /// REJECT records.
     pub rejected: Counts,
     /// Records not counted because others count their bytes.
@@ -218,14 +231,50 @@ pub struct Analyzer {
     config: Arc<FileConfig>,
     cloud: Arc<SharedCloudTable>,
     options: Arc<Options>,
-    base: Classifier,
-    by_zone: HashMap<String, Classifier>,
+    /// Classifier of each zone met (index: zone number); 0 is the node's zone.
+    zones: Vec<(Option<String>, Classifier)>,
+    /// The last `az-id` read and its zone number (records of one interface come together).
+    last_az: (Vec<u8>, u16),
     paths: EgressPaths,
     gateway_services: Vec<String>,
-    bucket_index: HashMap<BucketKey, u32>,
+    /// Services and regions by name, and by number.
+    names: Map<String, u16>,
+    name_list: Vec<String>,
+    /// The classifier's verdict on each (address, zone number) met, bounded by
+    /// [`FOUND_CACHE`].
+    found: Map<(Addr, u16), Found>,
+    bucket_index: Map<FastKey, u32>,
     hash: foldhash::fast::FixedState,
     /// The sums so far.
     pub analysis: Analysis,
+}
+
+/// Verdicts a worker keeps (about 56 bytes each: 224 KiB, inside a core's L2 cache — a
+/// cache of 2^18 measured slower than none on addresses spread over S3's ranges); the cache
+/// starts over when full.
+const FOUND_CACHE: usize = 1 << 12;
+
+/// The classifier's verdict on an address, with service and region interned.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    class: TrafficClass,
+    network: Option<usize>,
+    /// Provider, service and region of the cloud range holding it.
+    cloud: Option<(crate::cloud::Provider, u16, u16)>,
+    /// Service and region as priced (the cloud range's, else the network's region).
+    service: u16,
+    region: u16,
+}
+
+/// A [`BucketKey`] with service and region interned: no allocation to look a bucket up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FastKey {
+    direction: Direction,
+    sent: bool,
+    class: TrafficClass,
+    path: EgressPath,
+    service: u16,
+    region: u16,
 }
 
 /// Where a record's bytes go, or why they are not counted.
@@ -243,15 +292,20 @@ impl Analyzer {
         options: Arc<Options>,
         gateway_services: Vec<String>,
     ) -> Self {
+        let mut names = Map::default();
+        names.insert(String::new(), 0);
         Self {
-            base: Classifier::new(&config, cloud.clone()),
+            zones: vec![(config.node.zone.clone(), Classifier::new(&config, cloud.clone()))],
+            last_az: (Vec::new(), 0),
             paths: EgressPaths::new(&config),
-            by_zone: HashMap::new(),
             config,
             cloud,
             options,
             gateway_services,
-            bucket_index: HashMap::new(),
+            names,
+            name_list: vec![String::new()],
+            found: Map::default(),
+            bucket_index: Map::default(),
             hash: foldhash::fast::FixedState::with_seed(0x666c_6f77),
             analysis: Analysis::default(),
         }
@@ -270,26 +324,21 @@ impl Analyzer {
                 return;
             }
         };
-        let zone = r.az.map(str::to_owned).or_else(|| self.network_zone(local));
-        let classifier = match zone {
-            Some(z) if Some(&z) != self.config.node.zone.as_ref() => {
-                let (config, cloud) = (&self.config, &self.cloud);
-                &*self.by_zone.entry(z).or_insert_with_key(|z| {
-                    let mut c = (**config).clone();
-                    c.node.zone = Some(z.clone());
-                    Classifier::new(&c, cloud.clone())
-                })
-            }
-            _ => &self.base,
-        };
-        let found = classifier.classify(Some(remote));
+        let zone = self.zone(r.az, local);
+        let found = self.found(remote, zone);
         let path = if nat {
             EgressPath::NatGateway
         } else {
             match r.traffic_path {
                 Some(7) => EgressPath::VpcGatewayEndpoint,
                 Some(8) => EgressPath::InternetGateway,
-                _ => self.paths.path(Some(local), &found),
+                _ => {
+                    let names = &self.name_list;
+                    let cloud = found.cloud.map(|(p, s, g)| {
+                        (p, names[s as usize].as_str(), names[g as usize].as_str())
+                    });
+                    self.paths.path_of(Some(local), found.class, found.network, cloud)
+                }
             }
         };
         if !nat
@@ -305,63 +354,135 @@ impl Analyzer {
             (true, false) => Direction::Ingress,
             (false, _) => Direction::Internal,
         };
-        let (service, region) = service_and_region(&found, &self.config);
-        let (service, region) = (service.to_owned(), region.to_owned());
-        let avoidable = path == EgressPath::NatGateway
-            && found.class == TrafficClass::CloudSameRegion
-            && self.gateway_services.contains(&service);
-        let key = BucketKey {
+        let key = FastKey {
             direction,
             sent,
             class: found.class,
             path,
-            service: service.clone(),
-            region: region.clone(),
+            service: found.service,
+            region: found.region,
         };
-        let bucket = self.bucket(key);
+        let bucket = match self.bucket_index.get(&key) {
+            Some(&i) => i,
+            None => self.new_bucket(key),
+        };
+        let avoidable = path == EgressPath::NatGateway
+            && found.class == TrafficClass::CloudSameRegion
+            && self.gateway_services.iter().any(|s| *s == self.name_list[found.service as usize]);
         let a = &mut self.analysis;
         a.buckets[bucket as usize].1.add(r.bytes, r.packets);
         let options = &self.options;
         let full = a.sources.len() >= options.max_sources;
-        match a.sources.get_mut(&local) {
+        match a.sources.get_mut(&Addr(local)) {
             Some(s) => s.add(bucket, r.bytes, r.packets),
-            None if !full => a.sources.entry(local).or_default().add(bucket, r.bytes, r.packets),
+            None if !full => {
+                a.sources.entry(Addr(local)).or_default().add(bucket, r.bytes, r.packets);
+            }
             None => a.other_sources.add(bucket, r.bytes, r.packets),
         }
-        let aws_service = if sent { r.dst_service } else { r.src_service };
         let full = a.destinations.len() >= options.max_destinations;
-        match a.destinations.get_mut(&remote) {
+        match a.destinations.get_mut(&Addr(remote)) {
             Some(d) => d.spend.add(bucket, r.bytes, r.packets),
             None if !full => {
-                let d = a.destinations.entry(remote).or_default();
+                let d = a.destinations.entry(Addr(remote)).or_default();
                 d.spend.add(bucket, r.bytes, r.packets);
-                d.aws_service = aws_service.map(str::to_owned);
+                let aws_service = if sent { r.dst_service } else { r.src_service };
+                d.aws_service = text(aws_service).map(str::to_owned);
             }
             None => a.other_destinations.add(bucket, r.bytes, r.packets),
         }
-        a.unique_destinations.insert_hash(self.hash.hash_one(remote));
+        a.unique_destinations.insert_hash(self.hash.hash_one(Addr(remote)));
         if avoidable {
             // A NAT interface's record names the gateway's subnet; the endpoint belongs in
             // the instance's.
-            let subnet = match r.subnet {
+            let subnet = match text(r.subnet) {
                 Some(s) if !nat => s.to_owned(),
                 _ => self.subnet_of(local),
             };
-            let key = AvoidableKey { service, region, subnet };
+            let key = AvoidableKey {
+                service: self.name_list[found.service as usize].clone(),
+                region: self.name_list[found.region as usize].clone(),
+                subnet,
+            };
             self.analysis.avoidable.entry(key).or_default().add(bucket, r.bytes, r.packets);
         }
     }
 
-    fn ends(&self, r: &Record<'_>) -> Ends {
+    fn new_bucket(&mut self, key: FastKey) -> u32 {
+        let i = self.analysis.buckets.len() as u32;
+        let full = BucketKey {
+            direction: key.direction,
+            sent: key.sent,
+            class: key.class,
+            path: key.path,
+            service: self.name_list[key.service as usize].clone(),
+            region: self.name_list[key.region as usize].clone(),
+        };
+        self.analysis.buckets.push((full, Counts::default()));
+        self.bucket_index.insert(key, i);
+        i
+    }
+
+    /// The zone number of a record's local end: its `az-id`, else its network's zone, else
+    /// the node's.
+    fn zone(&mut self, az: Option<&[u8]>, local: IpAddr) -> u16 {
+        let network_zone;
+        let name = match az {
+            Some(z) if z == self.last_az.0.as_slice() => return self.last_az.1,
+            Some(z) => text(Some(z)),
+            None => {
+                network_zone = self.network_zone(local);
+                network_zone.as_deref()
+            }
+        };
+        let Some(name) = name else { return 0 };
+        let i = match self.zones.iter().position(|(z, _)| z.as_deref() == Some(name)) {
+            Some(i) => i,
+            None => {
+                let mut c = (*self.config).clone();
+                c.node.zone = Some(name.to_owned());
+                self.zones.push((Some(name.to_owned()), Classifier::new(&c, self.cloud.clone())));
+                self.zones.len() - 1
+            }
+        } as u16;
+        if let Some(z) = az {
+            self.last_az = (z.to_vec(), i);
+        }
+        i
+    }
+
+    /// The classifier's verdict on `addr` from zone number `zone`.
+    fn found(&mut self, addr: IpAddr, zone: u16) -> Found {
+        if let Some(f) = self.found.get(&(Addr(addr), zone)) {
+            return *f;
+        }
+        let remote = self.zones[zone as usize].1.classify(Some(addr));
+        let (names, list) = (&mut self.names, &mut self.name_list);
+        let mut id = |name: &str| intern(names, list, name);
+        let cloud = remote.cloud.map(|m| (m.provider, id(m.service), id(m.region)));
+        let network_region =
+            remote.network.and_then(|i| self.config.networks[i].region.as_deref()).unwrap_or("");
+        let (service, region) = match cloud {
+            Some((_, s, r)) => (s, r),
+            None => (0, id(network_region)),
+        };
+        let found = Found { class: remote.class, network: remote.network, cloud, service, region };
+        if self.found.len() >= FOUND_CACHE {
+            self.found.clear();
+        }
+        self.found.insert((Addr(addr), zone), found);
+        found
+    }
+
+    fn ends(&mut self, r: &Record<'_>) -> Ends {
         let (s, d) = (r.pkt_src.unwrap_or(r.src), r.pkt_dst.unwrap_or(r.dst));
         let nats = &self.options.nat_gateways;
-        let public = |a: IpAddr| self.base.classify(Some(a)).class.is_public();
-        if nats.contains(&r.src) || nats.contains(&r.dst) {
+        if !nats.is_empty() && (nats.contains(&r.src) || nats.contains(&r.dst)) {
             let packet_level = r.pkt_src.is_some() || r.pkt_dst.is_some();
             let (gateway_src, gateway_dst) = (nats.contains(&s), nats.contains(&d));
             if gateway_src || gateway_dst {
                 let other = if gateway_src { d } else { s };
-                return match (public(other), packet_level) {
+                return match (self.public(other), packet_level) {
                     // The gateway ↔ internet leg.
                     (true, true) => Ends::Duplicate(|d| &mut d.nat_internet_leg),
                     (true, false) => {
@@ -375,7 +496,7 @@ impl Analyzer {
                 };
             }
             // The instance leg, with its real ends.
-            return match (public(s), public(d)) {
+            return match (self.public(s), self.public(d)) {
                 (true, false) => Ends::Counted { local: d, remote: s, sent: false, nat: true },
                 _ => Ends::Counted { local: s, remote: d, sent: true, nat: true },
             };
@@ -387,15 +508,20 @@ impl Analyzer {
             Some(FlowDirection::Ingress) => {
                 Ends::Counted { local: d, remote: s, sent: false, nat: false }
             }
-            None => match (public(s), public(d)) {
+            None => match (self.public(s), self.public(d)) {
                 (true, false) => Ends::Counted { local: d, remote: s, sent: false, nat: false },
                 _ => Ends::Counted { local: s, remote: d, sent: true, nat: false },
             },
         }
     }
 
+    /// Whether the node's classifier calls `addr` public.
+    fn public(&mut self, addr: IpAddr) -> bool {
+        self.found(addr, 0).class.is_public()
+    }
+
     fn network_zone(&self, local: IpAddr) -> Option<String> {
-        let found = self.base.classify(Some(local));
+        let found = self.zones[0].1.classify(Some(local));
         found.network.and_then(|i| self.config.networks[i].zone.clone())
     }
 
@@ -408,34 +534,23 @@ impl Analyzer {
             .max_by_key(|s| s.cidr.prefix_len())
             .map_or_else(String::new, |s| s.cidr.to_string())
     }
-
-    fn bucket(&mut self, key: BucketKey) -> u32 {
-        if let Some(&i) = self.bucket_index.get(&key) {
-            return i;
-        }
-        let i = self.analysis.buckets.len() as u32;
-        self.analysis.buckets.push((key.clone(), Counts::default()));
-        self.bucket_index.insert(key, i);
-        i
-    }
 }
 
-/// The remote's service and region as the agent decides them (the cloud range's, else the
-/// configured network's region).
-fn service_and_region<'a>(found: &Remote<'a>, config: &'a FileConfig) -> (&'a str, &'a str) {
-    match found.cloud {
-        Some(m) => (m.service, m.region),
-        None => {
-            let region = found.network.and_then(|i| config.networks[i].region.as_deref());
-            ("", region.unwrap_or(""))
-        }
+/// The number standing for `name` (services and regions: a few dozen).
+fn intern(names: &mut Map<String, u16>, list: &mut Vec<String>, name: &str) -> u16 {
+    if let Some(&n) = names.get(name) {
+        return n;
     }
+    let n = u16::try_from(list.len()).unwrap_or(u16::MAX);
+    names.insert(name.to_owned(), n);
+    list.push(name.to_owned());
+    n
 }
 
 impl Analysis {
     /// Adds another worker's sums.
     pub fn merge(&mut self, o: Analysis) {
-        let mut index: HashMap<BucketKey, u32> =
+        let mut index: Map<BucketKey, u32> =
             self.buckets.iter().enumerate().map(|(i, (k, _))| (k.clone(), i as u32)).collect();
         let map: Vec<u32> = o
             .buckets

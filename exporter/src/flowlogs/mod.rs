@@ -75,7 +75,7 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
     let inputs = input::collect(&args.inputs, format.as_ref()).map_err(|e| flag("INPUT", &e))?;
     let units = input::units(&inputs, args.chunk_bytes);
     let options = Arc::new(Options {
-        nat_gateways: args.nat_gateways.iter().copied().collect(),
+        nat_gateways: args.nat_gateways.clone(),
         max_sources: args.max_sources,
         max_destinations: args.max_destinations,
     });

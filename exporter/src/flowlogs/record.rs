@@ -38,8 +38,9 @@ pub enum Line<'a> {
 /// A record with traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
-    /// `interface-id` (`eni-…`), if given.
-    pub interface: Option<&'a str>,
+    /// `interface-id` (`eni-…`), if given. (Text fields are the line's bytes, ASCII as AWS
+    /// writes them: [`text`] reads one as a string.)
+    pub interface: Option<&'a [u8]>,
     /// `srcaddr`.
     pub src: IpAddr,
     /// `dstaddr`.
@@ -55,13 +56,13 @@ pub struct Record<'a> {
     /// `action`.
     pub action: Action,
     /// `subnet-id`, if given.
-    pub subnet: Option<&'a str>,
+    pub subnet: Option<&'a [u8]>,
     /// `az-id`, if given.
-    pub az: Option<&'a str>,
+    pub az: Option<&'a [u8]>,
     /// `pkt-src-aws-service`, if given.
-    pub src_service: Option<&'a str>,
+    pub src_service: Option<&'a [u8]>,
     /// `pkt-dst-aws-service`, if given.
-    pub dst_service: Option<&'a str>,
+    pub dst_service: Option<&'a [u8]>,
     /// `flow-direction`, if given.
     pub direction: Option<FlowDirection>,
     /// `traffic-path` (1–8), if given.
@@ -99,12 +100,37 @@ pub enum LineError {
 pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError> {
     let mut fields: [&[u8]; Field::ALL.len()] = [b"-"; Field::ALL.len()];
     let mut found = 0;
-    for word in line.split(|&b| b == b' ').filter(|w| !w.is_empty()) {
-        if let Some(Some(field)) = layout.by_column.get(found) {
-            fields[*field as usize] = word;
+    let mut start = 0;
+    let mut field = |start: usize, end: usize| {
+        if let Some(Some(f)) = layout.by_column.get(found) {
+            fields[*f as usize] = &line[start..end];
         }
         found += 1;
+    };
+    // Fields are separated by one space; runs of spaces are tolerated. Spaces are found 8
+    // bytes at a time: fields are a few bytes long, too short for a search per field to pay.
+    let mut space = |i: usize| {
+        if i > start {
+            field(start, i);
+        }
+        start = i + 1;
+    };
+    let words = line.chunks_exact(8);
+    let tail = words.remainder();
+    for (w, word) in words.enumerate() {
+        let mut spaces = space_mask(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        while spaces != 0 {
+            space(w * 8 + (spaces.trailing_zeros() / 8) as usize);
+            spaces &= spaces - 1;
+        }
     }
+    let tail_at = line.len() - tail.len();
+    for (j, &b) in tail.iter().enumerate() {
+        if b == b' ' {
+            space(tail_at + j);
+        }
+    }
+    space(line.len());
     if found != layout.columns {
         return Err(LineError::Columns { expected: layout.columns, found });
     }
@@ -125,7 +151,6 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
     let count = |f: Field| -> Result<u64, LineError> {
         get(f).map_or(Ok(0), |v| number(v).ok_or_else(|| bad(f, v, "a count")))
     };
-    let text = |f: Field| get(f).map(|v| std::str::from_utf8(v).unwrap_or("?"));
     let bytes = match get(Field::Bytes) {
         Some(v) => number(v).ok_or_else(|| bad(Field::Bytes, v, "a count"))?,
         // A format without bytes (as AWS's NAT gateway example) counts flows only.
@@ -133,7 +158,7 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
         None => return Err(bad(Field::Bytes, b"-", "a count")),
     };
     Ok(Line::Record(Record {
-        interface: text(Field::InterfaceId),
+        interface: get(Field::InterfaceId),
         src: required(Field::SrcAddr)?,
         dst: required(Field::DstAddr)?,
         pkt_src: address(Field::PktSrcAddr)?,
@@ -146,10 +171,10 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
             Some(b"REJECT") => Action::Reject,
             Some(other) => return Err(bad(Field::Action, other, "ACCEPT or REJECT")),
         },
-        subnet: text(Field::SubnetId),
-        az: text(Field::AzId),
-        src_service: text(Field::PktSrcAwsService),
-        dst_service: text(Field::PktDstAwsService),
+        subnet: get(Field::SubnetId),
+        az: get(Field::AzId),
+        src_service: get(Field::PktSrcAwsService),
+        dst_service: get(Field::PktDstAwsService),
         direction: match get(Field::FlowDirection) {
             None => None,
             Some(b"ingress") => Some(FlowDirection::Ingress),
@@ -168,6 +193,14 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
     }))
 }
 
+/// The high bit of each byte of `word` that is a space (exact per byte: no carries cross
+/// bytes).
+fn space_mask(word: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let v = word ^ 0x2020_2020_2020_2020;
+    !(((v & LOW7) + LOW7) | v | LOW7)
+}
+
 fn bad(field: Field, value: &[u8], what: &'static str) -> LineError {
     let value = String::from_utf8_lossy(&value[..value.len().min(40)]).into_owned();
     LineError::Field { field: field.name(), value, what }
@@ -181,8 +214,49 @@ fn number(v: &[u8]) -> Option<u64> {
     v.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
 }
 
+/// A text field as a string (`None` if it is not UTF-8, which AWS never writes).
+pub fn text(v: Option<&[u8]>) -> Option<&str> {
+    std::str::from_utf8(v?).ok()
+}
+
+/// An address: dotted-quad IPv4 read here (the hot path: most fields of most records),
+/// anything else by the standard library. Accepts exactly what [`std::net::Ipv4Addr`]'s
+/// parser accepts (no leading zeros, no missing octets).
 fn ip(v: &[u8]) -> Option<IpAddr> {
-    std::str::from_utf8(v).ok()?.parse().ok()
+    if let Some(a) = ipv4(v) {
+        return Some(IpAddr::V4(a));
+    }
+    if v.contains(&b':') { std::str::from_utf8(v).ok()?.parse().ok() } else { None }
+}
+
+fn ipv4(v: &[u8]) -> Option<std::net::Ipv4Addr> {
+    if !(7..=15).contains(&v.len()) {
+        return None;
+    }
+    let mut octets = [0u8; 4];
+    let (mut n, mut value, mut digits) = (0, 0u32, 0);
+    for &b in v {
+        if b == b'.' {
+            if digits == 0 || n == 3 {
+                return None;
+            }
+            octets[n] = u8::try_from(value).ok()?;
+            (n, value, digits) = (n + 1, 0, 0);
+            continue;
+        }
+        let d = b.wrapping_sub(b'0');
+        // A digit; no leading zero (std reads "010" as no address, not as octal or 10).
+        if d > 9 || digits == 3 || (digits == 1 && value == 0) {
+            return None;
+        }
+        value = value * 10 + u32::from(d);
+        digits += 1;
+    }
+    if digits == 0 || n != 3 {
+        return None;
+    }
+    octets[3] = u8::try_from(value).ok()?;
+    Some(octets.into())
 }
 
 #[cfg(test)]
@@ -199,7 +273,7 @@ mod tests {
             ("78.24.182.42".into(), "158.109.0.1".into())
         );
         assert_eq!((r.packets, r.bytes, r.action), (20, 4249, Action::Accept));
-        assert_eq!(r.interface, Some("eni-1235b8ca123456789"));
+        assert_eq!(text(r.interface), Some("eni-1235b8ca123456789"));
         let nodata = b"2 123456789010 eni-1 - - - - - - - 1431280876 1431280934 - NODATA";
         assert_eq!(parse(nodata, &l), Ok(Line::NoData));
         assert_eq!(
@@ -215,6 +289,31 @@ mod tests {
         assert_eq!(parse(bad_bytes, &l).unwrap_err().to_string(), "bytes \"4x0\" is not a count");
         let ok_dash_bytes = b"2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 - 1 2 ACCEPT OK";
         assert!(parse(ok_dash_bytes, &l).is_err(), "an OK record must say its bytes");
+        for a in ["10.0.0.1", "0.0.0.0", "255.255.255.255", "2001:db8::1", "::ffff:10.0.0.1"] {
+            assert_eq!(ip(a.as_bytes()), a.parse().ok(), "{a}");
+        }
+        for a in ["10.0.0", "10.0.0.1.2", "10.0.0.256", "10.00.0.1", "10..0.1", "1e.0.0.1", "", "-"]
+        {
+            assert_eq!(ip(a.as_bytes()), None, "{a}");
+            assert!(a.parse::<IpAddr>().is_err(), "{a}: std agrees");
+        }
+        for line in
+            [&b"a  b c"[..], b" x", b"", b"0123456 89 abcdefgh ijklmnopq rstu  ", b"        "]
+        {
+            let mask = (0..line.len().div_ceil(8)).fold(Vec::new(), |mut found, w| {
+                let mut word = [b'.'; 8];
+                let part = &line[w * 8..line.len().min(w * 8 + 8)];
+                word[..part.len()].copy_from_slice(part);
+                let mut m = space_mask(u64::from_le_bytes(word));
+                while m != 0 {
+                    found.push(w * 8 + (m.trailing_zeros() / 8) as usize);
+                    m &= m - 1;
+                }
+                found
+            });
+            let spaces: Vec<usize> = (0..line.len()).filter(|&i| line[i] == b' ').collect();
+            assert_eq!(mask, spaces, "{:?}", String::from_utf8_lossy(line));
+        }
         assert_eq!(number(b"18446744073709551615"), None, "20 digits");
         assert_eq!(number(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
     }

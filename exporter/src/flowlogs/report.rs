@@ -277,7 +277,7 @@ pub fn build(
         row
     };
     let mut by_source: Vec<SourceRow> =
-        analysis.sources.iter().map(|(a, s)| source_row(a.to_string(), s)).collect();
+        analysis.sources.iter().map(|(a, s)| source_row(a.0.to_string(), s)).collect();
     by_source.sort_by(|a, b| {
         b.cost_usd.total_cmp(&a.cost_usd).then_with(|| bytes_of(b).cmp(&bytes_of(a)))
     });
@@ -292,7 +292,7 @@ pub fn build(
         .map(|(a, d)| {
             let mut counts = Counts::default();
             d.spend.0.iter().for_each(|(_, c)| counts.merge(c));
-            (a, share(&d.spend).0, counts, d)
+            (&a.0, share(&d.spend).0, counts, d)
         })
         .collect();
     destinations
