@@ -445,8 +445,13 @@ pub fn render(r: &Report) -> String {
         let what = [c.service.as_str(), c.region.as_str()].join(" ");
         let _ = writeln!(
             o,
-            "  {:<9}{:<19}{:<22}{:<22}{:>11}{:>13}",
-            c.direction.as_str(),
+            "  {:<13}{:<19}{:<22}{:<22}{:>11}{:>13}",
+            match (c.direction, c.sent) {
+                // Both ends of an internal flow are logged, and each is charged.
+                (Direction::Internal, true) => "internal out",
+                (Direction::Internal, false) => "internal in",
+                (d, _) => d.as_str(),
+            },
             c.traffic_class,
             c.egress_path,
             what.trim(),
