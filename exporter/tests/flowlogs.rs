@@ -444,3 +444,52 @@ fn a_truncated_gzip_is_named_and_the_other_files_are_still_analysed() {
     assert_eq!(r["totals"]["egress_bytes"], records * 1000);
     assert_eq!(input(&r).3, 0, "the cut leaves no half line behind: {}", r["input"]);
 }
+
+#[test]
+fn the_binary_reads_gzip_from_stdin_and_says_by_exit_status_what_went_wrong() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cfg) = config(dir.path(), "") else { return };
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_egressor"))
+            .arg("flowlogs")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Two records to the internet (198.51.100.7), 1000 and 2000 bytes, gzip on stdin.
+    let text = format!(
+        "{HEADER}\n\
+         5 eni-1 subnet-1 use1-az1 10.0.1.5 198.51.100.7 - - 2 1000 ACCEPT OK egress 8\n\
+         5 eni-1 subnet-1 use1-az1 10.0.1.5 198.51.100.7 - - 3 2000 ACCEPT OK egress 8\n"
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let out = run(&["--config.file", &cfg, "--json", "-"], &gz);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["input"]["files"].as_u64(), r["totals"]["egress_bytes"].as_u64()),
+        (Some(1), Some(3000))
+    );
+    assert_usd(&r["totals"]["cost_usd"], 3000.0 / GIB * INTERNET, "internet egress");
+    // The summary names the cost; a cut gzip on stdin is an input error (exit 1) naming `-`.
+    let out = run(&["--config.file", &cfg, "-"], &gz[..gz.len() - 12]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("errors\n  -: truncated or corrupt gzip"), "{summary}");
+    // A bad flag value is a configuration error (exit 2), naming the flag, before reading.
+    let out = run(&["--config.file", &cfg, "--format", "srcaddr bytes", "-"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--format") && stderr.contains("dstaddr"), "{stderr}");
+    let out = run(&["--config.file", &cfg, "/nonexistent/flow.log"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/flow.log"));
+}

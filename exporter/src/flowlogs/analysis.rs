@@ -24,7 +24,8 @@
 //!
 //! **Zones.** The local zone, against which same-zone and cross-zone are decided, is the
 //! record's `az-id`, else the zone of the configured network holding the local address,
-//! else `node.zone`. Zones of `networks` should then be zone IDs (`use1-az1`).
+//! else `node.zone`. Zones of `networks` should then be zone IDs (`use1-az1`). (At most
+//! 64 zones are told apart; more `az-id` values than that mean a corrupt column.)
 //!
 //! **REJECT** records moved no billed bytes: they are counted apart and never priced.
 //! **Memory** is bounded: per worker at most `max_sources` local and `max_destinations`
@@ -249,6 +250,9 @@ pub struct Analyzer {
     pub analysis: Analysis,
 }
 
+/// Zones a worker keeps a classifier for (each a copy of the configuration's tables).
+const MAX_ZONES: usize = 64;
+
 /// Verdicts a worker keeps (about 56 bytes each: 224 KiB, inside a core's L2 cache — a
 /// cache of 2^18 measured slower than none on addresses spread over S3's ranges); the cache
 /// starts over when full.
@@ -438,6 +442,9 @@ impl Analyzer {
         let Some(name) = name else { return 0 };
         let i = match self.zones.iter().position(|(z, _)| z.as_deref() == Some(name)) {
             Some(i) => i,
+            // A region has a handful of zones: beyond MAX_ZONES names (a corrupt az-id
+            // column), the node's zone is used, and memory stays bounded.
+            None if self.zones.len() >= MAX_ZONES => 0,
             None => {
                 let mut c = (*self.config).clone();
                 c.node.zone = Some(name.to_owned());
