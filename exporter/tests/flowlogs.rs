@@ -289,6 +289,9 @@ fn costs_of_nat_gateway_s3_cross_zone_and_cross_region_equal_the_sheet_by_hand()
     let cross_region = 5.0 * CROSS_REGION;
     assert_usd(&r["totals"]["cost_usd"], s3 + internet + cross_zone + cross_region, "total");
     assert_usd(&r["totals"]["avoidable_usd"], s3, "avoidable");
+    // Through the gateway: 10 + 2 GiB of S3, 3 GiB of internet.
+    assert_eq!(r["totals"]["nat_gateway_bytes"], 15 * g);
+    assert_usd(&r["totals"]["nat_gateway_processing_usd"], 15.0 * NAT, "NAT processing");
     assert_eq!(counts(&r["totals"]["counted"]).0, (10 + 2 + 3 + 4 + 5) * g);
     assert_eq!(counts(&r["duplicates"]["nat_internet_leg"]), (10 * g, 1000, 1));
     assert_eq!(counts(&r["duplicates"]["seen_at_nat_gateway"]), (10 * g, 1000, 1));

@@ -492,6 +492,8 @@ pub fn generate(
         "duplicate_bytes": t.duplicate_bytes,
         "cost_usd": cost,
         "avoidable_usd": avoidable,
+        "nat_gateway_bytes": t.nat + t.nat_s3,
+        "nat_gateway_processing_usd": (t.nat + t.nat_s3) as f64 / GIB * NAT_PROCESSING,
     });
     std::fs::write(out.join("truth.json"), serde_json::to_vec_pretty(&value)?)?;
     Ok(value)

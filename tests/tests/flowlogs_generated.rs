@@ -34,14 +34,14 @@ fn a_generated_gigabyte_gives_the_generators_totals_to_the_byte_and_the_cent() {
     }
     assert_eq!(input["errors"], Value::Array(vec![]));
     let totals = &r["totals"];
-    for k in ["counted", "egress_bytes", "ingress_bytes", "internal_bytes"] {
+    for k in ["counted", "egress_bytes", "ingress_bytes", "internal_bytes", "nat_gateway_bytes"] {
         assert_eq!(totals[k], truth[k], "totals.{k}");
     }
     assert_eq!(r["rejected"], truth["rejected"]);
     let duplicates: u64 =
         r["duplicates"].as_object().unwrap().values().map(|d| d["bytes"].as_u64().unwrap()).sum();
     assert_eq!(duplicates, truth["duplicate_bytes"], "bytes logged twice at the NAT gateway");
-    for k in ["cost_usd", "avoidable_usd"] {
+    for k in ["cost_usd", "avoidable_usd", "nat_gateway_processing_usd"] {
         let (got, want) = (totals[k].as_f64().unwrap(), truth[k].as_f64().unwrap());
         assert!(want > 1.0, "{k}: {want} is no test");
         assert_eq!(

@@ -92,6 +92,11 @@ pub struct Totals {
     pub cost_usd: f64,
     /// USD a VPC gateway endpoint would save.
     pub avoidable_usd: f64,
+    /// Bytes through NAT gateways, both directions (what their processing charge bills).
+    pub nat_gateway_bytes: u64,
+    /// The NAT gateways' processing charge within `cost_usd`, USD (the sheet's
+    /// `paths.nat_gateway` price per GiB, each direction).
+    pub nat_gateway_processing_usd: f64,
 }
 
 /// One bucket.
@@ -238,6 +243,13 @@ pub fn build(
             } += c.bytes;
             totals.cost_usd += usd;
             totals.avoidable_usd += avoidable;
+            if k.path == EgressPath::NatGateway {
+                let gib = c.bytes as f64 / f64::from(1u32 << 30);
+                let price = judge.pricer.sheet().processing(EgressPath::NatGateway, k.sent);
+                totals.nat_gateway_bytes += c.bytes;
+                totals.nat_gateway_processing_usd +=
+                    gib * price.and_then(|p| p.usd_per_gib).unwrap_or(0.0);
+            }
             ClassRow {
                 direction: k.direction,
                 sent: k.sent,
@@ -430,6 +442,14 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(o, "prices: {}/{} sheet of {}\n", s.provider, s.region, s.version);
     let t = &r.totals;
     let _ = writeln!(o, "cost       {} ({} avoidable)", usd(t.cost_usd), usd(t.avoidable_usd));
+    if t.nat_gateway_bytes > 0 {
+        let _ = writeln!(
+            o,
+            "NAT        {} through NAT gateways: {} of processing in the cost",
+            size(t.nat_gateway_bytes),
+            usd(t.nat_gateway_processing_usd)
+        );
+    }
     let _ = writeln!(
         o,
         "bytes      egress {}, ingress {}, internal {}; rejected {} (not billed)",
