@@ -92,6 +92,12 @@ pub struct FlowLogsArgs {
     #[arg(long = "json")]
     pub json: bool,
 
+    /// Also write the agent's flow counters (egressor_flow_*_total, hook="flowlogs"), one
+    /// sample per series and minute of the records' `end`, as OpenMetrics text with
+    /// timestamps: load it with `promtool tsdb create-blocks-from openmetrics FILE DIR`.
+    #[arg(long = "openmetrics", value_name = "FILE")]
+    pub openmetrics: Option<PathBuf>,
+
     /// Rows of sources and destinations shown.
     #[arg(long = "top", default_value_t = 20, value_name = "N")]
     pub top: usize,

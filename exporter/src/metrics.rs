@@ -310,6 +310,21 @@ impl FlowCollector {
     }
 }
 
+/// HELP of `egressor_flow_bytes_total` (also written by `egressor flowlogs --openmetrics`).
+pub const FLOW_BYTES_HELP: &str = "L3 bytes (IP header included, GSO super-packets counted per \
+    segment) by hook, interface, direction, traffic class, local workload and remote network.";
+/// HELP of `egressor_flow_packets_total`.
+pub const FLOW_PACKETS_HELP: &str =
+    "Packets (segments on the wire), same labels as egressor_flow_bytes_total.";
+/// HELP of `egressor_flow_cost_usd_total`.
+pub const FLOW_COST_HELP: &str = "Cost in USD of the same bytes: transfer price (class, \
+    direction, service and region exceptions, marginal tier) plus the egress path's processing \
+    price, from the price sheet in use (see egressor_price_usd_per_gib).";
+/// HELP of `egressor_flow_avoidable_cost_usd_total`.
+pub const FLOW_AVOIDABLE_COST_HELP: &str = "The part of egressor_flow_cost_usd_total a free path \
+    would save: same-region services with a free gateway endpoint (S3, DynamoDB) reached \
+    through a NAT gateway.";
+
 impl Collector for FlowCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let snap = self.snapshot.load();
@@ -317,8 +332,7 @@ impl Collector for FlowCollector {
         Self::family(
             &mut encoder,
             "flow",
-            "L3 bytes (IP header included, GSO super-packets counted per segment) by hook, \
-             interface, direction, traffic class, local workload and remote network.",
+            FLOW_BYTES_HELP,
             Some(&Unit::Bytes),
             MetricType::Counter,
             series().map(|(l, t, _)| (l, ConstCounter::new(t.bytes))),
@@ -326,7 +340,7 @@ impl Collector for FlowCollector {
         Self::family(
             &mut encoder,
             "flow_packets",
-            "Packets (segments on the wire), same labels as egressor_flow_bytes_total.",
+            FLOW_PACKETS_HELP,
             None,
             MetricType::Counter,
             series().map(|(l, t, _)| (l, ConstCounter::new(t.packets))),
@@ -334,9 +348,7 @@ impl Collector for FlowCollector {
         Self::family(
             &mut encoder,
             "flow_cost",
-            "Cost in USD of the same bytes: transfer price (class, direction, service and region \
-             exceptions, marginal tier) plus the egress path's processing price, from the price \
-             sheet in use (see egressor_price_usd_per_gib).",
+            FLOW_COST_HELP,
             Some(&Unit::Other("usd".into())),
             MetricType::Counter,
             series().map(|(l, _, c)| (l, ConstCounter::new(c.usd))),
@@ -344,8 +356,7 @@ impl Collector for FlowCollector {
         Self::family(
             &mut encoder,
             "flow_avoidable_cost",
-            "The part of egressor_flow_cost_usd_total a free path would save: same-region \
-             services with a free gateway endpoint (S3, DynamoDB) reached through a NAT gateway.",
+            FLOW_AVOIDABLE_COST_HELP,
             Some(&Unit::Other("usd".into())),
             MetricType::Counter,
             series()

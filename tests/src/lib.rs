@@ -761,8 +761,15 @@ impl Prometheus {
     /// Starts Prometheus with `config` after the 1-second global block (rule files, scrape
     /// and remote-write sections) and `args` added to its command line.
     pub fn custom(config: &str, args: &[&str]) -> Self {
+        Self::custom_with_data(config, args, |_| {})
+    }
+
+    /// As [`Prometheus::custom`], with `fill` given the (empty) TSDB directory before the
+    /// server starts: for backfilled blocks (`promtool tsdb create-blocks-from`).
+    pub fn custom_with_data(config: &str, args: &[&str], fill: impl FnOnce(&Path)) -> Self {
         let dir = std::env::temp_dir().join(unique_name("prom"));
-        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        std::fs::create_dir_all(dir.join("data")).expect("prometheus dir");
+        fill(&dir.join("data"));
         let path = dir.join("prometheus.yml");
         std::fs::write(
             &path,
@@ -794,8 +801,21 @@ impl Prometheus {
     /// Runs an instant query and returns every result's labels and value; `None` when
     /// Prometheus does not answer or refuses the query.
     pub fn query_all(&self, promql: &str) -> Option<Vec<(HashMap<String, String>, f64)>> {
+        self.query_all_at(promql, None)
+    }
+
+    /// [`Prometheus::query_all`] evaluated at `time` (Unix seconds; `None`: now).
+    pub fn query_all_at(
+        &self,
+        promql: &str,
+        time: Option<u64>,
+    ) -> Option<Vec<(HashMap<String, String>, f64)>> {
         let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
-        let mut r = ureq::get(&url).query("query", promql).call().ok()?;
+        let mut request = ureq::get(&url).query("query", promql);
+        if let Some(t) = time {
+            request = request.query("time", t.to_string());
+        }
+        let mut r = request.call().ok()?;
         let body: serde_json::Value =
             serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
         let rows = body["data"]["result"].as_array()?;

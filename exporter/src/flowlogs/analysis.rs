@@ -130,6 +130,20 @@ pub struct BucketKey {
     pub service: String,
     /// The remote's region (empty: unknown).
     pub region: String,
+    /// The provider whose published range holds the remote.
+    pub provider: Option<crate::cloud::Provider>,
+}
+
+/// One series of `--openmetrics`: a bucket and the configured networks (indices into
+/// `networks`) of both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// Index of the bucket in [`Analysis::buckets`].
+    pub bucket: u32,
+    /// The local address's network (its name is the series' `workload`).
+    pub local_network: Option<u32>,
+    /// The remote's network (`remote`, `remote_zone`).
+    pub remote_network: Option<u32>,
 }
 
 /// Bytes per bucket (buckets by their index in the worker's [`Analysis::buckets`]); a few
@@ -198,6 +212,8 @@ pub struct AvoidableKey {
 pub struct Options {
     /// Private addresses of NAT gateways whose interfaces the input logs (a few: a list).
     pub nat_gateways: Vec<IpAddr>,
+    /// Whether to keep the timeline `--openmetrics` writes.
+    pub timeline: bool,
     /// Local addresses kept apart per worker.
     pub max_sources: usize,
     /// Remote addresses kept apart per worker.
@@ -225,6 +241,13 @@ pub struct Analysis {
     pub duplicates: Duplicates,
     /// Distinct remote addresses.
     pub unique_destinations: Sketch,
+    /// Series of the timeline, by index.
+    pub series: Vec<SeriesKey>,
+    /// Counts by (series index, minute since the Unix epoch of the record's `end`), with
+    /// [`Options::timeline`]: about 40 bytes per series and minute of logs.
+    pub timeline: Map<(u32, u32), Counts>,
+    /// Counted records without `end`, which the timeline cannot place.
+    pub untimed: Counts,
 }
 
 /// Reads records into an [`Analysis`]: one per worker thread.
@@ -245,6 +268,7 @@ pub struct Analyzer {
     /// [`FOUND_CACHE`].
     found: Map<(Addr, u16), Found>,
     bucket_index: Map<FastKey, u32>,
+    series_index: Map<SeriesKey, u32>,
     hash: foldhash::fast::FixedState,
     /// The sums so far.
     pub analysis: Analysis,
@@ -279,6 +303,7 @@ struct FastKey {
     path: EgressPath,
     service: u16,
     region: u16,
+    provider: Option<crate::cloud::Provider>,
 }
 
 /// Where a record's bytes go, or why they are not counted.
@@ -310,6 +335,7 @@ impl Analyzer {
             name_list: vec![String::new()],
             found: Map::default(),
             bucket_index: Map::default(),
+            series_index: Map::default(),
             hash: foldhash::fast::FixedState::with_seed(0x666c_6f77),
             analysis: Analysis::default(),
         }
@@ -365,11 +391,15 @@ impl Analyzer {
             path,
             service: found.service,
             region: found.region,
+            provider: found.cloud.map(|(p, _, _)| p),
         };
         let bucket = match self.bucket_index.get(&key) {
             Some(&i) => i,
             None => self.new_bucket(key),
         };
+        if self.options.timeline {
+            self.place_in_time(r, bucket, local, found.network);
+        }
         let avoidable = path == EgressPath::NatGateway
             && found.class == TrafficClass::CloudSameRegion
             && self.gateway_services.iter().any(|s| *s == self.name_list[found.service as usize]);
@@ -421,10 +451,31 @@ impl Analyzer {
             path: key.path,
             service: self.name_list[key.service as usize].clone(),
             region: self.name_list[key.region as usize].clone(),
+            provider: key.provider,
         };
         self.analysis.buckets.push((full, Counts::default()));
         self.bucket_index.insert(key, i);
         i
+    }
+
+    /// Adds a counted record to the timeline: its series, at the minute of its `end`.
+    fn place_in_time(&mut self, r: &Record<'_>, bucket: u32, local: IpAddr, remote: Option<usize>) {
+        let Some(end) = r.end else {
+            self.analysis.untimed.add(r.bytes, r.packets);
+            return;
+        };
+        let key = SeriesKey {
+            bucket,
+            local_network: self.found(local, 0).network.map(|i| i as u32),
+            remote_network: remote.map(|i| i as u32),
+        };
+        let a = &mut self.analysis;
+        let series = *self.series_index.entry(key).or_insert_with(|| {
+            a.series.push(key);
+            a.series.len() as u32 - 1
+        });
+        let minute = u32::try_from(end / 60).unwrap_or(u32::MAX);
+        a.timeline.entry((series, minute)).or_default().add(r.bytes, r.packets);
     }
 
     /// The zone number of a record's local end: its `az-id`, else its network's zone, else
@@ -596,5 +647,22 @@ impl Analysis {
         d.nat_instance_leg.merge(&od.nat_instance_leg);
         d.seen_at_nat_gateway.merge(&od.seen_at_nat_gateway);
         self.unique_destinations.merge(&o.unique_destinations);
+        let mut series: Map<SeriesKey, u32> =
+            self.series.iter().enumerate().map(|(i, k)| (*k, i as u32)).collect();
+        let series_map: Vec<u32> = o
+            .series
+            .iter()
+            .map(|k| {
+                let k = SeriesKey { bucket: map[k.bucket as usize], ..*k };
+                *series.entry(k).or_insert_with(|| {
+                    self.series.push(k);
+                    self.series.len() as u32 - 1
+                })
+            })
+            .collect();
+        for ((s, minute), c) in o.timeline {
+            self.timeline.entry((series_map[s as usize], minute)).or_default().merge(&c);
+        }
+        self.untimed.merge(&o.untimed);
     }
 }

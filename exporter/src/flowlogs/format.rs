@@ -95,11 +95,13 @@ pub enum Field {
     FlowDirection,
     /// `traffic-path`: how egress leaves (1–8).
     TrafficPath,
+    /// `end`: when the last packet of the aggregation interval was seen (Unix seconds).
+    End,
 }
 
 impl Field {
     /// Every field egressor reads.
-    pub const ALL: [Field; 15] = [
+    pub const ALL: [Field; 16] = [
         Self::InterfaceId,
         Self::SrcAddr,
         Self::DstAddr,
@@ -115,6 +117,7 @@ impl Field {
         Self::PktDstAwsService,
         Self::FlowDirection,
         Self::TrafficPath,
+        Self::End,
     ];
 
     /// Its name in AWS's formats.
@@ -135,6 +138,7 @@ impl Field {
             Self::PktDstAwsService => "pkt-dst-aws-service",
             Self::FlowDirection => "flow-direction",
             Self::TrafficPath => "traffic-path",
+            Self::End => "end",
         }
     }
 }

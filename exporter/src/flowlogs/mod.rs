@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod format;
 pub mod input;
+pub mod openmetrics;
 pub mod record;
 pub mod report;
 
@@ -76,6 +77,7 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
     let units = input::units(&inputs, args.chunk_bytes);
     let options = Arc::new(Options {
         nat_gateways: args.nat_gateways.clone(),
+        timeline: args.openmetrics.is_some(),
         max_sources: args.max_sources,
         max_destinations: args.max_destinations,
     });
@@ -138,7 +140,25 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
 
     let classifier = Classifier::new(&config, ranges.shared());
     let paths = EgressPaths::new(&config);
-    let mut pricer = Pricer::new(Arc::new(sheet), &config.pricing);
+    let sheet = Arc::new(sheet);
+    let openmetrics = match &args.openmetrics {
+        None => None,
+        Some(path) => {
+            let failed =
+                |e: std::io::Error| flag("--openmetrics", &format!("{}: {e}", path.display()));
+            let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(failed)?);
+            let written = openmetrics::write(&analysis, sheet.clone(), &config, &mut file)
+                .and_then(|w| file.flush().map(|()| w))
+                .map_err(failed)?;
+            Some(report::OpenMetricsInfo {
+                file: path.display().to_string(),
+                series: written.series,
+                samples: written.samples,
+                untimed: analysis.untimed,
+            })
+        }
+    };
+    let mut pricer = Pricer::new(sheet, &config.pricing);
     pricer.start_cycle(SystemTime::now());
     let costs = report::price(&analysis, &mut pricer);
     let networks = |i: usize| {
@@ -154,7 +174,8 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
         networks: &networks,
         kube: &|_| None,
     };
-    let report = report::build(&analysis, &costs, &judge, summary, args.top);
+    let mut report = report::build(&analysis, &costs, &judge, summary, args.top);
+    report.openmetrics = openmetrics;
     let text = if args.json {
         serde_json::to_string_pretty(&report).expect("the report serializes") + "\n"
     } else {

@@ -67,6 +67,8 @@ pub struct Record<'a> {
     pub direction: Option<FlowDirection>,
     /// `traffic-path` (1–8), if given.
     pub traffic_path: Option<u8>,
+    /// `end` (Unix seconds), if given.
+    pub end: Option<u64>,
 }
 
 /// Why a line is not a record.
@@ -190,6 +192,9 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
                     as u8,
             ),
         },
+        end: get(Field::End)
+            .map(|v| number(v).ok_or_else(|| bad(Field::End, v, "Unix seconds")))
+            .transpose()?,
     }))
 }
 

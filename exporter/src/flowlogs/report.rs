@@ -37,6 +37,22 @@ pub struct Report {
     pub rejected: Counts,
     /// Records not counted because other records carry the same bytes.
     pub duplicates: Duplicates,
+    /// What `--openmetrics` wrote, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openmetrics: Option<OpenMetricsInfo>,
+}
+
+/// What `--openmetrics` wrote.
+#[derive(Debug, Serialize)]
+pub struct OpenMetricsInfo {
+    /// The file.
+    pub file: String,
+    /// Label sets of each family.
+    pub series: usize,
+    /// Samples of `egressor_flow_bytes_total` (series × minutes with records).
+    pub samples: usize,
+    /// Counted records without `end`: in the totals, not in the file.
+    pub untimed: Counts,
 }
 
 /// What was read.
@@ -385,6 +401,7 @@ pub fn build(
         avoidable,
         rejected: analysis.rejected,
         duplicates: analysis.duplicates,
+        openmetrics: None,
     }
 }
 
@@ -530,6 +547,16 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "\nbad lines (first {} of {})", i.bad_line_examples.len(), i.bad_lines);
         for b in &i.bad_line_examples {
             let _ = writeln!(o, "  {b}");
+        }
+    }
+    if let Some(m) = &r.openmetrics {
+        let _ = writeln!(
+            o,
+            "\nopenmetrics: {} series, {} samples each family, in {}",
+            m.series, m.samples, m.file
+        );
+        if m.untimed.records > 0 {
+            let _ = writeln!(o, "  {} records without end are not in it", m.untimed.records);
         }
     }
     if !i.warnings.is_empty() {
