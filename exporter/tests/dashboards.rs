@@ -102,6 +102,7 @@ fn substituted(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
         .replace("$__range", "1h")
         .replace("$__interval", "1m")
+        .replace("$hook", "cgroup")
         .replace("$namespace", ".*")
         .replace("$workload", ".*")
         .replace("$instance", ".*")

@@ -115,6 +115,7 @@ fn dashboard_queries(dir: &Path, workload: &str) -> Vec<(String, String, String)
             let expr = expr
                 .replace("$__rate_interval", "10s")
                 .replace("$__range", "2m")
+                .replace("$hook", "cgroup")
                 .replace("$namespace", ".*")
                 .replace("$workload", workload)
                 .replace("$instance", ".*");

@@ -96,6 +96,38 @@ fn backfilled_flow_counters_give_the_reports_totals_in_prometheus() {
     let s3 = query("sum(last_over_time(egressor_flow_avoidable_cost_usd_total{remote_service=\"S3\",egress_path=\"nat_gateway\"}[1y]))")[0].1;
     assert!((s3 - t["avoidable_usd"].as_f64().unwrap()).abs() < 1e-6);
 
+    // The bundled dashboards, with "Counted by" set to flowlogs: every panel that reads the
+    // flow counters has data.
+    let grafana = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../grafana/dashboards");
+    let mut checked = 0;
+    for file in ["egressor-cost.json", "egressor-graph.json", "egressor-workload.json"] {
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(grafana.join(file)).unwrap()).unwrap();
+        for panel in json["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                let metrics: Vec<&str> = expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                    .filter(|w| w.starts_with("egressor_"))
+                    .collect();
+                if metrics.is_empty() || !metrics.iter().all(|m| m.starts_with("egressor_flow_")) {
+                    continue; // recording rules and the agent's own metrics: not in flow logs
+                }
+                let expr = expr
+                    .replace("$__rate_interval", "5m")
+                    .replace("$__range", "1h")
+                    .replace("$hook", "flowlogs")
+                    .replace("$namespace", ".*")
+                    .replace("$workload", ".*");
+                let rows = prometheus.query_all_at(&expr, Some(last)).unwrap_or_default();
+                eprintln!("{file} {:?}: {} rows", panel["title"], rows.len());
+                assert!(!rows.is_empty(), "{file}, panel {}: no data for {expr}", panel["title"]);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "{checked} panels read the flow counters");
+
     // Counters grow through the logs: halfway, less than at the end, and more than nothing.
     let first: u64 = text
         .lines()

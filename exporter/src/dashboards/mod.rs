@@ -156,29 +156,46 @@ fn label_variable(name: &str, label: &str, metric: &str, matchers: &str, all: bo
     v
 }
 
-/// The `namespace` and `workload` variables (multi-valued with All when `all`).
+/// The `hook` variable (one value: `cgroup` by default, `tc` for plain hosts counted on
+/// interfaces, `flowlogs` for data backfilled from `egressor flowlogs --openmetrics`), then
+/// the `namespace` and `workload` variables (multi-valued with All when `all`).
 fn workload_variables(all: bool) -> Vec<Value> {
+    let option = |v: &str| json!({"text": v, "value": v, "selected": v == "cgroup"});
     vec![
+        json!({
+            "name": "hook",
+            "label": "Counted by",
+            "description": "cgroup: every socket on the node; tc: the --interface hooks; \
+                flowlogs: VPC Flow Logs backfilled from egressor flowlogs --openmetrics. One at \
+                a time: the hooks see the same bytes.",
+            "type": "custom",
+            "query": "cgroup,tc,flowlogs",
+            "current": {"selected": true, "text": "cgroup", "value": "cgroup"},
+            "options": [option("cgroup"), option("tc"), option("flowlogs")],
+            "hide": 0,
+            "includeAll": false,
+            "multi": false,
+        }),
         label_variable(
             "namespace",
             "namespace",
             "egressor_flow_bytes_total",
-            "hook=\"cgroup\"",
+            "hook=\"$hook\"",
             true,
         ),
         label_variable(
             "workload",
             "workload",
             "egressor_flow_bytes_total",
-            "hook=\"cgroup\",namespace=~\"$namespace\"",
+            "hook=\"$hook\",namespace=~\"$namespace\"",
             all,
         ),
     ]
 }
 
-/// The flow counters' selector for the dashboards' `$namespace` and `$workload`: the cgroup
-/// hook only (the TC hook sees the same packets on an interface).
-const FLOWS: &str = "hook=\"cgroup\",namespace=~\"$namespace\",workload=~\"$workload\"";
+/// The flow counters' selector for the dashboards' `$hook`, `$namespace` and `$workload`:
+/// one hook at a time (the TC hook sees the same packets on an interface as the cgroup hook).
+const FLOWS: &str = "hook=\"$hook\",namespace=~\"$namespace\",workload=~\"$workload\"";
 
 /// How a query's result is read.
 #[derive(Debug, Clone, Copy, PartialEq)]
