@@ -4,7 +4,8 @@
 //! Reads plain or gzip files (as AWS delivers them to S3), directories and stdin, in
 //! parallel ([`input`]); reads each record by its file's header ([`format`], [`record`]);
 //! decides ends, direction, class, path, service and region with the agent's own code
-//! ([`analysis`]); prices and reports ([`report`]). Bad lines are counted and the first few
+//! ([`analysis`]); prices and reports ([`report`]), and with `--openmetrics` writes the
+//! agent's flow counters over time ([`openmetrics`]). Bad lines are counted and the first few
 //! named with file and line; an input that cannot be read to its end is an error naming it,
 //! and the others are still analysed.
 
@@ -87,51 +88,16 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let stored: u64 = inputs.iter().map(|i| i.size).sum();
-    let progress = indicatif::ProgressBar::with_draw_target(
-        Some(stored),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .expect("a valid template"),
-    );
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, UnitResult)>> = Mutex::new(Vec::new());
-    let analyses: Mutex<Vec<Analysis>> = Mutex::new(Vec::new());
-    let tick = |n: u64| progress.inc(n);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, units.len().max(1)) {
-            scope.spawn(|| {
-                let mut analyzer = Analyzer::new(
-                    config.clone(),
-                    ranges.shared(),
-                    options.clone(),
-                    gateway_services.clone(),
-                );
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&unit) = units.get(i) else { break };
-                    let r = input::read_unit(
-                        &inputs[unit.input],
-                        unit,
-                        format.as_ref(),
-                        &tick,
-                        &mut |record| analyzer.add(record),
-                    );
-                    results.lock().unwrap().push((i, r));
-                }
-                analyses.lock().unwrap().push(analyzer.analysis);
-            });
-        }
-    });
-    progress.finish_and_clear();
-    let mut analysis = Analysis::default();
-    for a in analyses.into_inner().unwrap() {
-        analysis.merge(a);
-    }
-    let mut results = results.into_inner().unwrap();
+    let workers = Workers {
+        inputs: &inputs,
+        units: &units,
+        format: format.as_ref(),
+        config: &config,
+        cloud: &ranges,
+        options: &options,
+        gateway_services: &gateway_services,
+    };
+    let (analysis, mut results) = workers.run(threads, stored);
     results.sort_by_key(|(i, _)| *i);
     let mut summary = summarize(&inputs, &units, results);
     summary.stored_bytes = stored;
@@ -143,20 +109,10 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
     let sheet = Arc::new(sheet);
     let openmetrics = match &args.openmetrics {
         None => None,
-        Some(path) => {
-            let failed =
-                |e: std::io::Error| flag("--openmetrics", &format!("{}: {e}", path.display()));
-            let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(failed)?);
-            let written = openmetrics::write(&analysis, sheet.clone(), &config, &mut file)
-                .and_then(|w| file.flush().map(|()| w))
-                .map_err(failed)?;
-            Some(report::OpenMetricsInfo {
-                file: path.display().to_string(),
-                series: written.series,
-                samples: written.samples,
-                untimed: analysis.untimed,
-            })
-        }
+        Some(path) => Some(
+            write_openmetrics(path, &analysis, sheet.clone(), &config)
+                .map_err(|e| flag("--openmetrics", &format!("{}: {e}", path.display())))?,
+        ),
     };
     let mut pricer = Pricer::new(sheet, &config.pricing);
     pricer.start_cycle(SystemTime::now());
@@ -183,6 +139,88 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
     };
     out.write_all(text.as_bytes()).map_err(|e| flag("stdout", &e))?;
     Ok(outcome)
+}
+
+/// What the worker threads share.
+struct Workers<'a> {
+    inputs: &'a [Input],
+    units: &'a [input::Unit],
+    format: Option<&'a Layout>,
+    config: &'a Arc<crate::config::FileConfig>,
+    cloud: &'a CloudRanges,
+    options: &'a Arc<Options>,
+    gateway_services: &'a [String],
+}
+
+impl Workers<'_> {
+    /// Reads every unit on `threads` threads (each taking the next unit when done with one),
+    /// with a progress bar over the `stored` bytes on stderr; returns the merged analysis and
+    /// each unit's result by unit index.
+    fn run(&self, threads: usize, stored: u64) -> (Analysis, Vec<(usize, UnitResult)>) {
+        let progress = indicatif::ProgressBar::with_draw_target(
+            Some(stored),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        progress.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
+        );
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(usize, UnitResult)>> = Mutex::new(Vec::new());
+        let analyses: Mutex<Vec<Analysis>> = Mutex::new(Vec::new());
+        let tick = |n: u64| progress.inc(n);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.clamp(1, self.units.len().max(1)) {
+                scope.spawn(|| {
+                    let mut analyzer = Analyzer::new(
+                        self.config.clone(),
+                        self.cloud.shared(),
+                        self.options.clone(),
+                        self.gateway_services.to_vec(),
+                    );
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&unit) = self.units.get(i) else { break };
+                        let r = input::read_unit(
+                            &self.inputs[unit.input],
+                            unit,
+                            self.format,
+                            &tick,
+                            &mut |record| analyzer.add(record),
+                        );
+                        results.lock().unwrap().push((i, r));
+                    }
+                    analyses.lock().unwrap().push(analyzer.analysis);
+                });
+            }
+        });
+        progress.finish_and_clear();
+        let mut analysis = Analysis::default();
+        for a in analyses.into_inner().unwrap() {
+            analysis.merge(a);
+        }
+        (analysis, results.into_inner().unwrap())
+    }
+}
+
+/// Writes `--openmetrics` to `path`.
+fn write_openmetrics(
+    path: &std::path::Path,
+    analysis: &Analysis,
+    sheet: Arc<crate::prices::PriceSheet>,
+    config: &crate::config::FileConfig,
+) -> std::io::Result<report::OpenMetricsInfo> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let written = openmetrics::write(analysis, sheet, config, &mut file)?;
+    file.flush()?;
+    Ok(report::OpenMetricsInfo {
+        file: path.display().to_string(),
+        series: written.series,
+        samples: written.samples,
+        untimed: analysis.untimed,
+    })
 }
 
 /// Sums the units' results per input; numbers bad lines within their files.
