@@ -10,7 +10,8 @@
 #   - cargo-fuzz (scripts/fuzz.sh runs the parsers' fuzz targets);
 #   - kubernetes-validate (PyPI) in a virtualenv at ~/.cache/egressor/venv, which validates
 #     deploy/ against the Kubernetes OpenAPI schemas, taught prometheus-operator's
-#     ServiceMonitor and PrometheusRule schemas by scripts/crd-schemas.py;
+#     ServiceMonitor and PrometheusRule schemas by scripts/crd-schemas.py, and moto's S3
+#     server (PyPI), the local S3 of the `egressor flowlogs s3://` test;
 #   - golang-go with Masterminds/sprig and sigs.k8s.io/yaml, for tests/helm/render.go, the
 #     test-only `helm template` that renders the chart (no helm binary is installable).
 #
@@ -20,6 +21,7 @@ set -euo pipefail
 BPF_LINKER_VERSION="0.13.0"
 CARGO_FUZZ_VERSION="0.13.2"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
+MOTO_VERSION="5.2.5"
 VENV="${HOME}/.cache/egressor/venv"
 LLVM_MAJOR=22
 APT_PACKAGES=(
@@ -78,6 +80,11 @@ if ! "${VENV}/bin/kubernetes-validate" --version 2>/dev/null | grep -q "${KUBERN
   log "installing kubernetes-validate ${KUBERNETES_VALIDATE_VERSION} into ${VENV}"
   /usr/bin/python3 -m venv "${VENV}"
   "${VENV}/bin/pip" install -q "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+fi
+if ! "${VENV}/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '${MOTO_VERSION}')" 2>/dev/null; then
+  log "installing moto ${MOTO_VERSION} (a local S3 for the flow-log tests) into ${VENV}"
+  [[ -x "${VENV}/bin/pip" ]] || /usr/bin/python3 -m venv "${VENV}"
+  "${VENV}/bin/pip" install -q "moto[server]==${MOTO_VERSION}"
 fi
 if ! "${VENV}/bin/python" "$(dirname "$0")/crd-schemas.py" --check; then
   log "adding the ServiceMonitor and PrometheusRule schemas to kubernetes-validate"

@@ -71,10 +71,20 @@ pub enum Command {
 /// Flags of `egressor flowlogs`.
 #[derive(Debug, Args)]
 pub struct FlowLogsArgs {
-    /// Flow-log files (plain or gzip), directories (read recursively, in name order) or `-`
-    /// for stdin.
-    #[arg(required = true, value_name = "FILE|DIR|-")]
+    /// Flow-log files (plain or gzip), directories (read recursively, in name order), `-`
+    /// for stdin, or `s3://BUCKET/PREFIX` (credentials, region and endpoint from the AWS_*
+    /// environment, as the AWS tools read it).
+    #[arg(required = true, value_name = "FILE|DIR|-|s3://BUCKET/PREFIX")]
     pub inputs: Vec<PathBuf>,
+
+    /// First day read (YYYY-MM-DD, inclusive), by the date in AWS's key layout
+    /// (…/vpcflowlogs/REGION/YYYY/MM/DD/…) of S3 keys and file paths; others are read.
+    #[arg(long = "since", value_name = "DATE")]
+    pub since: Option<String>,
+
+    /// Last day read (YYYY-MM-DD, inclusive).
+    #[arg(long = "until", value_name = "DATE")]
+    pub until: Option<String>,
 
     /// The log's format for files without a header line: AWS's `LogFormat`
     /// (`${version} ${srcaddr} …`) or the field names separated by spaces. Files with a

@@ -9,9 +9,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use std::sync::Arc;
+
 use super::{
     format::{Field, Layout},
     record::{self, Line},
+    s3,
 };
 
 /// Size of the chunks plain files are split into.
@@ -32,9 +35,11 @@ pub struct Input {
     pub size: u64,
     /// Whether it is gzip.
     pub gzip: bool,
-    /// A plain file's layout and whether its first line is a header; gzip files and stdin
-    /// decide theirs when read.
+    /// A plain file's layout and whether its first line is a header; gzip files, stdin and
+    /// S3 objects decide theirs when read.
     pub layout: Option<Result<(Layout, bool), String>>,
+    /// An S3 object: its bucket and key (`path` is then `None`).
+    pub s3: Option<(Arc<s3::Bucket>, object_store::path::Path)>,
 }
 
 /// A piece of an input a worker reads.
@@ -78,11 +83,36 @@ pub struct UnitResult {
 ///
 /// # Errors
 /// A path that does not exist or cannot be read, naming it.
-pub fn collect(args: &[PathBuf], format: Option<&Layout>) -> Result<Vec<Input>, String> {
+pub fn collect(
+    args: &[PathBuf],
+    format: Option<&Layout>,
+    dates: &s3::Dates,
+) -> Result<Vec<Input>, String> {
     let mut inputs = Vec::new();
     for arg in args {
         if arg.as_os_str() == "-" {
-            inputs.push(Input { path: None, name: "-".into(), size: 0, gzip: false, layout: None });
+            inputs.push(Input {
+                path: None,
+                name: "-".into(),
+                size: 0,
+                gzip: false,
+                layout: None,
+                s3: None,
+            });
+            continue;
+        }
+        if let Some(url) = arg.to_str().filter(|a| s3::is_s3(a)) {
+            let (bucket, objects) = s3::list(url, dates)?;
+            for (key, size) in objects {
+                inputs.push(Input {
+                    path: None,
+                    name: format!("{}/{key}", bucket.url),
+                    size,
+                    gzip: false,
+                    layout: None,
+                    s3: Some((bucket.clone(), key)),
+                });
+            }
             continue;
         }
         let meta = std::fs::metadata(arg).map_err(|e| format!("{}: {e}", arg.display()))?;
@@ -97,7 +127,7 @@ pub fn collect(args: &[PathBuf], format: Option<&Layout>) -> Result<Vec<Input>, 
         } else {
             files.push(arg.clone());
         }
-        for path in files {
+        for path in files.into_iter().filter(|p| dates.admit(&p.to_string_lossy())) {
             inputs.push(open_input(&path, format)?);
         }
     }
@@ -118,7 +148,7 @@ fn open_input(path: &Path, format: Option<&Layout>) -> Result<Input, String> {
         reader.take(READ_BYTES as u64).read_until(b'\n', &mut first).map_err(failed)?;
         Some(decide_layout(&first, format))
     };
-    Ok(Input { path: Some(path.to_owned()), name, size, gzip, layout })
+    Ok(Input { path: Some(path.to_owned()), name, size, gzip, layout, s3: None })
 }
 
 /// The units of `inputs`, in order: plain files cut into chunks of `chunk_bytes` (at least
@@ -172,9 +202,16 @@ pub fn read_unit(
     on_record: &mut dyn FnMut(&record::Record<'_>),
 ) -> UnitResult {
     let mut result = UnitResult::default();
-    let opened: Result<Box<dyn Read>, std::io::Error> = match &input.path {
-        None => Ok(Box::new(Counting { inner: std::io::stdin().lock(), progress })),
-        Some(path) => File::open(path).and_then(|mut f| {
+    let opened: Result<Box<dyn Read>, std::io::Error> = match (&input.path, &input.s3) {
+        (None, Some((bucket, key))) => match bucket.fetch(key) {
+            Ok(object) => Ok(Box::new(Counting { inner: object, progress })),
+            Err(e) => {
+                result.error = Some(e);
+                return result;
+            }
+        },
+        (None, None) => Ok(Box::new(Counting { inner: std::io::stdin().lock(), progress })),
+        (Some(path), _) => File::open(path).and_then(|mut f| {
             // A chunk after the first starts one byte early: the line that byte ends belongs
             // to the previous chunk, and is skipped.
             if unit.start > 0 {

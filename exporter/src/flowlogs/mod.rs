@@ -15,6 +15,7 @@ pub mod input;
 pub mod openmetrics;
 pub mod record;
 pub mod report;
+pub mod s3;
 
 use std::{
     io::Write,
@@ -74,7 +75,22 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
         rt.block_on(ranges.fetch_all());
     }
     let started = Instant::now();
-    let inputs = input::collect(&args.inputs, format.as_ref()).map_err(|e| flag("INPUT", &e))?;
+    let dates = s3::Dates {
+        since: args
+            .since
+            .as_deref()
+            .map(s3::parse_date)
+            .transpose()
+            .map_err(|e| flag("--since", &e))?,
+        until: args
+            .until
+            .as_deref()
+            .map(s3::parse_date)
+            .transpose()
+            .map_err(|e| flag("--until", &e))?,
+    };
+    let inputs =
+        input::collect(&args.inputs, format.as_ref(), &dates).map_err(|e| flag("INPUT", &e))?;
     let units = input::units(&inputs, args.chunk_bytes);
     let options = Arc::new(Options {
         nat_gateways: args.nat_gateways.clone(),
