@@ -59,7 +59,7 @@ pub enum Command {
     /// Print the Kubernetes objects that run the agent and the explainer (YAML), as in
     /// deploy/kubernetes/egressor.yaml.
     Manifests(ManifestsArgs),
-    /// Analyse AWS VPC Flow Logs (files, directories, gzip, stdin) with the agent's
+    /// Analyse AWS VPC Flow Logs (files, directories, gzip, stdin, S3) with the agent's
     /// classifier and price sheets: who talks to the internet, through which NAT gateway,
     /// what it costs and what to change.
     Flowlogs(Box<FlowLogsArgs>),

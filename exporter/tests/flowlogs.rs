@@ -496,3 +496,37 @@ fn the_binary_reads_gzip_from_stdin_and_says_by_exit_status_what_went_wrong() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/flow.log"));
 }
+
+#[test]
+fn a_line_longer_than_the_buffer_is_one_bad_line_and_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cfg) = config(dir.path(), "") else { return };
+    let good = |i: u32| {
+        format!("5 eni-1 subnet-1 use1-az1 10.0.1.5 198.51.100.{i} - - 1 100 ACCEPT OK egress 8\n")
+    };
+    let mut text = format!("{HEADER}\n");
+    (1..=10).for_each(|i| text.push_str(&good(i)));
+    // Line 12: 2.5 MiB without a line feed (a binary file, a broken writer).
+    text.push_str(&"x".repeat(5 << 19));
+    text.push('\n');
+    (11..=20).for_each(|i| text.push_str(&good(i)));
+    let log = dir.path().join("long.log");
+    std::fs::write(&log, &text).unwrap();
+    let path = log.to_str().unwrap();
+    let (_, whole) = flowlogs(&["--config.file", &cfg, path]);
+    assert_eq!(input(&whole), (20, 0, 0, 1));
+    assert_eq!(
+        whole["input"]["bad_line_examples"][0],
+        format!("{path}:12: longer than 1024 KiB: not a flow-log record")
+    );
+    assert_eq!(whole["input"]["text_bytes"], text.len());
+    assert_eq!(whole["totals"]["egress_bytes"], 2000);
+    // Chunk ends inside the long line, and chunks wholly inside it.
+    for chunk in ["1048576", "700000", "100000"] {
+        let (_, chunked) = flowlogs(&["--config.file", &cfg, "--chunk-bytes", chunk, path]);
+        for k in ["records", "bad_lines", "bad_line_examples", "text_bytes"] {
+            assert_eq!(chunked["input"][k], whole["input"][k], "{k} in chunks of {chunk} bytes");
+        }
+        assert_eq!(chunked["totals"], whole["totals"], "chunks of {chunk} bytes");
+    }
+}

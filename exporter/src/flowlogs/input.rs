@@ -263,6 +263,17 @@ pub fn read_unit(
     result
 }
 
+/// How a line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnd {
+    /// With a line feed.
+    Newline,
+    /// At the end of the input.
+    Eof,
+    /// Not within the buffer: only its first part is given.
+    Overlong,
+}
+
 enum ScanError {
     Io(std::io::Error),
     Layout(String),
@@ -283,10 +294,19 @@ impl Scan<'_, '_> {
     fn run(&mut self, mut reader: impl Read) -> Result<(), ScanError> {
         let mut buf = vec![0u8; READ_BYTES];
         let mut filled = 0;
+        // Inside a line longer than the buffer, and whether its bytes are this unit's.
+        let mut skipping: Option<bool> = None;
         loop {
             if filled == buf.len() {
-                // A line longer than the buffer: grow it.
-                buf.resize(buf.len() * 2, 0);
+                // A line longer than the buffer: no record is. It is a bad line, skipped to
+                // its end, so that memory stays bounded whatever the input.
+                let line_start = self.offset;
+                self.offset += filled as u64;
+                match self.line(line_start, &buf[..filled], LineEnd::Overlong)? {
+                    Some(counted) => skipping = Some(counted),
+                    None => return Ok(()),
+                }
+                filled = 0;
             }
             let n = match reader.read(&mut buf[filled..]) {
                 Ok(0) => break,
@@ -296,42 +316,58 @@ impl Scan<'_, '_> {
             };
             filled += n;
             let mut at = 0;
+            if let Some(counted) = skipping {
+                let end = memchr::memchr(b'\n', &buf[..filled]).map_or(filled, |nl| nl + 1);
+                self.offset += end as u64;
+                self.result.bytes += if counted { end as u64 } else { 0 };
+                if end < filled || buf[end - 1] == b'\n' {
+                    skipping = None;
+                }
+                at = end;
+            }
             while let Some(nl) = memchr::memchr(b'\n', &buf[at..filled]) {
                 let line_start = self.offset;
                 let line = &buf[at..at + nl];
                 self.offset += nl as u64 + 1;
                 at += nl + 1;
-                if !self.line(line_start, line)? {
+                if self.line(line_start, line, LineEnd::Newline)?.is_none() {
                     return Ok(());
                 }
             }
             buf.copy_within(at..filled, 0);
             filled -= at;
         }
-        if filled > 0 {
+        if filled > 0 && skipping.is_none() {
             let line_start = self.offset;
-            let before = self.result.bytes;
-            self.line(line_start, &buf[..filled])?;
-            // No line end after the last line.
-            self.result.bytes -= u64::from(self.result.bytes > before);
+            self.line(line_start, &buf[..filled], LineEnd::Eof)?;
         }
         Ok(())
     }
 
-    /// One line; `false` once the unit's lines are done.
-    fn line(&mut self, start: u64, line: &[u8]) -> Result<bool, ScanError> {
+    /// One line; `None` once the unit's lines are done, else whether the line was this
+    /// unit's (a chunk's first, partial line is the previous chunk's).
+    fn line(&mut self, start: u64, line: &[u8], end: LineEnd) -> Result<Option<bool>, ScanError> {
         if self.skip_partial {
             self.skip_partial = false;
-            return Ok(true);
+            return Ok(Some(false));
         }
         if self.limit.is_some_and(|l| start >= l) {
-            return Ok(false);
+            return Ok(None);
         }
         // The line end counts: these are the bytes of the input.
-        self.result.bytes += line.len() as u64 + 1;
+        self.result.bytes += line.len() as u64 + u64::from(end == LineEnd::Newline);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         self.result.lines += 1;
         let number = self.result.lines;
+        if end == LineEnd::Overlong {
+            self.result.bad += 1;
+            if self.result.bad_examples.len() < BAD_EXAMPLES {
+                let problem =
+                    format!("longer than {} KiB: not a flow-log record", READ_BYTES >> 10);
+                self.result.bad_examples.push((number, problem));
+            }
+            return Ok(Some(true));
+        }
         if self.layout.is_none() {
             // Gzip and stdin: the first line decides.
             self.layout = Some(decide_layout(line, self.format));
@@ -349,10 +385,10 @@ impl Scan<'_, '_> {
         }
         // The header is the first line of the first chunk, which starts reading at 0.
         if number == 1 && header && start == 0 {
-            return Ok(true);
+            return Ok(Some(true));
         }
         if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(true);
+            return Ok(Some(true));
         }
         match record::parse(line, layout) {
             Ok(Line::Record(r)) => {
@@ -370,7 +406,7 @@ impl Scan<'_, '_> {
                 }
             }
         }
-        Ok(true)
+        Ok(Some(true))
     }
 }
 
