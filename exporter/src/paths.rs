@@ -95,6 +95,11 @@ impl EgressPaths {
             || self.network_paths.iter().any(|p| *p != EgressPath::None)
     }
 
+    /// The most specific configured subnet holding `local`.
+    pub fn subnet(&self, local: IpAddr) -> Option<&SubnetConfig> {
+        self.subnets.get_lpm(&IpNet::from(local.to_canonical())).map(|(_, s)| s)
+    }
+
     /// The path between `local` (this end's address) and `remote`.
     pub fn path(&self, local: Option<IpAddr>, remote: &Remote<'_>) -> EgressPath {
         let cloud = remote.cloud.map(|m| (m.provider, m.service, m.region));
@@ -117,10 +122,7 @@ impl EgressPaths {
         if !class.is_public() {
             return EgressPath::None;
         }
-        let Some(local) = local.map(|a| a.to_canonical()) else { return EgressPath::None };
-        let Some((_, subnet)) = self.subnets.get_lpm(&IpNet::from(local)) else {
-            return EgressPath::None;
-        };
+        let Some(subnet) = local.and_then(|a| self.subnet(a)) else { return EgressPath::None };
         let via_endpoint = cloud.is_some_and(|(provider, service, region)| {
             Some(provider) == self.node_provider
                 && self.node_region.as_deref() == Some(region)

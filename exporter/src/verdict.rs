@@ -91,6 +91,12 @@ pub struct NetworkInfo {
     pub region: Option<String>,
 }
 
+impl From<&crate::config::NetworkConfig> for NetworkInfo {
+    fn from(n: &crate::config::NetworkConfig) -> Self {
+        Self { name: n.name.clone(), zone: n.zone.clone(), region: n.region.clone() }
+    }
+}
+
 /// The parts a verdict is computed from: the agent's own, or ones built from the same
 /// configuration.
 pub struct Judge<'a> {

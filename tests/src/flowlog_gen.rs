@@ -121,6 +121,9 @@ struct Gen<'a> {
     time: u64,
 }
 
+/// One end's interface, subnet and zone.
+type End = (&'static str, &'static str, &'static str);
+
 const AZ1: &str = "use1-az1";
 const AZ2: &str = "use1-az2";
 
@@ -204,6 +207,16 @@ impl Gen<'_> {
         self.out.write_all(text.as_bytes()).expect("write");
         self.written += text.len() as u64;
         self.truth.text_bytes += text.len() as u64;
+    }
+
+    /// An internal flow `src` → `dst` as both ends log it: the sender's interface (egress)
+    /// and the receiver's (ingress), each (interface, subnet, zone).
+    fn both_ends(&mut self, base: Line, src: Ipv4Addr, dst: Ipv4Addr, sender: End, receiver: End) {
+        for ((interface, subnet, az), egress) in [(sender, true), (receiver, false)] {
+            let traffic_path = egress.then_some(1);
+            let l = Line { interface, subnet, az, src, dst, egress, traffic_path, ..base };
+            self.counted(l, Dir::Internal);
+        }
     }
 
     /// One flow (one to three lines).
@@ -327,50 +340,24 @@ impl Gen<'_> {
             63..73 => {
                 let (a, b) = (self.private(), self.public_subnet());
                 self.truth.cross_zone += 2 * bytes;
-                let sent = Line {
-                    interface: "eni-app",
-                    subnet: "subnet-app",
-                    az: AZ1,
-                    src: a,
-                    dst: b,
-                    egress: true,
-                    traffic_path: Some(1),
-                    ..base
-                };
-                self.counted(sent, Dir::Internal);
-                let received = Line {
-                    interface: "eni-web",
-                    subnet: "subnet-pub",
-                    az: AZ2,
-                    src: a,
-                    dst: b,
-                    ..base
-                };
-                self.counted(received, Dir::Internal);
+                self.both_ends(
+                    base,
+                    a,
+                    b,
+                    ("eni-app", "subnet-app", AZ1),
+                    ("eni-web", "subnet-pub", AZ2),
+                );
             }
             // Within a zone (free), both ends.
             73..83 => {
                 let (a, b) = (self.public_subnet(), self.public_subnet());
-                let sent = Line {
-                    interface: "eni-web",
-                    subnet: "subnet-pub",
-                    az: AZ2,
-                    src: a,
-                    dst: b,
-                    egress: true,
-                    traffic_path: Some(1),
-                    ..base
-                };
-                self.counted(sent, Dir::Internal);
-                let received = Line {
-                    interface: "eni-web2",
-                    subnet: "subnet-pub",
-                    az: AZ2,
-                    src: a,
-                    dst: b,
-                    ..base
-                };
-                self.counted(received, Dir::Internal);
+                self.both_ends(
+                    base,
+                    a,
+                    b,
+                    ("eni-web", "subnet-pub", AZ2),
+                    ("eni-web2", "subnet-pub", AZ2),
+                );
             }
             // To EC2 in eu-west-1 through the internet gateway.
             83..90 => {
@@ -422,6 +409,23 @@ impl Gen<'_> {
             }
         }
     }
+}
+
+/// Runs `egressor flowlogs --json` over the logs `generate` wrote into `dir`, with its
+/// configuration, the NAT gateway and `extra` flags; returns the report.
+///
+/// # Panics
+/// When egressor fails (with its stderr) or prints no JSON.
+pub fn report(dir: &Path, extra: &[&std::ffi::OsStr]) -> Value {
+    let out = std::process::Command::new(crate::egressor_bin())
+        .args(["flowlogs", "--json", "--nat-gateway", NAT_GATEWAY, "--config.file"])
+        .arg(dir.join("egressor.yaml"))
+        .args(extra)
+        .arg(dir.join("logs"))
+        .output()
+        .expect("run egressor flowlogs");
+    assert!(out.status.success(), "egressor flowlogs: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
 }
 
 /// Writes about `bytes` of log text into `out/logs/` (files `…_NNNN.log`, the first `gzip`

@@ -2,9 +2,7 @@
 //! and gzip files) gives the generator's own totals to the byte and its cost to the cent
 //! (`egressor_tests::flowlog_gen`: the VPC, its traffic and the hand-written prices).
 
-use std::process::Command;
-
-use egressor_tests::{egressor_bin, flowlog_gen, shared_data};
+use egressor_tests::{flowlog_gen, shared_data};
 use serde_json::Value;
 
 /// Log text generated: 1 GB unless `EGRESSOR_FLOWLOGS_TEST_BYTES` says otherwise.
@@ -18,14 +16,7 @@ fn a_generated_gigabyte_gives_the_generators_totals_to_the_byte_and_the_cent() {
     let Some(ranges) = shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
     let dir = tempfile::tempdir().unwrap();
     let truth = flowlog_gen::generate(dir.path(), size(), 42, 2, &ranges).unwrap();
-    let out = Command::new(egressor_bin())
-        .args(["flowlogs", "--json", "--nat-gateway", flowlog_gen::NAT_GATEWAY, "--config.file"])
-        .arg(dir.path().join("egressor.yaml"))
-        .arg(dir.path().join("logs"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "egressor flowlogs: {}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = flowlog_gen::report(dir.path(), &[]);
     let input = &r["input"];
     eprintln!("{} files, {} bytes in {} s", input["files"], input["text_bytes"], input["seconds"]);
     assert_eq!(input["files"], truth["files"]);

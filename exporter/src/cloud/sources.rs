@@ -294,6 +294,14 @@ impl CloudRanges {
         self.config.sources.iter().any(|s| s.url.is_some())
     }
 
+    /// For one-shot commands: fetches the URL sources once when neither a file nor a cache
+    /// gave any range (failures are warnings, as in [`CloudRanges::fetch_all`]).
+    pub async fn fetch_if_empty(&mut self) {
+        if self.shared().current().1.is_empty() && self.has_urls() {
+            self.fetch_all().await;
+        }
+    }
+
     /// Fetches every URL source now, then every `refresh`, forever; publishes a new table
     /// after each round that changed something.
     pub async fn refresh_forever(mut self) {

@@ -54,17 +54,12 @@ fn decide_here(
     let (file, sheet) = load_setup(&args.setup, discovered.as_ref())?;
     let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
     let mut ranges = CloudRanges::start(file.cloud_ranges.clone(), SourceMetrics::default());
-    if ranges.shared().current().1.is_empty() && ranges.has_urls() {
-        rt.block_on(ranges.fetch_all());
-    }
+    rt.block_on(ranges.fetch_if_empty());
     let classifier = Classifier::new(&file, ranges.shared());
     let paths = EgressPaths::new(&file);
     let mut pricer = Pricer::new(Arc::new(sheet), &file.pricing);
     pricer.start_cycle(std::time::SystemTime::now());
-    let networks = |i: usize| {
-        let n = &file.networks[i];
-        NetworkInfo { name: n.name.clone(), zone: n.zone.clone(), region: n.region.clone() }
-    };
+    let networks = |i: usize| NetworkInfo::from(&file.networks[i]);
     let judge = Judge {
         classifier: &classifier,
         paths: &paths,

@@ -578,19 +578,13 @@ impl Analyzer {
         self.found(addr, 0).class.is_public()
     }
 
-    fn network_zone(&self, local: IpAddr) -> Option<String> {
-        let found = self.zones[0].1.classify(Some(local));
-        found.network.and_then(|i| self.config.networks[i].zone.clone())
+    fn network_zone(&mut self, local: IpAddr) -> Option<String> {
+        let network = self.found(local, 0).network?;
+        self.config.networks[network].zone.clone()
     }
 
     fn subnet_of(&self, local: IpAddr) -> String {
-        let local = local.to_canonical();
-        self.config
-            .subnets
-            .iter()
-            .filter(|s| s.cidr.contains(&local))
-            .max_by_key(|s| s.cidr.prefix_len())
-            .map_or_else(String::new, |s| s.cidr.to_string())
+        self.paths.subnet(local).map_or_else(String::new, |s| s.cidr.to_string())
     }
 }
 

@@ -67,28 +67,19 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
     let (file, sheet) = load_setup(&args.setup, None)?;
     let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
     let mut ranges = CloudRanges::start(file.cloud_ranges.clone(), SourceMetrics::default());
-    if ranges.shared().current().1.is_empty() && ranges.has_urls() {
+    if ranges.has_urls() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| flag("flowlogs", &e))?;
-        rt.block_on(ranges.fetch_all());
+        rt.block_on(ranges.fetch_if_empty());
     }
     let started = Instant::now();
-    let dates = s3::Dates {
-        since: args
-            .since
-            .as_deref()
-            .map(s3::parse_date)
-            .transpose()
-            .map_err(|e| flag("--since", &e))?,
-        until: args
-            .until
-            .as_deref()
-            .map(s3::parse_date)
-            .transpose()
-            .map_err(|e| flag("--until", &e))?,
+    let date = |name, v: &Option<String>| {
+        v.as_deref().map(s3::parse_date).transpose().map_err(|e| flag(name, &e))
     };
+    let dates =
+        s3::Dates { since: date("--since", &args.since)?, until: date("--until", &args.until)? };
     let inputs =
         input::collect(&args.inputs, format.as_ref(), &dates).map_err(|e| flag("INPUT", &e))?;
     let units = input::units(&inputs, args.chunk_bytes);
@@ -133,10 +124,7 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
     let mut pricer = Pricer::new(sheet, &config.pricing);
     pricer.start_cycle(SystemTime::now());
     let costs = report::price(&analysis, &mut pricer);
-    let networks = |i: usize| {
-        let n = &config.networks[i];
-        NetworkInfo { name: n.name.clone(), zone: n.zone.clone(), region: n.region.clone() }
-    };
+    let networks = |i: usize| NetworkInfo::from(&config.networks[i]);
     let judge = Judge {
         classifier: &classifier,
         paths: &paths,

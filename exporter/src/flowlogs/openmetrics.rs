@@ -25,7 +25,7 @@ use super::analysis::{Analysis, Counts, SeriesKey};
 use crate::{
     config::FileConfig,
     metrics::{FLOW_AVOIDABLE_COST_HELP, FLOW_BYTES_HELP, FLOW_COST_HELP, FLOW_PACKETS_HELP},
-    prices::{PriceQuery, PriceSheet, Pricer},
+    prices::{PriceSheet, Pricer},
 };
 
 /// What was written.
@@ -65,14 +65,7 @@ pub fn write(
         let key = analysis.series[*series as usize];
         let (b, _) = &analysis.buckets[key.bucket as usize];
         pricer.start_cycle(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(*minute) * 60));
-        let q = PriceQuery {
-            class: b.class,
-            egress: b.sent,
-            service: &b.service,
-            region: &b.region,
-            path: b.path,
-        };
-        let cost = pricer.cost(&q, c.bytes);
+        let cost = pricer.cost(&super::report::query(b), c.bytes);
         let line = points.entry(key).or_default();
         let mut p = line.last().copied().unwrap_or_default();
         p.minute = *minute;

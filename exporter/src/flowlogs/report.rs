@@ -214,14 +214,21 @@ pub fn price(analysis: &Analysis, pricer: &mut Pricer) -> Vec<(f64, f64)> {
     let mut costs = vec![(0.0, 0.0); analysis.buckets.len()];
     for i in order {
         let (k, c) = &analysis.buckets[i];
-        let cost = pricer.cost(&query(k, k.sent), c.bytes);
+        let cost = pricer.cost(&query(k), c.bytes);
         costs[i] = (cost.usd, cost.avoidable_usd);
     }
     costs
 }
 
-fn query(k: &BucketKey, egress: bool) -> PriceQuery<'_> {
-    PriceQuery { class: k.class, egress, service: &k.service, region: &k.region, path: k.path }
+/// What prices a bucket's bytes.
+pub(super) fn query(k: &BucketKey) -> PriceQuery<'_> {
+    PriceQuery {
+        class: k.class,
+        egress: k.sent,
+        service: &k.service,
+        region: &k.region,
+        path: k.path,
+    }
 }
 
 /// Builds the report: `top` rows of sources and destinations.
