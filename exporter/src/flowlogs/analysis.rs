@@ -147,9 +147,10 @@ pub struct SeriesKey {
 }
 
 /// Bytes per bucket (buckets by their index in the worker's [`Analysis::buckets`]); a few
-/// entries per address.
+/// entries per address, the first inside the map's entry (most addresses meet one bucket:
+/// no second cache miss behind the entry's).
 #[derive(Debug, Clone, Default)]
-pub struct Spend(pub Vec<(u32, Counts)>);
+pub struct Spend(pub smallvec::SmallVec<[(u32, Counts); 1]>);
 
 impl Spend {
     fn add(&mut self, bucket: u32, bytes: u64, packets: u64) {
@@ -193,6 +194,9 @@ pub struct Destination {
     pub spend: Spend,
     /// The AWS service the records named (`pkt-*-aws-service`), if any.
     pub aws_service: Option<String>,
+    /// The classifier's verdict from the zone (number) of its last record: the address is
+    /// looked up once per record, for its verdict and its sums.
+    verdict: Option<(u16, Found)>,
 }
 
 /// Where an avoidable cost comes from: a same-region service reached through a NAT gateway.
@@ -355,7 +359,11 @@ impl Analyzer {
             }
         };
         let zone = self.zone(r.az, local);
-        let found = self.found(remote, zone);
+        let kept = self.analysis.destinations.get(&Addr(remote)).and_then(|d| d.verdict);
+        let found = match kept {
+            Some((z, f)) if z == zone => f,
+            _ => self.found(remote, zone),
+        };
         let path = if nat {
             EgressPath::NatGateway
         } else {
@@ -416,16 +424,25 @@ impl Analyzer {
         }
         let full = a.destinations.len() >= options.max_destinations;
         match a.destinations.get_mut(&Addr(remote)) {
-            Some(d) => d.spend.add(bucket, r.bytes, r.packets),
-            None if !full => {
-                let d = a.destinations.entry(Addr(remote)).or_default();
+            Some(d) => {
                 d.spend.add(bucket, r.bytes, r.packets);
-                let aws_service = if sent { r.dst_service } else { r.src_service };
-                d.aws_service = text(aws_service).map(str::to_owned);
+                d.verdict = Some((zone, found));
             }
-            None => a.other_destinations.add(bucket, r.bytes, r.packets),
+            None => {
+                // Each address enters the sketch once: when first kept, or on every record
+                // beyond the cap (a sketch counts an address once however often it sees it).
+                a.unique_destinations.insert_hash(self.hash.hash_one(Addr(remote)));
+                if full {
+                    a.other_destinations.add(bucket, r.bytes, r.packets);
+                } else {
+                    let d = a.destinations.entry(Addr(remote)).or_default();
+                    d.spend.add(bucket, r.bytes, r.packets);
+                    d.verdict = Some((zone, found));
+                    let aws_service = if sent { r.dst_service } else { r.src_service };
+                    d.aws_service = text(aws_service).map(str::to_owned);
+                }
+            }
         }
-        a.unique_destinations.insert_hash(self.hash.hash_one(Addr(remote)));
         if avoidable {
             // A NAT interface's record names the gateway's subnet; the endpoint belongs in
             // the instance's.

@@ -144,22 +144,28 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
         None | Some(b"OK") => {}
         Some(b"NODATA") => return Ok(Line::NoData),
         Some(b"SKIPDATA") => return Ok(Line::SkipData),
-        Some(other) => return Err(bad(Field::LogStatus, other, "OK, NODATA or SKIPDATA")),
+        Some(other) => return Err(bad(Field::LogStatus, other, expected(Field::LogStatus))),
     }
-    let address = |f: Field| -> Result<Option<IpAddr>, LineError> {
-        get(f).map(|v| ip(v).ok_or_else(|| bad(f, v, "an IP address"))).transpose()
+    values(&fields, layout).map(Line::Record).map_err(|f| bad(f, fields[f as usize], expected(f)))
+}
+
+/// The record of a line's fields (`-` for those it lacks); the error is the field that does
+/// not parse (the error types stay a byte wide on the hot path).
+fn values<'a>(fields: &[&'a [u8]; Field::ALL.len()], layout: &Layout) -> Result<Record<'a>, Field> {
+    let get = |f: Field| {
+        let v = fields[f as usize];
+        (v != b"-").then_some(v)
     };
-    let required = |f: Field| address(f)?.ok_or_else(|| bad(f, b"-", "an IP address"));
-    let count = |f: Field| -> Result<u64, LineError> {
-        get(f).map_or(Ok(0), |v| number(v).ok_or_else(|| bad(f, v, "a count")))
-    };
+    let address = |f: Field| get(f).map(|v| ip(v).ok_or(f)).transpose();
+    let required = |f: Field| address(f)?.ok_or(f);
+    let count = |f: Field| get(f).map_or(Ok(0), |v| number(v).ok_or(f));
     let bytes = match get(Field::Bytes) {
-        Some(v) => number(v).ok_or_else(|| bad(Field::Bytes, v, "a count"))?,
+        Some(v) => number(v).ok_or(Field::Bytes)?,
         // A format without bytes (as AWS's NAT gateway example) counts flows only.
         None if layout.column(Field::Bytes).is_none() => 0,
-        None => return Err(bad(Field::Bytes, b"-", "a count")),
+        None => return Err(Field::Bytes),
     };
-    Ok(Line::Record(Record {
+    Ok(Record {
         interface: get(Field::InterfaceId),
         src: required(Field::SrcAddr)?,
         dst: required(Field::DstAddr)?,
@@ -171,7 +177,7 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
             None => Action::Unknown,
             Some(b"ACCEPT") => Action::Accept,
             Some(b"REJECT") => Action::Reject,
-            Some(other) => return Err(bad(Field::Action, other, "ACCEPT or REJECT")),
+            Some(_) => return Err(Field::Action),
         },
         subnet: get(Field::SubnetId),
         az: get(Field::AzId),
@@ -181,21 +187,30 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
             None => None,
             Some(b"ingress") => Some(FlowDirection::Ingress),
             Some(b"egress") => Some(FlowDirection::Egress),
-            Some(other) => return Err(bad(Field::FlowDirection, other, "ingress or egress")),
+            Some(_) => return Err(Field::FlowDirection),
         },
         traffic_path: match get(Field::TrafficPath) {
             None => None,
-            Some(v) => Some(
-                number(v)
-                    .filter(|n| (1..=8).contains(n))
-                    .ok_or_else(|| bad(Field::TrafficPath, v, "a path from 1 to 8"))?
-                    as u8,
-            ),
+            Some(v) => {
+                Some(number(v).filter(|n| (1..=8).contains(n)).ok_or(Field::TrafficPath)? as u8)
+            }
         },
-        end: get(Field::End)
-            .map(|v| number(v).ok_or_else(|| bad(Field::End, v, "Unix seconds")))
-            .transpose()?,
-    }))
+        end: get(Field::End).map(|v| number(v).ok_or(Field::End)).transpose()?,
+    })
+}
+
+/// What a field that does not parse should have been.
+fn expected(f: Field) -> &'static str {
+    match f {
+        Field::SrcAddr | Field::DstAddr | Field::PktSrcAddr | Field::PktDstAddr => "an IP address",
+        Field::Packets | Field::Bytes => "a count",
+        Field::Action => "ACCEPT or REJECT",
+        Field::LogStatus => "OK, NODATA or SKIPDATA",
+        Field::FlowDirection => "ingress or egress",
+        Field::TrafficPath => "a path from 1 to 8",
+        Field::End => "Unix seconds",
+        _ => "text",
+    }
 }
 
 /// The high bit of each byte of `word` that is a space (exact per byte: no carries cross
