@@ -23,6 +23,7 @@ pub mod discovery;
 pub mod dns;
 pub mod error;
 pub mod explainer;
+pub mod flow_table;
 pub mod flowlogs;
 pub mod geoip;
 pub mod http;
