@@ -330,8 +330,16 @@ pub fn build(
             (&a.0, share(&d.spend).0, counts, d)
         })
         .collect();
-    destinations
-        .sort_by(|a, b| b.1.total_cmp(&a.1).then(b.2.bytes.cmp(&a.2.bytes)).then(a.0.cmp(b.0)));
+    // A total order (the address breaks ties): the top rows, then their order, equal the
+    // first rows of the whole list sorted, without sorting it.
+    let order = |a: &(&IpAddr, f64, Counts, _), b: &(&IpAddr, f64, Counts, _)| {
+        b.1.total_cmp(&a.1).then(b.2.bytes.cmp(&a.2.bytes)).then(a.0.cmp(b.0))
+    };
+    if destinations.len() > top {
+        destinations.select_nth_unstable_by(top, order);
+        destinations.truncate(top);
+    }
+    destinations.sort_by(order);
     let top_destinations = destinations
         .into_iter()
         .take(top)
