@@ -311,12 +311,20 @@ pub fn build(
         }
         row
     };
+    // Rows of every address, their address text only for the top ones; the address breaks
+    // ties, so the order is total and selecting the top rows equals sorting them all.
+    let mut by_source: Vec<(&IpAddr, SourceRow)> =
+        analysis.sources.iter().map(|(a, s)| (&a.0, source_row(String::new(), s))).collect();
+    let order = |(a, x): &(&IpAddr, SourceRow), (b, y): &(&IpAddr, SourceRow)| {
+        y.cost_usd.total_cmp(&x.cost_usd).then(bytes_of(y).cmp(&bytes_of(x))).then(a.cmp(b))
+    };
+    if by_source.len() > top {
+        by_source.select_nth_unstable_by(top, order);
+        by_source.truncate(top);
+    }
+    by_source.sort_by(order);
     let mut by_source: Vec<SourceRow> =
-        analysis.sources.iter().map(|(a, s)| source_row(a.0.to_string(), s)).collect();
-    by_source.sort_by(|a, b| {
-        b.cost_usd.total_cmp(&a.cost_usd).then_with(|| bytes_of(b).cmp(&bytes_of(a)))
-    });
-    by_source.truncate(top);
+        by_source.into_iter().map(|(a, row)| SourceRow { address: a.to_string(), ..row }).collect();
     if !analysis.other_sources.0.is_empty() {
         by_source.push(source_row("other".into(), &analysis.other_sources));
     }
