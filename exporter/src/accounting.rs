@@ -242,8 +242,9 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
     /// dropped), counted by [`Accounting::over_cap`].
     ///
     /// The flow table grows with the flows rather than being reserved for the kernel map's
-    /// capacity: reserving saved about 3 ms on a first 100k-flow cycle but scattered 10k
-    /// flows over the whole reservation, nearly doubling RSS.
+    /// capacity: when it was a hash map, reserving saved about 3 ms on a first 100k-flow
+    /// cycle but scattered 10k flows over the whole reservation, nearly doubling RSS (its
+    /// index, a hash table of 16 bytes a flow, would still scatter so).
     pub fn new(idle_after: u32, series_idle_after: u64, max_series: usize) -> Self {
         Self {
             flows: FlowTable::default(),

@@ -7,8 +7,8 @@
 //! it walks the table front to back, which the CPU prefetches, instead of hashing into it at
 //! random (at 100,000 flows of ~130 bytes a random lookup misses the CPU caches; the table of
 //! 100,000 flows is 13 MB). A flow out of order is found through a small index (its hash and
-//! position: 16 bytes a flow, mostly in the CPU caches), and the cursor moves after it. New flows are
-//! appended; when out-of-order finds pass an eighth of the table in one cycle,
+//! position: 16 bytes a flow, mostly in the CPU caches), and the cursor moves after it. New
+//! flows are appended; when out-of-order finds pass an eighth of the table in one cycle,
 //! [`FlowTable::end_cycle`] puts the entries back in the order of the last read.
 
 use std::hash::BuildHasher;

@@ -34,13 +34,13 @@ fn backfilled_flow_counters_give_the_reports_totals_in_prometheus() {
                 String::from_utf8_lossy(&backfill.stderr)
             );
         });
-    // The last sample of every series: the end of the logs' last minute.
-    let last: u64 = text
+    // The samples' timestamps: the first and last minute of the logs.
+    let stamps: Vec<u64> = text
         .lines()
         .filter(|l| l.starts_with("egressor_flow_bytes_total{"))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .max()
-        .unwrap();
+        .collect();
+    let (first, last) = (*stamps.iter().min().unwrap(), *stamps.iter().max().unwrap());
     let query = |q: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -121,12 +121,6 @@ fn backfilled_flow_counters_give_the_reports_totals_in_prometheus() {
     assert!(checked >= 5, "{checked} panels read the flow counters");
 
     // Counters grow through the logs: halfway, less than at the end, and more than nothing.
-    let first: u64 = text
-        .lines()
-        .filter(|l| l.starts_with("egressor_flow_bytes_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .min()
-        .unwrap();
     let mid = (first + last) / 2;
     let halfway = prometheus
         .query_all_at("sum(last_over_time(egressor_flow_bytes_total[1y]))", Some(mid))

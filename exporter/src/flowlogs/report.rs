@@ -311,18 +311,12 @@ pub fn build(
         }
         row
     };
-    // Rows of every address, their address text only for the top ones; the address breaks
-    // ties, so the order is total and selecting the top rows equals sorting them all.
+    // Rows of every address, their address text only for the top ones.
     let mut by_source: Vec<(&IpAddr, SourceRow)> =
         analysis.sources.iter().map(|(a, s)| (&a.0, source_row(String::new(), s))).collect();
-    let order = |(a, x): &(&IpAddr, SourceRow), (b, y): &(&IpAddr, SourceRow)| {
+    top_rows(&mut by_source, top, |(a, x), (b, y)| {
         y.cost_usd.total_cmp(&x.cost_usd).then(bytes_of(y).cmp(&bytes_of(x))).then(a.cmp(b))
-    };
-    if by_source.len() > top {
-        by_source.select_nth_unstable_by(top, order);
-        by_source.truncate(top);
-    }
-    by_source.sort_by(order);
+    });
     let mut by_source: Vec<SourceRow> =
         by_source.into_iter().map(|(a, row)| SourceRow { address: a.to_string(), ..row }).collect();
     if !analysis.other_sources.0.is_empty() {
@@ -338,16 +332,9 @@ pub fn build(
             (&a.0, share(&d.spend).0, counts, d)
         })
         .collect();
-    // A total order (the address breaks ties): the top rows, then their order, equal the
-    // first rows of the whole list sorted, without sorting it.
-    let order = |a: &(&IpAddr, f64, Counts, _), b: &(&IpAddr, f64, Counts, _)| {
+    top_rows(&mut destinations, top, |a, b| {
         b.1.total_cmp(&a.1).then(b.2.bytes.cmp(&a.2.bytes)).then(a.0.cmp(b.0))
-    };
-    if destinations.len() > top {
-        destinations.select_nth_unstable_by(top, order);
-        destinations.truncate(top);
-    }
-    destinations.sort_by(order);
+    });
     let top_destinations = destinations
         .into_iter()
         .take(top)
@@ -426,6 +413,16 @@ pub fn build(
         duplicates: analysis.duplicates,
         openmetrics: None,
     }
+}
+
+/// Keeps the first `top` rows of `rows` in `order`, sorted, without sorting them all. With a
+/// total order (the rows' addresses break ties) they are the first rows of the full sort.
+fn top_rows<T>(rows: &mut Vec<T>, top: usize, order: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if rows.len() > top {
+        rows.select_nth_unstable_by(top, &order);
+        rows.truncate(top);
+    }
+    rows.sort_by(order);
 }
 
 fn bytes_of(r: &SourceRow) -> u64 {
