@@ -31,7 +31,31 @@ fn main() -> anyhow::Result<()> {
         root_dir: root_dir.as_str(),
         ..Default::default()
     };
-    aya_build::build_ebpf([package], Toolchain::default())
+    let toolchain = ebpf_toolchain();
+    aya_build::build_ebpf([package], Toolchain::Custom(&toolchain))
+}
+
+/// The toolchain the eBPF crate builds with: `EGRESSOR_EBPF_TOOLCHAIN` if set, else
+/// `egressor-nightly` (scripts/setup.sh links it to the pinned nightly whose LLVM matches
+/// bpf-linker's), else the `nightly` channel, with a warning: a newer nightly's LLVM can emit
+/// bitcode bpf-linker rejects.
+fn ebpf_toolchain() -> String {
+    const PINNED: &str = "egressor-nightly";
+    println!("cargo:rerun-if-env-changed=EGRESSOR_EBPF_TOOLCHAIN");
+    if let Ok(t) = std::env::var("EGRESSOR_EBPF_TOOLCHAIN") {
+        return t;
+    }
+    let pinned = std::process::Command::new("rustup")
+        .args(["run", PINNED, "rustc", "-V"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if pinned {
+        return PINNED.into();
+    }
+    println!(
+        "cargo:warning=toolchain {PINNED} not found (scripts/setup.sh pins it); building the eBPF programs with `nightly`"
+    );
+    "nightly".into()
 }
 
 /// Exposes the git revision as `EGRESSOR_GIT_REVISION` for `egressor_build_info`.

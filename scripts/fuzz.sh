@@ -2,7 +2,8 @@
 # Runs every cargo-fuzz target for a bounded time (default 20 s each; first argument
 # overrides) from a seed corpus: DNS responses (hand-written and from the pcap captures) and
 # slices of the real provider range files. Fails on the first crash, leak or timeout, leaving
-# the reproducer under fuzz/artifacts/. Needs cargo-fuzz and nightly (scripts/setup.sh).
+# the reproducer under fuzz/artifacts/. Needs cargo-fuzz and the pinned nightly,
+# `egressor-nightly` (scripts/setup.sh installs both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -31,7 +32,7 @@ for target in dns_response cloud_ranges; do
   printf '[fuzz] %s for %s s\n' "$target" "$seconds" >&2
   mkdir -p "fuzz/corpus/$target"
   log="$seeds/$target.log"
-  if ! cargo +nightly fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" "$seeds/$target" -- \
+  if ! cargo +egressor-nightly fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" "$seeds/$target" -- \
     -max_total_time="$seconds" -max_len=8192 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     printf '[fuzz] %s FAILED (reproducer in fuzz/artifacts/%s/)\n' "$target" "$target" >&2

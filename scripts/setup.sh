@@ -5,7 +5,8 @@
 #   - apt: llvm-22 (+ -dev, libpolly) for bpf-linker, prometheus (promtool), iperf3,
 #     iproute2, ethtool, dnsmasq-base (a real DNS server for the DNS tests), nftables (the
 #     Service NAT kube-proxy would do, for the Kubernetes tests);
-#   - the nightly toolchain's rust-src component (the eBPF crate builds core for bpfel);
+#   - the pinned nightly toolchain with its rust-src component (the eBPF crate builds core for
+#     bpfel), linked as `egressor-nightly` for exporter/build.rs;
 #   - bpf-linker 0.13 built against Debian's LLVM 22 (nightly's LLVM major);
 #   - cargo-fuzz (scripts/fuzz.sh runs the parsers' fuzz targets);
 #   - kubernetes-validate (PyPI) in a virtualenv at ~/.cache/egressor/venv, which validates
@@ -15,10 +16,25 @@
 #   - golang-go with Masterminds/sprig and sigs.k8s.io/yaml, for tests/helm/render.go, the
 #     test-only `helm template` that renders the chart (no helm binary is installable).
 #
+# `--build-only` installs only what building needs (LLVM, the pinned nightly, bpf-linker): the
+# image's build stage (deploy/Dockerfile) runs it so.
 # Environment: EGRESSOR_SKIP_APT=1 skips apt (for machines managed some other way).
 set -euo pipefail
 
+BUILD_ONLY=0
+case "${1:-}" in
+  --build-only) BUILD_ONLY=1 ;;
+  "") ;;
+  *) printf '[setup] unknown argument %s (expected --build-only or nothing)\n' "$1" >&2; exit 2 ;;
+esac
+
 BPF_LINKER_VERSION="0.13.0"
+# The eBPF programs' toolchain: rustc 1.97.0-nightly (e50aa6fba 2026-05-19), LLVM 22.1.4.
+PINNED_NIGHTLY="nightly-2026-05-20"
+PINNED_NIGHTLY_COMMIT="e50aa6fba"
+# The name exporter/build.rs builds them with, and scripts/fuzz.sh fuzzes with (rustup
+# refuses custom names like "nightly-*").
+EBPF_TOOLCHAIN="egressor-nightly"
 CARGO_FUZZ_VERSION="0.13.2"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 MOTO_VERSION="5.2.5"
@@ -27,9 +43,13 @@ LLVM_MAJOR=22
 APT_PACKAGES=(
   "llvm-${LLVM_MAJOR}" "llvm-${LLVM_MAJOR}-dev" "libpolly-${LLVM_MAJOR}-dev"
   libzstd-dev zlib1g-dev
-  prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux dnsmasq-base nftables
-  python3-venv golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
 )
+if [[ ${BUILD_ONLY} != 1 ]]; then
+  APT_PACKAGES+=(
+    prometheus prometheus-alertmanager iperf3 iproute2 ethtool util-linux dnsmasq-base nftables
+    python3-venv golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
+  )
+fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -57,13 +77,35 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v rustup >/dev/null || { log "rustup is required (https://rustup.rs)"; exit 1; }
 
-if ! rustup toolchain list | grep -q '^nightly'; then
-  log "installing the nightly toolchain"
-  rustup toolchain install nightly --profile minimal
+# The eBPF programs build with a pinned nightly, reached through the custom toolchain name
+# exporter/build.rs uses: the machine's `nightly` when it is that very build (no download),
+# else the dated toolchain rustup installs. A newer nightly would not do: its LLVM (23 from
+# 1.99) emits bitcode bpf-linker 0.13 on LLVM 22 rejects.
+if ! rustup run "${EBPF_TOOLCHAIN}" rustc -V 2>/dev/null | grep -q "(${PINNED_NIGHTLY_COMMIT} "; then
+  source_toolchain=""
+  for t in nightly "${PINNED_NIGHTLY}"; do
+    if rustup run "$t" rustc -V 2>/dev/null | grep -q "(${PINNED_NIGHTLY_COMMIT} "; then
+      source_toolchain="$t"
+      break
+    fi
+  done
+  if [[ -z ${source_toolchain} ]]; then
+    log "installing ${PINNED_NIGHTLY} (the eBPF programs' toolchain)"
+    rustup toolchain install "${PINNED_NIGHTLY}" --profile minimal --component rust-src
+    source_toolchain="${PINNED_NIGHTLY}"
+  fi
+  log "pinning ${EBPF_TOOLCHAIN} to ${source_toolchain} ($(rustup run "${source_toolchain}" rustc -V))"
+  rm -f "${RUSTUP_HOME:-$HOME/.rustup}/toolchains/${EBPF_TOOLCHAIN}"
+  rustup toolchain link "${EBPF_TOOLCHAIN}" "$(rustup run "${source_toolchain}" rustc --print sysroot)"
 fi
-if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
-  log "adding rust-src to nightly"
-  rustup component add rust-src --toolchain nightly
+if [[ ! -d "$(rustup run "${EBPF_TOOLCHAIN}" rustc --print sysroot)/lib/rustlib/src/rust/library" ]]; then
+  log "adding rust-src to the eBPF toolchain"
+  for t in nightly "${PINNED_NIGHTLY}"; do
+    if rustup run "$t" rustc -V 2>/dev/null | grep -q "(${PINNED_NIGHTLY_COMMIT} "; then
+      rustup component add rust-src --toolchain "$t"
+      break
+    fi
+  done
 fi
 
 if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
@@ -71,6 +113,10 @@ if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
   LLVM_PREFIX="/usr/lib/llvm-${LLVM_MAJOR}" cargo install bpf-linker \
     --version "=${BPF_LINKER_VERSION}" --locked --no-default-features \
     --features "llvm-${LLVM_MAJOR}"
+fi
+if [[ ${BUILD_ONLY} == 1 ]]; then
+  log "build prerequisites ready"
+  exit 0
 fi
 if ! cargo fuzz --version 2>/dev/null | grep -q "${CARGO_FUZZ_VERSION}"; then
   log "installing cargo-fuzz ${CARGO_FUZZ_VERSION} (for scripts/fuzz.sh)"
