@@ -77,34 +77,56 @@ impl<V> FlowTable<V> {
     /// The value of `key`, looked for first at the cursor (a read in the last read's order
     /// finds every flow there); the cursor moves past it.
     pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut V> {
-        let at = self.find(key).ok()?;
-        Some(&mut self.entries[at].value)
-    }
-
-    /// The value of `key` as [`FlowTable::get_mut`] finds it, else `new()` pushed; and
-    /// whether it was pushed.
-    pub fn get_or_push(&mut self, key: FlowKey, new: impl FnOnce() -> V) -> (&mut V, bool) {
-        match self.find(&key) {
-            Ok(at) => (&mut self.entries[at].value, false),
-            Err(hash) => (self.push_hashed(key, hash, new()), true),
-        }
-    }
-
-    /// The position of `key` (and the cursor moved past it), else the key's hash.
-    fn find(&mut self, key: &FlowKey) -> Result<usize, u64> {
         let at = match self.entries.get(self.cursor) {
             Some(e) if e.key == *key => self.cursor,
             _ => {
-                let hash = self.hash(key);
-                let at = self.position(key, hash).ok_or(hash)?;
+                let at = self.position(key, self.hash(key))?;
                 self.out_of_order += 1;
                 at
             }
         };
+        Some(self.found(at))
+    }
+
+    /// The value of `key` as [`FlowTable::get_mut`] finds it, else `new()` pushed; and
+    /// whether it was pushed. A key not at the cursor costs one probe of the index, found or
+    /// not.
+    pub fn get_or_push(&mut self, key: FlowKey, new: impl FnOnce() -> V) -> (&mut V, bool) {
+        if let Some(e) = self.entries.get(self.cursor)
+            && e.key == key
+        {
+            let at = self.cursor;
+            return (self.found(at), false);
+        }
+        let hash = self.hash(&key);
+        let entries = &self.entries;
+        let at = entries.len();
+        match self.index.entry(
+            hash,
+            |&(h, i)| h == hash && entries[i as usize].key == key,
+            |&(h, _)| h,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(found) => {
+                let at = found.get().1 as usize;
+                self.out_of_order += 1;
+                (self.found(at), false)
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert((hash, at as u32));
+                self.seen += 1;
+                self.entries.push(Entry { key, seen: self.seen, value: new() });
+                (&mut self.entries[at].value, true)
+            }
+        }
+    }
+
+    /// Marks the entry at `at` found by this read: the cursor moves past it.
+    fn found(&mut self, at: usize) -> &mut V {
         self.cursor = at + 1;
         self.seen += 1;
-        self.entries[at].seen = self.seen;
-        Ok(at)
+        let e = &mut self.entries[at];
+        e.seen = self.seen;
+        &mut e.value
     }
 
     /// Adds `key`, which must not be in the table (see [`FlowTable::insert`]), after the last
