@@ -26,7 +26,7 @@ step "cargo clippy (user space, -D warnings)"
 cargo clippy --locked --workspace --exclude egressor-ebpf --all-targets -- -D warnings
 
 step "cargo clippy (eBPF programs, bpfel-unknown-none, -D warnings)"
-(cd ebpf && cargo +nightly clippy --locked --release --target bpfel-unknown-none -Z build-std=core -- -D warnings)
+(cd ebpf && cargo +egressor-nightly clippy --locked --release --target bpfel-unknown-none -Z build-std=core -- -D warnings)
 
 step "unit tests"
 cargo_test --locked -p egressor-common -p egressor

@@ -1,6 +1,7 @@
 //! Upgrades without gaps (`--bpf.pin-path`): an agent killed mid-traffic and started again
 //! (SIGKILL, then a graceful SIGTERM restart) still reports exactly the bytes the kernel's
-//! interface counters saw, including those sent while no agent ran; without pins the same
+//! interface counters saw (TC hooks), or exactly the datagrams a workload sent (cgroup hooks,
+//! the DaemonSet's default), including those sent while no agent ran; without pins the same
 //! restart loses them. An incompatible pinned layout is replaced, and `egressor unpin`
 //! detaches what is left.
 
@@ -27,6 +28,16 @@ impl BpfFs {
         assert!(out.status.success(), "mount bpffs: {}", String::from_utf8_lossy(&out.stderr));
         Self { path }
     }
+}
+
+/// Where an agent pins (`egressor` in a fresh bpffs mount) and its checkpoint file (not
+/// created yet).
+fn pin_paths(tag: &str) -> (BpfFs, PathBuf, PathBuf) {
+    let bpffs = BpfFs::mount(tag);
+    let pins = bpffs.path.join("egressor");
+    let checkpoint = temp_file(&format!("{tag}-checkpoint"), "");
+    std::fs::remove_file(&checkpoint).unwrap();
+    (bpffs, pins, checkpoint)
 }
 
 impl Drop for BpfFs {
@@ -75,10 +86,7 @@ fn restarts_with_pinned_maps_lose_and_double_nothing() {
     }
     let ns = Netns::new("pin");
     let veth = Veth::new("p", &ns, false);
-    let bpffs = BpfFs::mount("pin");
-    let pins = bpffs.path.join("egressor");
-    let checkpoint = temp_file("pin-checkpoint", "");
-    std::fs::remove_file(&checkpoint).unwrap();
+    let (_bpffs, pins, checkpoint) = pin_paths("pin");
     let (pins_s, ckpt_s) = (pins.to_str().unwrap(), checkpoint.to_str().unwrap());
     let args = agent_args(&veth, Some(pins_s), ckpt_s);
 
@@ -148,6 +156,75 @@ fn wait_unloaded(programs: &std::collections::HashSet<u32>, what: &str) {
     }
 }
 
+/// The DaemonSet's path: cgroup hooks on the cgroup v2 root, pinned. A workload paces
+/// datagrams across a SIGKILL and a graceful restart; the last agent reports every one of
+/// them, once.
+#[test]
+fn cgroup_hook_restarts_with_pinned_maps_lose_and_double_nothing() {
+    if !require_bpf("cgroup_hook_restarts_with_pinned_maps_lose_and_double_nothing") {
+        return;
+    }
+    let ns = Netns::new("pincg");
+    let veth = Veth::new("q", &ns, false);
+    let cgroup = Cgroup::new("pincg");
+    let (_bpffs, pins, checkpoint) = pin_paths("pincg");
+    let (pins_s, ckpt_s) = (pins.to_str().unwrap(), checkpoint.to_str().unwrap());
+    let args = ["--bpf.pin-path", pins_s, "--bpf.checkpoint-file", ckpt_s];
+
+    let (first, first_programs) = start_agent_tracking_programs(&args);
+    veth.up();
+    // A socket at the target, so no datagram comes back as an ICMP error.
+    let _sink = std::net::UdpSocket::bind(format!("{}:9401", HOST.v4)).unwrap();
+    let target = format!("{}:9401", HOST.v4);
+    // 400 datagrams a second for 4 s, 1,000 payload bytes each.
+    let size = 1000u64;
+    let sender = spawn_in_cgroup(&cgroup, &ns, HELPER, &["udp-pace", &target, "1000", "400000:4"]);
+    thread::sleep(Duration::from_millis(1200));
+
+    first.kill();
+    thread::sleep(Duration::from_millis(700));
+    let (second, second_programs) = start_agent_tracking_programs(&args);
+    let log = second.log();
+    assert!(log.contains("resumed the counters from the checkpoint"), "{log}");
+    assert!(log.contains("taken_over=true"), "the pinned cgroup links were taken over: {log}");
+    wait_unloaded(&first_programs, "the killed agent's programs, swapped out of the links");
+
+    thread::sleep(Duration::from_millis(600));
+    assert!(second.stop().success());
+    assert!(
+        loaded_program_ids().is_superset(&second_programs) && !second_programs.is_empty(),
+        "pinned programs outlive the agent that stopped"
+    );
+    thread::sleep(Duration::from_millis(400));
+    let (third, third_programs) = start_agent_tracking_programs(&args);
+    wait_unloaded(&second_programs, "the stopped agent's programs, swapped out of the links");
+    let out = sender.wait_with_output().unwrap();
+    assert!(out.status.success(), "sender failed");
+    let sent: u64 = parse_kv(&String::from_utf8_lossy(&out.stdout))["step0"].parse().unwrap();
+    assert!(sent > 1000, "the sender paced {sent} datagrams");
+    third.settle();
+
+    let m = third.metrics();
+    let l = [("hook", "cgroup"), ("workload", cgroup.workload.as_str()), ("direction", "egress")];
+    let counted = (
+        m.sum("egressor_flow_bytes_total", &l) as u64,
+        m.sum("egressor_flow_packets_total", &l) as u64,
+    );
+    // IPv4 (20) + UDP (8) headers on each datagram, each counted once across two restarts.
+    assert_eq!(counted, (sent * (size + 28), sent), "egress of {}", cgroup.workload);
+    assert!(third.stop().success());
+    let out = run(&[
+        egressor_bin().to_str().unwrap(),
+        "unpin",
+        "--bpf.pin-path",
+        pins_s,
+        "--bpf.checkpoint-file",
+        ckpt_s,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_unloaded(&third_programs, "after egressor unpin");
+}
+
 #[test]
 fn restarts_without_pins_lose_the_bytes_in_between() {
     if !require_bpf("restarts_without_pins_lose_the_bytes_in_between") {
@@ -176,9 +253,7 @@ fn an_incompatible_pinned_layout_is_replaced() {
     }
     let ns = Netns::new("pinv");
     let veth = Veth::new("v", &ns, false);
-    let bpffs = BpfFs::mount("pinv");
-    let pins = bpffs.path.join("egressor");
-    let checkpoint = temp_file("pinv-checkpoint", "");
+    let (_bpffs, pins, checkpoint) = pin_paths("pinv");
     let (pins_s, ckpt_s) = (pins.to_str().unwrap(), checkpoint.to_str().unwrap());
     let mut args = agent_args(&veth, Some(pins_s), ckpt_s);
     args.extend(["--flow-map.max-entries", "4096"]);
