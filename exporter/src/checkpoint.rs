@@ -28,9 +28,10 @@ use crate::{accounting::Saved, attribution::PersistedLabels};
 /// Version of the file format; bump on any change to [`Checkpoint`] or what it holds.
 pub const FORMAT: u32 = 1;
 
-/// The file's content.
+/// The file's content. `S` is the accounting state: a [`Saved`] read back, or the
+/// [`crate::accounting::SavedView`] an agent writes (the same bytes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct Checkpoint<S = Saved<PersistedLabels>> {
     /// [`FORMAT`] of the writer.
     pub format: u32,
     /// The pinned layout version ([`egressor_common::PIN_LAYOUT_VERSION`]).
@@ -40,7 +41,7 @@ pub struct Checkpoint {
     /// Kernel id of the flow map the totals were read from.
     pub flow_map_id: u32,
     /// The accounting state.
-    pub saved: Saved<PersistedLabels>,
+    pub saved: S,
 }
 
 /// A checkpoint could not be read or written.
@@ -147,7 +148,10 @@ impl CheckpointFile {
     ///
     /// # Errors
     /// [`CheckpointError::Io`]; the previous file stays as it was.
-    pub fn write(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+    pub fn write<S: Serialize>(
+        &mut self,
+        checkpoint: &Checkpoint<S>,
+    ) -> Result<(), CheckpointError> {
         let io = |source| CheckpointError::Io { path: self.path.clone(), source };
         self.buffer.clear();
         let buffer = std::mem::take(&mut self.buffer);

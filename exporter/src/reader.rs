@@ -283,7 +283,7 @@ impl Reader {
             layout: egressor_common::PIN_LAYOUT_VERSION,
             boot_id: file.boot_id().to_owned(),
             flow_map_id: self.dataplane.flow_map_id(),
-            saved: self.accounting.save(|l| attributor.persisted(l)),
+            saved: self.accounting.saved_view(|l| attributor.persisted(l)),
         };
         if let Err(e) = file.write(&checkpoint) {
             self.metrics.checkpoint_errors.inc();
