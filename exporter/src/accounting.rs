@@ -480,21 +480,11 @@ where
 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct as _;
-        let series = self.accounting.table.slots.iter().flatten().map(|s| SavedSeries {
-            labels: (self.labels)(&s.labels),
-            totals: (s.totals.bytes, s.totals.packets),
-            cost_usd: (s.cost.usd, s.cost.avoidable_usd),
-            unpriced: s.unpriced,
-        });
-        let flows = self.accounting.flows.iter().map(|(key, t)| SavedFlow {
-            key: *key,
-            last: t.last,
-            series: self.index[t.series],
-        });
+        let a = self.accounting;
         let mut out = serializer.serialize_struct("Saved", 2)?;
-        let live = self.accounting.table.live_count();
-        out.serialize_field("series", &Seq::new(series, live))?;
-        out.serialize_field("flows", &Seq::new(flows, self.accounting.flows.len()))?;
+        let series = Seq::new(a.saved_series(&self.labels), a.table.live_count());
+        out.serialize_field("series", &series)?;
+        out.serialize_field("flows", &Seq::new(a.saved_flows(&self.index), a.flows.len()))?;
         out.end()
     }
 }
@@ -517,7 +507,7 @@ where
     I::Item: serde::Serialize,
 {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq as _;
+        use serde::ser::{Error as _, SerializeSeq as _};
         let items = self.items.take().ok_or_else(|| S::Error::custom("serialized twice"))?;
         let mut seq = serializer.serialize_seq(Some(self.len))?;
         let mut n = 0;
@@ -532,45 +522,53 @@ where
     }
 }
 
-use serde::ser::Error as _;
-
 impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
     /// [`Accounting::save`]'s state as a view that serializes without copying the flows.
     pub fn saved_view<M, F: Fn(&L) -> M>(&self, labels: F) -> SavedView<'_, L, F> {
-        let mut index = vec![u32::MAX; self.table.slots.len()];
-        let mut n = 0;
-        for (slot, s) in self.table.slots.iter().enumerate() {
-            if s.is_some() {
-                index[slot] = n;
-                n += 1;
-            }
-        }
-        SavedView { accounting: self, labels, index }
+        SavedView { accounting: self, labels, index: self.saved_index() }
     }
 
     /// The state a later agent resumes from with [`Accounting::restore`], its label sets
     /// spelled out by `labels`, as a value (the agent writes [`Accounting::saved_view`], which
     /// serializes the same without the copy).
-    pub fn save<M>(&self, mut labels: impl FnMut(&L) -> M) -> Saved<M> {
-        let mut index = vec![u32::MAX; self.table.slots.len()];
-        let mut series = Vec::with_capacity(self.table.live_count());
-        for (slot, s) in self.table.slots.iter().enumerate() {
-            if let Some(s) = s {
-                index[slot] = series.len() as u32;
-                series.push(SavedSeries {
-                    labels: labels(&s.labels),
-                    totals: (s.totals.bytes, s.totals.packets),
-                    cost_usd: (s.cost.usd, s.cost.avoidable_usd),
-                    unpriced: s.unpriced,
-                });
-            }
+    pub fn save<M>(&self, labels: impl Fn(&L) -> M) -> Saved<M> {
+        let index = self.saved_index();
+        Saved {
+            series: self.saved_series(&labels).collect(),
+            flows: self.saved_flows(&index).collect(),
         }
-        let flows = self
-            .flows
-            .iter()
-            .map(|(key, t)| SavedFlow { key: *key, last: t.last, series: index[t.series] })
-            .collect();
-        Saved { series, flows }
+    }
+
+    /// Each slot's position among the saved label sets (`u32::MAX` for an empty slot).
+    fn saved_index(&self) -> Vec<u32> {
+        let mut index = vec![u32::MAX; self.table.slots.len()];
+        let live = self.table.slots.iter().enumerate().filter(|(_, s)| s.is_some());
+        for (position, (slot, _)) in live.enumerate() {
+            index[slot] = position as u32;
+        }
+        index
+    }
+
+    /// The live label sets, in slot order.
+    fn saved_series<'a, M>(
+        &'a self,
+        labels: &'a impl Fn(&L) -> M,
+    ) -> impl Iterator<Item = SavedSeries<M>> + 'a {
+        self.table.slots.iter().flatten().map(|s| SavedSeries {
+            labels: labels(&s.labels),
+            totals: (s.totals.bytes, s.totals.packets),
+            cost_usd: (s.cost.usd, s.cost.avoidable_usd),
+            unpriced: s.unpriced,
+        })
+    }
+
+    /// The tracked flows, their label sets by position (`index` from `saved_index`).
+    fn saved_flows<'a>(&'a self, index: &'a [u32]) -> impl Iterator<Item = SavedFlow> + 'a {
+        self.flows.iter().map(|(key, t)| SavedFlow {
+            key: *key,
+            last: t.last,
+            series: index[t.series],
+        })
     }
 
     /// Takes over `saved` (from [`Accounting::save`] of an earlier agent counting the same
