@@ -81,14 +81,18 @@ command -v rustup >/dev/null || { log "rustup is required (https://rustup.rs)"; 
 # exporter/build.rs uses: the machine's `nightly` when it is that very build (no download),
 # else the dated toolchain rustup installs. A newer nightly would not do: its LLVM (23 from
 # 1.99) emits bitcode bpf-linker 0.13 on LLVM 22 rejects.
-if ! rustup run "${EBPF_TOOLCHAIN}" rustc -V 2>/dev/null | grep -q "(${PINNED_NIGHTLY_COMMIT} "; then
-  source_toolchain=""
+# The installed toolchain (`nightly` or the dated one) that is the pinned build, if any.
+pinned_nightly() {
+  local t
   for t in nightly "${PINNED_NIGHTLY}"; do
     if rustup run "$t" rustc -V 2>/dev/null | grep -q "(${PINNED_NIGHTLY_COMMIT} "; then
-      source_toolchain="$t"
-      break
+      echo "$t"
+      return
     fi
   done
+}
+if ! rustup run "${EBPF_TOOLCHAIN}" rustc -V 2>/dev/null | grep -q "(${PINNED_NIGHTLY_COMMIT} "; then
+  source_toolchain="$(pinned_nightly)"
   if [[ -z ${source_toolchain} ]]; then
     log "installing ${PINNED_NIGHTLY} (the eBPF programs' toolchain)"
     rustup toolchain install "${PINNED_NIGHTLY}" --profile minimal --component rust-src
@@ -100,12 +104,7 @@ if ! rustup run "${EBPF_TOOLCHAIN}" rustc -V 2>/dev/null | grep -q "(${PINNED_NI
 fi
 if [[ ! -d "$(rustup run "${EBPF_TOOLCHAIN}" rustc --print sysroot)/lib/rustlib/src/rust/library" ]]; then
   log "adding rust-src to the eBPF toolchain"
-  for t in nightly "${PINNED_NIGHTLY}"; do
-    if rustup run "$t" rustc -V 2>/dev/null | grep -q "(${PINNED_NIGHTLY_COMMIT} "; then
-      rustup component add rust-src --toolchain "$t"
-      break
-    fi
-  done
+  rustup component add rust-src --toolchain "$(pinned_nightly)"
 fi
 
 if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then

@@ -377,12 +377,14 @@ fn read_cycle() {
     let bare = t.elapsed();
     assert_eq!(n, FLOWS);
 
+    // The agent's defaults: flows idle 12 reads leave the map, label sets 360 reads.
+    let new_accounting = || Accounting::new(12, 360, usize::MAX);
     let snapshot = Arc::new(SharedSnapshot::default());
     let (registry, metrics) =
         registry(snapshot.clone(), Arc::new(PriceSheet::embedded()), &[], FLOWS, u64::MAX);
     let mut reader = Reader {
         dataplane,
-        accounting: Accounting::new(12, 360, usize::MAX),
+        accounting: new_accounting(),
         attributor: Attributor::new(
             CgroupResolver::new(root),
             Classifier::new(&FileConfig::default(), Default::default()),
@@ -430,7 +432,7 @@ fn read_cycle() {
     cycle(&mut reader, "steady state");
     // A burst: every flow new to an agent that has been running (its allocator and its
     // per-cgroup caches warm), as when 100k flows appear within one read interval.
-    reader.accounting = Accounting::new(12, 360, usize::MAX);
+    reader.accounting = new_accounting();
     cycle(&mut reader, "every flow new, running agent");
     cycle(&mut reader, "steady state");
     // With --bpf.pin-path every cycle also writes the checkpoint (here to /tmp, a tmpfs or
