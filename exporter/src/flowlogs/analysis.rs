@@ -66,6 +66,69 @@ use crate::{
 pub type Sketch =
     cardinality_estimator::CardinalityEstimator<IpAddr, std::hash::DefaultHasher, 15, 6>;
 
+/// The seed of every worker's address hash: the destinations' table and the distinct-count
+/// sketch hash an address once, with the same function in every worker (sketches merge).
+const ADDRESS_SEED: u64 = 0x666c_6f77;
+
+/// The hash of addresses (see [`ADDRESS_SEED`]).
+fn address_hash() -> foldhash::fast::FixedState {
+    foldhash::fast::FixedState::with_seed(ADDRESS_SEED)
+}
+
+/// Remote addresses and their numbers: a hash table a record finds its remote's slot in
+/// once, for the verdict kept there and for its sums (hundreds of thousands of remotes do
+/// not fit in a core's cache: each lookup can be a wait on memory).
+#[derive(Debug, Default)]
+pub struct Destinations {
+    table: hashbrown::HashTable<Destination>,
+}
+
+impl Destinations {
+    /// The number of addresses.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Every address and its numbers, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &Destination> {
+        self.table.iter()
+    }
+
+    /// The slot of `addr` (whose hash is `hash`), if it has one.
+    fn find(&self, hash: u64, addr: Addr) -> Option<usize> {
+        self.table.find_bucket_index(hash, |d| d.addr == addr)
+    }
+
+    /// The numbers in slot `i` (from [`Destinations::find`], the table unchanged since).
+    fn get(&self, i: usize) -> &Destination {
+        self.table.get_bucket(i).expect("a slot found in this table")
+    }
+
+    /// As [`Destinations::get`], to change.
+    fn get_mut(&mut self, i: usize) -> &mut Destination {
+        self.table.get_bucket_mut(i).expect("a slot found in this table")
+    }
+
+    /// The numbers of `addr` (hash `hash`), a new entry if it had none.
+    fn entry(&mut self, hash: u64, addr: Addr) -> &mut Destination {
+        match self.find(hash, addr) {
+            Some(i) => self.get_mut(i),
+            None => self.insert(hash, addr),
+        }
+    }
+
+    /// A new entry for `addr` (hash `hash`), which has none.
+    fn insert(&mut self, hash: u64, addr: Addr) -> &mut Destination {
+        let hasher = |d: &Destination| address_hash().hash_one(d.addr);
+        self.table.insert_unique(hash, Destination::new(addr), hasher).into_mut()
+    }
+}
+
 /// Which way a record's bytes went, from the local end's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,6 +164,11 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// One record's.
+    fn one(bytes: u64, packets: u64) -> Self {
+        Self { bytes, packets, records: 1 }
+    }
+
     fn add(&mut self, bytes: u64, packets: u64) {
         self.bytes += bytes;
         self.packets += packets;
@@ -187,16 +255,84 @@ pub struct Duplicates {
     pub seen_at_nat_gateway: Counts,
 }
 
-/// A remote address's numbers.
-#[derive(Debug, Clone, Default)]
+/// A remote address and its numbers, in one cache line (64 bytes, checked by a test): a
+/// record reads and writes that line only, as most addresses meet one bucket and name no
+/// AWS service. (A line of the table is a wait on memory when the remotes outgrow the
+/// core's cache: an entry across two lines was two waits.)
+#[derive(Debug, Clone)]
+#[repr(align(64))]
 pub struct Destination {
-    /// Bytes by bucket.
-    pub spend: Spend,
-    /// The AWS service the records named (`pkt-*-aws-service`), if any.
-    pub aws_service: Option<String>,
+    /// The address.
+    pub addr: Addr,
+    /// Its first bucket.
+    first_bucket: u32,
+    /// The counts there (0 records: none yet).
+    first: Counts,
     /// The classifier's verdict from the zone (number) of its last record: the address is
     /// looked up once per record, for its verdict and its sums.
-    verdict: Option<(u16, Found)>,
+    verdict: Option<(u8, Found)>,
+    /// Its other buckets and the AWS service its records named, for the addresses with
+    /// either.
+    more: Option<Box<More>>,
+}
+
+/// The rarer numbers of a [`Destination`].
+#[derive(Debug, Clone, Default)]
+struct More {
+    spend: Vec<(u32, Counts)>,
+    aws_service: Option<String>,
+}
+
+impl Destination {
+    fn new(addr: Addr) -> Self {
+        Self { addr, first_bucket: 0, first: Counts::default(), verdict: None, more: None }
+    }
+
+    /// Bytes by bucket (buckets by their index in [`Analysis::buckets`]).
+    pub fn spend(&self) -> Spend {
+        let mut spend = Spend::default();
+        if self.first.records > 0 {
+            spend.0.push((self.first_bucket, self.first));
+        }
+        if let Some(more) = &self.more {
+            spend.0.extend(more.spend.iter().copied());
+        }
+        spend
+    }
+
+    /// The AWS service the records named (`pkt-*-aws-service`), if any.
+    pub fn aws_service(&self) -> Option<&str> {
+        self.more.as_ref()?.aws_service.as_deref()
+    }
+
+    fn set_aws_service(&mut self, service: Option<&str>) {
+        if let Some(s) = service {
+            self.more.get_or_insert_default().aws_service = Some(s.to_owned());
+        }
+    }
+
+    fn add(&mut self, bucket: u32, counts: Counts) {
+        if self.first.records == 0 || self.first_bucket == bucket {
+            self.first_bucket = bucket;
+            self.first.merge(&counts);
+            return;
+        }
+        let more = &mut self.more.get_or_insert_default().spend;
+        match more.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, c)) => c.merge(&counts),
+            None => more.push((bucket, counts)),
+        }
+    }
+
+    /// Adds `o`'s counts, whose bucket indices `map` translates into this one's.
+    fn merge(&mut self, o: &Destination, map: &[u32]) {
+        for (b, c) in o.spend().0 {
+            self.add(map[b as usize], c);
+        }
+        if self.aws_service().is_none() {
+            self.set_aws_service(o.aws_service());
+        }
+    }
 }
 
 /// Where an avoidable cost comes from: a same-region service reached through a NAT gateway.
@@ -234,7 +370,7 @@ pub struct Analysis {
     /// Local addresses beyond the cap.
     pub other_sources: Spend,
     /// Remote addresses.
-    pub destinations: Map<Addr, Destination>,
+    pub destinations: Destinations,
     /// Remote addresses beyond the cap.
     pub other_destinations: Spend,
     /// Avoidable spend by service, region and subnet.
@@ -243,7 +379,7 @@ pub struct Analysis {
     pub rejected: Counts,
     /// Records not counted because others count their bytes.
     pub duplicates: Duplicates,
-    /// Distinct remote addresses.
+    /// Distinct remote addresses (also those beyond the cap).
     pub unique_destinations: Sketch,
     /// Series of the timeline, by index.
     pub series: Vec<SeriesKey>,
@@ -262,7 +398,7 @@ pub struct Analyzer {
     /// Classifier of each zone met (index: zone number); 0 is the node's zone.
     zones: Vec<(Option<String>, Classifier)>,
     /// The last `az-id` read and its zone number (records of one interface come together).
-    last_az: (Vec<u8>, u16),
+    last_az: (Vec<u8>, u8),
     paths: EgressPaths,
     gateway_services: Vec<String>,
     /// Services and regions by name, and by number.
@@ -270,7 +406,7 @@ pub struct Analyzer {
     name_list: Vec<String>,
     /// The classifier's verdict on each (address, zone number) met, bounded by
     /// [`FOUND_CACHE`].
-    found: Map<(Addr, u16), Found>,
+    found: Map<(Addr, u8), Found>,
     bucket_index: Map<FastKey, u32>,
     series_index: Map<SeriesKey, u32>,
     hash: foldhash::fast::FixedState,
@@ -286,16 +422,31 @@ const MAX_ZONES: usize = 64;
 /// starts over when full.
 const FOUND_CACHE: usize = 1 << 12;
 
-/// The classifier's verdict on an address, with service and region interned.
+/// The classifier's verdict on an address, with service and region interned (8 bytes: it
+/// is kept in each [`Destination`]).
 #[derive(Debug, Clone, Copy)]
 struct Found {
     class: TrafficClass,
-    network: Option<usize>,
-    /// Provider, service and region of the cloud range holding it.
-    cloud: Option<(crate::cloud::Provider, u16, u16)>,
+    /// The provider of the cloud range holding it (`service` and `region` are then the
+    /// range's).
+    provider: Option<crate::cloud::Provider>,
+    /// Index + 1 of its configured network (a network past index 65534 is not told).
+    network: Option<std::num::NonZeroU16>,
     /// Service and region as priced (the cloud range's, else the network's region).
     service: u16,
     region: u16,
+}
+
+impl Found {
+    /// Index of its configured network.
+    fn network(&self) -> Option<usize> {
+        self.network.map(|n| usize::from(n.get()) - 1)
+    }
+
+    /// Provider, service and region of the cloud range holding it.
+    fn cloud(&self) -> Option<(crate::cloud::Provider, u16, u16)> {
+        self.provider.map(|p| (p, self.service, self.region))
+    }
 }
 
 /// A [`BucketKey`] with service and region interned: no allocation to look a bucket up.
@@ -340,7 +491,7 @@ impl Analyzer {
             found: Map::default(),
             bucket_index: Map::default(),
             series_index: Map::default(),
-            hash: foldhash::fast::FixedState::with_seed(0x666c_6f77),
+            hash: address_hash(),
             analysis: Analysis::default(),
         }
     }
@@ -359,9 +510,13 @@ impl Analyzer {
             }
         };
         let zone = self.zone(r.az, local);
-        let kept = self.analysis.destinations.get(&Addr(remote)).and_then(|d| d.verdict);
+        let remote_hash = self.hash.hash_one(Addr(remote));
+        // The remote's slot, found once: nothing enters the table before it is counted.
+        let slot = self.analysis.destinations.find(remote_hash, Addr(remote));
+        let kept = slot.and_then(|i| self.analysis.destinations.get(i).verdict);
         let found = match kept {
-            Some((z, f)) if z == zone => f,
+            // A zone decides only between private classes.
+            Some((z, f)) if z == zone || f.class.is_public() => f,
             _ => self.found(remote, zone),
         };
         let path = if nat {
@@ -372,10 +527,10 @@ impl Analyzer {
                 Some(8) => EgressPath::InternetGateway,
                 _ => {
                     let names = &self.name_list;
-                    let cloud = found.cloud.map(|(p, s, g)| {
+                    let cloud = found.cloud().map(|(p, s, g)| {
                         (p, names[s as usize].as_str(), names[g as usize].as_str())
                     });
-                    self.paths.path_of(Some(local), found.class, found.network, cloud)
+                    self.paths.path_of(Some(local), found.class, found.network(), cloud)
                 }
             }
         };
@@ -399,14 +554,14 @@ impl Analyzer {
             path,
             service: found.service,
             region: found.region,
-            provider: found.cloud.map(|(p, _, _)| p),
+            provider: found.provider,
         };
         let bucket = match self.bucket_index.get(&key) {
             Some(&i) => i,
             None => self.new_bucket(key),
         };
         if self.options.timeline {
-            self.place_in_time(r, bucket, local, found.network);
+            self.place_in_time(r, bucket, local, found.network());
         }
         let avoidable = path == EgressPath::NatGateway
             && found.class == TrafficClass::CloudSameRegion
@@ -422,24 +577,23 @@ impl Analyzer {
             }
             None => a.other_sources.add(bucket, r.bytes, r.packets),
         }
-        let full = a.destinations.len() >= options.max_destinations;
-        match a.destinations.get_mut(&Addr(remote)) {
-            Some(d) => {
-                d.spend.add(bucket, r.bytes, r.packets);
+        match slot {
+            Some(i) => {
+                let d = a.destinations.get_mut(i);
+                d.add(bucket, Counts::one(r.bytes, r.packets));
                 d.verdict = Some((zone, found));
             }
             None => {
                 // Each address enters the sketch once: when first kept, or on every record
                 // beyond the cap (a sketch counts an address once however often it sees it).
-                a.unique_destinations.insert_hash(self.hash.hash_one(Addr(remote)));
-                if full {
+                a.unique_destinations.insert_hash(remote_hash);
+                if a.destinations.len() >= options.max_destinations {
                     a.other_destinations.add(bucket, r.bytes, r.packets);
                 } else {
-                    let d = a.destinations.entry(Addr(remote)).or_default();
-                    d.spend.add(bucket, r.bytes, r.packets);
+                    let d = a.destinations.insert(remote_hash, Addr(remote));
+                    d.add(bucket, Counts::one(r.bytes, r.packets));
                     d.verdict = Some((zone, found));
-                    let aws_service = if sent { r.dst_service } else { r.src_service };
-                    d.aws_service = text(aws_service).map(str::to_owned);
+                    d.set_aws_service(text(if sent { r.dst_service } else { r.src_service }));
                 }
             }
         }
@@ -483,7 +637,7 @@ impl Analyzer {
         };
         let key = SeriesKey {
             bucket,
-            local_network: self.found(local, 0).network.map(|i| i as u32),
+            local_network: self.found(local, 0).network().map(|i| i as u32),
             remote_network: remote.map(|i| i as u32),
         };
         let a = &mut self.analysis;
@@ -497,7 +651,7 @@ impl Analyzer {
 
     /// The zone number of a record's local end: its `az-id`, else its network's zone, else
     /// the node's.
-    fn zone(&mut self, az: Option<&[u8]>, local: IpAddr) -> u16 {
+    fn zone(&mut self, az: Option<&[u8]>, local: IpAddr) -> u8 {
         let network_zone;
         let name = match az {
             Some(z) if z == self.last_az.0.as_slice() => return self.last_az.1,
@@ -519,7 +673,7 @@ impl Analyzer {
                 self.zones.push((Some(name.to_owned()), Classifier::new(&c, self.cloud.clone())));
                 self.zones.len() - 1
             }
-        } as u16;
+        } as u8;
         if let Some(z) = az {
             self.last_az = (z.to_vec(), i);
         }
@@ -527,7 +681,7 @@ impl Analyzer {
     }
 
     /// The classifier's verdict on `addr` from zone number `zone`.
-    fn found(&mut self, addr: IpAddr, zone: u16) -> Found {
+    fn found(&mut self, addr: IpAddr, zone: u8) -> Found {
         if let Some(f) = self.found.get(&(Addr(addr), zone)) {
             return *f;
         }
@@ -541,7 +695,9 @@ impl Analyzer {
             Some((_, s, r)) => (s, r),
             None => (0, id(network_region)),
         };
-        let found = Found { class: remote.class, network: remote.network, cloud, service, region };
+        let network = remote.network.and_then(|i| u16::try_from(i + 1).ok()?.try_into().ok());
+        let provider = cloud.map(|(p, _, _)| p);
+        let found = Found { class: remote.class, provider, network, service, region };
         if self.found.len() >= FOUND_CACHE {
             self.found.clear();
         }
@@ -590,13 +746,19 @@ impl Analyzer {
         }
     }
 
-    /// Whether the node's classifier calls `addr` public.
+    /// Whether the node's classifier calls `addr` public: the verdict kept with the address
+    /// when it is a remote already (from any zone: a zone decides only between private
+    /// classes), else the classifier's.
     fn public(&mut self, addr: IpAddr) -> bool {
-        self.found(addr, 0).class.is_public()
+        let d = &self.analysis.destinations;
+        match d.find(self.hash.hash_one(Addr(addr)), Addr(addr)).and_then(|i| d.get(i).verdict) {
+            Some((_, found)) => found.class.is_public(),
+            None => self.found(addr, 0).class.is_public(),
+        }
     }
 
     fn network_zone(&mut self, local: IpAddr) -> Option<String> {
-        let network = self.found(local, 0).network?;
+        let network = self.found(local, 0).network()?;
         self.config.networks[network].zone.clone()
     }
 
@@ -641,12 +803,9 @@ impl Analysis {
             self.sources.entry(a).or_default().merge(&s, &map);
         }
         self.other_sources.merge(&o.other_sources, &map);
-        for (a, d) in o.destinations {
-            let mine = self.destinations.entry(a).or_default();
-            mine.spend.merge(&d.spend, &map);
-            if mine.aws_service.is_none() {
-                mine.aws_service = d.aws_service;
-            }
+        let hash = address_hash();
+        for d in o.destinations.table {
+            self.destinations.entry(hash.hash_one(d.addr), d.addr).merge(&d, &map);
         }
         self.other_destinations.merge(&o.other_destinations, &map);
         for (k, s) in o.avoidable {
@@ -675,5 +834,42 @@ impl Analysis {
             self.timeline.entry((series_map[s as usize], minute)).or_default().merge(&c);
         }
         self.untimed.merge(&o.untimed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_is_one_cache_line_and_keeps_every_bucket() {
+        assert_eq!(std::mem::size_of::<Destination>(), 64);
+        assert_eq!(std::mem::align_of::<Destination>(), 64);
+        assert_eq!(std::mem::size_of::<Found>(), 8);
+
+        let addr = Addr("54.231.1.2".parse().unwrap());
+        let mut d = Destination::new(addr);
+        assert!(d.spend().0.is_empty());
+        d.add(3, Counts::one(100, 2));
+        d.add(3, Counts::one(50, 1));
+        assert!(d.more.is_none(), "one bucket, no service: nothing outside the line");
+        d.add(7, Counts::one(10, 1));
+        d.set_aws_service(Some("S3"));
+        let c = |bytes, packets, records| Counts { bytes, packets, records };
+        assert_eq!(d.spend().0.as_slice(), &[(3, c(150, 3, 2)), (7, c(10, 1, 1))]);
+        assert_eq!(d.aws_service(), Some("S3"));
+
+        // Another worker's buckets 0 and 1 are this one's 7 and 5.
+        let mut o = Destination::new(addr);
+        o.add(0, Counts::one(1, 1));
+        o.add(1, Counts::one(2, 1));
+        o.set_aws_service(Some("AMAZON"));
+        d.merge(&o, &[7, 5]);
+        assert_eq!(d.spend().0.as_slice(), &[(3, c(150, 3, 2)), (7, c(11, 2, 2)), (5, c(2, 1, 1))]);
+        assert_eq!(d.aws_service(), Some("S3"), "the first service named stays");
+        let mut fresh = Destination::new(addr);
+        fresh.merge(&o, &[7, 5]);
+        assert_eq!(fresh.spend().0.as_slice(), &[(7, c(1, 1, 1)), (5, c(2, 1, 1))]);
+        assert_eq!(fresh.aws_service(), Some("AMAZON"));
     }
 }

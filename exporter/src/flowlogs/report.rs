@@ -326,10 +326,11 @@ pub fn build(
     let mut destinations: Vec<(&IpAddr, f64, Counts, &super::analysis::Destination)> = analysis
         .destinations
         .iter()
-        .map(|(a, d)| {
+        .map(|d| {
+            let spend = d.spend();
             let mut counts = Counts::default();
-            d.spend.0.iter().for_each(|(_, c)| counts.merge(c));
-            (&a.0, share(&d.spend).0, counts, d)
+            spend.0.iter().for_each(|(_, c)| counts.merge(c));
+            (&d.addr.0, share(&spend).0, counts, d)
         })
         .collect();
     top_rows(&mut destinations, top, |a, b| {
@@ -339,8 +340,12 @@ pub fn build(
         .into_iter()
         .take(top)
         .map(|(address, cost_usd, counts, d)| {
-            let main =
-                d.spend.0.iter().max_by_key(|(_, c)| c.bytes).map(|(b, _)| &buckets[*b as usize].0);
+            let main = d
+                .spend()
+                .0
+                .into_iter()
+                .max_by_key(|(_, c)| c.bytes)
+                .map(|(b, _)| &buckets[b as usize].0);
             let v = judge.verdict(*address, None);
             DestinationRow {
                 address: *address,
@@ -348,9 +353,9 @@ pub fn build(
                 traffic_class: main.map_or("unknown", |k| k.class.as_str()),
                 egress_path: main.map_or(EgressPath::None.as_str(), |k| k.path.as_str()),
                 provider: v.provider,
-                service: v.service.or_else(|| d.aws_service.clone()),
+                service: v.service.or_else(|| d.aws_service().map(str::to_owned)),
                 region: v.region,
-                aws_service: d.aws_service.clone(),
+                aws_service: d.aws_service().map(str::to_owned),
                 asn: v.asn,
                 as_organization: v.as_organization,
                 country: v.country,
