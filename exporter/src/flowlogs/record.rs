@@ -109,27 +109,24 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
         }
         found += 1;
     };
-    // Fields are separated by one space; runs of spaces are tolerated. Spaces are found 8
-    // bytes at a time: fields are a few bytes long, too short for a search per field to pay.
+    // Fields are separated by one space; runs of spaces are tolerated. Spaces are found 64
+    // bytes at a time (fields are a few bytes long, too short for a search per field to
+    // pay), then taken from the mask one by one.
     let mut space = |i: usize| {
         if i > start {
             field(start, i);
         }
         start = i + 1;
     };
-    let words = line.chunks_exact(8);
-    let tail = words.remainder();
-    for (w, word) in words.enumerate() {
-        let mut spaces = space_mask(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    let blocks = line.chunks_exact(64);
+    let tail = blocks.remainder();
+    let mut last = [b'.'; 64];
+    last[..tail.len()].copy_from_slice(tail);
+    for (k, block) in blocks.chain(std::iter::once(&last[..])).enumerate() {
+        let mut spaces = space_mask(block.try_into().expect("64 bytes"));
         while spaces != 0 {
-            space(w * 8 + (spaces.trailing_zeros() / 8) as usize);
+            space(k * 64 + spaces.trailing_zeros() as usize);
             spaces &= spaces - 1;
-        }
-    }
-    let tail_at = line.len() - tail.len();
-    for (j, &b) in tail.iter().enumerate() {
-        if b == b' ' {
-            space(tail_at + j);
         }
     }
     space(line.len());
@@ -213,12 +210,27 @@ fn expected(f: Field) -> &'static str {
     }
 }
 
-/// The high bit of each byte of `word` that is a space (exact per byte: no carries cross
-/// bytes).
-fn space_mask(word: u64) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let v = word ^ 0x2020_2020_2020_2020;
-    !(((v & LOW7) + LOW7) | v | LOW7)
+/// Bit `i` set for each byte `i` of `block` that is a space: on x86_64 with SSE2 (in every
+/// x86_64 CPU), three instructions per 16 bytes.
+#[cfg(target_arch = "x86_64")]
+fn space_mask(block: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut mask = 0;
+    for (i, part) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of x86_64; the load reads the 16 bytes of `part`, unaligned.
+        let bits = unsafe {
+            let bytes = _mm_loadu_si128(part.as_ptr().cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(b' ' as i8)))
+        };
+        mask |= u64::from(bits as u16) << (16 * i);
+    }
+    mask
+}
+
+/// Bit `i` set for each byte `i` of `block` that is a space.
+#[cfg(not(target_arch = "x86_64"))]
+fn space_mask(block: &[u8; 64]) -> u64 {
+    block.iter().enumerate().fold(0, |m, (i, &b)| m | (u64::from(b == b' ') << i))
 }
 
 fn bad(field: Field, value: &[u8], what: &'static str) -> LineError {
@@ -317,22 +329,22 @@ mod tests {
             assert_eq!(ip(a.as_bytes()), None, "{a}");
             assert!(a.parse::<IpAddr>().is_err(), "{a}: std agrees");
         }
-        for line in
-            [&b"a  b c"[..], b" x", b"", b"0123456 89 abcdefgh ijklmnopq rstu  ", b"        "]
-        {
-            let mask = (0..line.len().div_ceil(8)).fold(Vec::new(), |mut found, w| {
-                let mut word = [b'.'; 8];
-                let part = &line[w * 8..line.len().min(w * 8 + 8)];
-                word[..part.len()].copy_from_slice(part);
-                let mut m = space_mask(u64::from_le_bytes(word));
-                while m != 0 {
-                    found.push(w * 8 + (m.trailing_zeros() / 8) as usize);
-                    m &= m - 1;
+        // Spaces at and around the 64-byte blocks' edges, single, in runs and at the ends.
+        for n in 0..150 {
+            let interface = format!("eni-{}", "a".repeat(n));
+            let fields = [
+                "2", "1", &interface, "10.0.0.1", "10.0.0.2", "1", "2", "6", "3", "40", "1", "2",
+                "ACCEPT", "OK",
+            ];
+            for sep in [" ", "  ", "   "] {
+                for line in [fields.join(sep), format!(" {} ", fields.join(sep))] {
+                    let Ok(Line::Record(r)) = parse(line.as_bytes(), &l) else {
+                        panic!("{line:?} is a record")
+                    };
+                    assert_eq!(text(r.interface), Some(interface.as_str()), "{line:?}");
+                    assert_eq!((r.bytes, r.packets, r.end), (40, 3, Some(2)), "{line:?}");
                 }
-                found
-            });
-            let spaces: Vec<usize> = (0..line.len()).filter(|&i| line[i] == b' ').collect();
-            assert_eq!(mask, spaces, "{:?}", String::from_utf8_lossy(line));
+            }
         }
         assert_eq!(number(b"18446744073709551615"), None, "20 digits");
         assert_eq!(number(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
