@@ -156,6 +156,14 @@ fn values<'a>(fields: &[&'a [u8]; Field::ALL.len()], layout: &Layout) -> Result<
     let address = |f: Field| get(f).map(|v| ip(v).ok_or(f)).transpose();
     let required = |f: Field| address(f)?.ok_or(f);
     let count = |f: Field| get(f).map_or(Ok(0), |v| number(v).ok_or(f));
+    let (src, dst) = (required(Field::SrcAddr)?, required(Field::DstAddr)?);
+    // The packet's address is, for most records, the very text of the interface's.
+    let packet = |f: Field, same_as: Field, parsed: IpAddr| match get(f) {
+        Some(v) if v == fields[same_as as usize] => Ok(Some(parsed)),
+        _ => address(f),
+    };
+    let pkt_src = packet(Field::PktSrcAddr, Field::SrcAddr, src)?;
+    let pkt_dst = packet(Field::PktDstAddr, Field::DstAddr, dst)?;
     let bytes = match get(Field::Bytes) {
         Some(v) => number(v).ok_or(Field::Bytes)?,
         // A format without bytes (as AWS's NAT gateway example) counts flows only.
@@ -164,10 +172,10 @@ fn values<'a>(fields: &[&'a [u8]; Field::ALL.len()], layout: &Layout) -> Result<
     };
     Ok(Record {
         interface: get(Field::InterfaceId),
-        src: required(Field::SrcAddr)?,
-        dst: required(Field::DstAddr)?,
-        pkt_src: address(Field::PktSrcAddr)?,
-        pkt_dst: address(Field::PktDstAddr)?,
+        src,
+        dst,
+        pkt_src,
+        pkt_dst,
         packets: count(Field::Packets)?,
         bytes,
         action: match get(Field::Action) {
