@@ -356,5 +356,11 @@ mod tests {
         }
         assert_eq!(number(b"18446744073709551615"), None, "20 digits");
         assert_eq!(number(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        for n in ["0", "7", "1418530010", "4249", "00012"] {
+            assert_eq!(number(n.as_bytes()), n.parse().ok(), "{n}");
+        }
+        for n in ["", "-", "+1", "1 2", "12a", "1/", ":0", "\u{ff}9"] {
+            assert_eq!(number(n.as_bytes()), None, "{n:?}");
+        }
     }
 }
