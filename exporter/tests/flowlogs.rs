@@ -495,6 +495,17 @@ fn the_binary_reads_gzip_from_stdin_and_says_by_exit_status_what_went_wrong() {
     let out = run(&["--config.file", &cfg, "/nonexistent/flow.log"], b"");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/flow.log"));
+    // More networks than a verdict can name: refused, naming the file's field and the limit.
+    let networks: String = (0..=egressor::flowlogs::analysis::MAX_NETWORKS)
+        .map(|i| format!("  - {{cidr: 10.{}.{}.0/24, name: n{i}}}\n", i >> 8, i & 255))
+        .collect();
+    let many = dir.path().join("many");
+    std::fs::create_dir(&many).unwrap();
+    let many = config(&many, &format!("networks:\n{networks}")).unwrap();
+    let out = run(&["--config.file", &many, "-"], &gz);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("networks: 65535 entries") && stderr.contains("65534"), "{stderr}");
 }
 
 #[test]

@@ -414,6 +414,10 @@ pub struct Analyzer {
     pub analysis: Analysis,
 }
 
+/// Configured networks an analysis tells apart (a verdict holds a network's index in two
+/// bytes); `egressor flowlogs` refuses a configuration with more.
+pub const MAX_NETWORKS: usize = u16::MAX as usize - 1;
+
 /// Zones a worker keeps a classifier for (each a copy of the configuration's tables).
 const MAX_ZONES: usize = 64;
 
@@ -430,7 +434,7 @@ struct Found {
     /// The provider of the cloud range holding it (`service` and `region` are then the
     /// range's).
     provider: Option<crate::cloud::Provider>,
-    /// Index + 1 of its configured network (a network past index 65534 is not told).
+    /// Index + 1 of its configured network (at most [`MAX_NETWORKS`]).
     network: Option<std::num::NonZeroU16>,
     /// Service and region as priced (the cloud range's, else the network's region).
     service: u16,

@@ -65,6 +65,14 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
         .transpose()
         .map_err(|e| flag("--format", &e))?;
     let (file, sheet) = load_setup(&args.setup, None)?;
+    if file.networks.len() > analysis::MAX_NETWORKS {
+        let problem = format!(
+            "networks: {} entries, and flowlogs tells at most {} apart",
+            file.networks.len(),
+            analysis::MAX_NETWORKS
+        );
+        return Err(flag("--config.file", &problem));
+    }
     let geoip = GeoIp::open(args.setup.geoip_asn.as_deref(), args.setup.geoip_country.as_deref())?;
     let mut ranges = CloudRanges::start(file.cloud_ranges.clone(), SourceMetrics::default());
     if ranges.has_urls() {
