@@ -397,8 +397,8 @@ pub struct Analyzer {
     options: Arc<Options>,
     /// Classifier of each zone met (index: zone number); 0 is the node's zone.
     zones: Vec<(Option<String>, Classifier)>,
-    /// The last `az-id` read and its zone number (records of one interface come together).
-    last_az: (Vec<u8>, u8),
+    /// The zone number of the last record (records of one interface come together).
+    last_zone: u8,
     paths: EgressPaths,
     gateway_services: Vec<String>,
     /// Services and regions by name, and by number.
@@ -484,7 +484,7 @@ impl Analyzer {
         names.insert(String::new(), 0);
         Self {
             zones: vec![(config.node.zone.clone(), Classifier::new(&config, cloud.clone()))],
-            last_az: (Vec::new(), 0),
+            last_zone: 0,
             paths: EgressPaths::new(&config),
             config,
             cloud,
@@ -656,31 +656,40 @@ impl Analyzer {
     /// The zone number of a record's local end: its `az-id`, else its network's zone, else
     /// the node's.
     fn zone(&mut self, az: Option<&[u8]>, local: IpAddr) -> u8 {
-        let network_zone;
-        let name = match az {
-            Some(z) if z == self.last_az.0.as_slice() => return self.last_az.1,
-            Some(z) => text(Some(z)),
-            None => {
-                network_zone = self.network_zone(local);
-                network_zone.as_deref()
-            }
-        };
-        let Some(name) = name else { return 0 };
-        let i = match self.zones.iter().position(|(z, _)| z.as_deref() == Some(name)) {
+        if let Some(z) = az {
+            return self.zone_named(z);
+        }
+        let Some(network) = self.found(local, 0).network() else { return 0 };
+        let config = self.config.clone();
+        match config.networks[network].zone.as_deref() {
+            Some(name) => self.zone_named(name.as_bytes()),
+            None => 0,
+        }
+    }
+
+    /// The number of the zone `name` (a classifier for it made the first time), without an
+    /// allocation when it is known: records of one interface come together, and a region
+    /// has a handful of zones.
+    fn zone_named(&mut self, name: &[u8]) -> u8 {
+        let is =
+            |(z, _): &(Option<String>, Classifier)| z.as_deref().map(str::as_bytes) == Some(name);
+        if self.zones.get(usize::from(self.last_zone)).is_some_and(is) {
+            return self.last_zone;
+        }
+        let i = match self.zones.iter().position(is) {
             Some(i) => i,
-            // A region has a handful of zones: beyond MAX_ZONES names (a corrupt az-id
-            // column), the node's zone is used, and memory stays bounded.
+            // Beyond MAX_ZONES names (a corrupt az-id column), the node's zone is used, and
+            // memory stays bounded; so is a name that is not UTF-8 (AWS writes none).
             None if self.zones.len() >= MAX_ZONES => 0,
             None => {
+                let Ok(name) = std::str::from_utf8(name) else { return 0 };
                 let mut c = (*self.config).clone();
                 c.node.zone = Some(name.to_owned());
                 self.zones.push((Some(name.to_owned()), Classifier::new(&c, self.cloud.clone())));
                 self.zones.len() - 1
             }
         } as u8;
-        if let Some(z) = az {
-            self.last_az = (z.to_vec(), i);
-        }
+        self.last_zone = i;
         i
     }
 
@@ -759,11 +768,6 @@ impl Analyzer {
             Some((_, found)) => found.class.is_public(),
             None => self.found(addr, 0).class.is_public(),
         }
-    }
-
-    fn network_zone(&mut self, local: IpAddr) -> Option<String> {
-        let network = self.found(local, 0).network()?;
-        self.config.networks[network].zone.clone()
     }
 
     fn subnet_of(&self, local: IpAddr) -> String {
