@@ -230,6 +230,35 @@ fn nat_gateway_and_transit_gateway_samples_without_bytes_count_their_flows() {
 /// A version 5 custom format with the fields NAT and zone decisions need.
 const HEADER: &str = "version interface-id subnet-id az-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr packets bytes action log-status flow-direction traffic-path";
 
+/// Without `az-id`, the local end's zone is its configured network's: records alternating
+/// between two zones' instances price each pair from the sender's zone.
+#[test]
+fn without_az_id_the_local_networks_zone_decides_same_and_cross_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "node: {region: us-east-1}\n\
+                 networks:\n  - {cidr: 10.0.1.0/24, name: a, zone: use1-az1, region: us-east-1}\n  \
+                 - {cidr: 10.0.2.0/24, name: b, zone: use1-az2, region: us-east-1}\n";
+    let Some(cfg) = config(dir.path(), extra) else { return };
+    let g = 1u64 << 30;
+    // From az1 to az2 (1 GiB, twice), within az2 (2 GiB), within az1 (3 GiB), interleaved.
+    let lines = [
+        format!("10.0.1.5 10.0.2.9 10 {g} ACCEPT OK"),
+        format!("10.0.2.7 10.0.2.9 10 {} ACCEPT OK", 2 * g),
+        format!("10.0.1.5 10.0.2.9 10 {g} ACCEPT OK"),
+        format!("10.0.1.6 10.0.1.9 10 {} ACCEPT OK", 3 * g),
+    ];
+    let log = dir.path().join("v.log");
+    let header = "srcaddr dstaddr packets bytes action log-status";
+    std::fs::write(&log, format!("{header}\n{}\n", lines.join("\n"))).unwrap();
+    let (_, r) = flowlogs(&["--config.file", &cfg, log.to_str().unwrap()]);
+    let bytes_of = |class: &str| -> u64 {
+        let rows = r["by_class"].as_array().unwrap().iter();
+        rows.filter(|c| c["traffic_class"] == class).map(|c| counts(c).0).sum()
+    };
+    assert_eq!((bytes_of("cross_zone"), bytes_of("same_zone")), (2 * g, 5 * g), "{r}");
+    assert_usd(&r["totals"]["cost_usd"], 2.0 * CROSS_ZONE, "cross-zone, priced once");
+}
+
 #[test]
 fn costs_of_nat_gateway_s3_cross_zone_and_cross_region_equal_the_sheet_by_hand() {
     let dir = tempfile::tempdir().unwrap();
