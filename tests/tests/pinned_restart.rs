@@ -97,26 +97,12 @@ fn restarts_with_pinned_maps_lose_and_double_nothing() {
 
     // SIGKILL mid-stream: no cleanup runs; the pinned programs keep counting.
     let at_kill = rx_bytes(&veth.host);
-    first.kill();
-    thread::sleep(Duration::from_millis(700));
-    let (second, second_programs) = start_agent_tracking_programs(&args);
-    let at_restart = rx_bytes(&veth.host);
-    assert!(at_restart > at_kill + 100_000, "bytes flowed while no agent ran");
-    let log = second.log();
-    assert!(log.contains("resumed the counters from the checkpoint"), "{log}");
-    assert!(log.contains("taken_over=true"), "the pinned links were taken over: {log}");
-    wait_unloaded(&first_programs, "the killed agent's programs, swapped out of the links");
-
+    let (second, second_programs) = kill_and_take_over(first, &first_programs, &args, || {
+        assert!(rx_bytes(&veth.host) > at_kill + 100_000, "bytes flowed while no agent ran");
+    });
     // A graceful restart (an upgrade) mid-stream too.
     thread::sleep(Duration::from_millis(600));
-    assert!(second.stop().success());
-    thread::sleep(Duration::from_millis(300));
-    assert!(
-        loaded_program_ids().is_superset(&second_programs) && !second_programs.is_empty(),
-        "pinned programs outlive the agent that stopped"
-    );
-    thread::sleep(Duration::from_millis(200));
-    let (third, third_programs) = start_agent_tracking_programs(&args);
+    let (third, third_programs) = stop_and_take_over(second, &second_programs, &args);
     stream.join().unwrap();
 
     // Every byte the interface saw, exactly once, across both restarts.
@@ -124,19 +110,61 @@ fn restarts_with_pinned_maps_lose_and_double_nothing() {
     assert!(kernel.rx_bytes > 9_000_000, "{kernel:?}");
 
     // `egressor unpin` refuses while an agent runs, then detaches everything.
-    let bin = egressor_bin();
-    let unpin =
-        [bin.to_str().unwrap(), "unpin", "--bpf.pin-path", pins_s, "--bpf.checkpoint-file", ckpt_s];
-    let refused = std::process::Command::new(unpin[0]).args(&unpin[1..]).output().unwrap();
+    let refused = unpin(pins_s, ckpt_s);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("another egressor agent is running"), "{stderr}");
     assert!(third.stop().success());
     assert!(loaded_program_ids().is_superset(&third_programs), "still counting after the stop");
-    let out = run(&unpin);
+    let out = unpin(pins_s, ckpt_s);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!pins.exists() && !checkpoint.exists(), "pins and checkpoint removed");
     wait_unloaded(&third_programs, "after egressor unpin");
+}
+
+/// SIGKILLs `agent` (no cleanup runs; its pinned programs keep counting), runs `in_gap` after
+/// a gap with no agent, and starts the next agent on the same pins, which resumes from the
+/// checkpoint and swaps its own programs into the pinned links (the killed agent's leave).
+fn kill_and_take_over(
+    agent: Agent,
+    programs: &std::collections::HashSet<u32>,
+    args: &[&str],
+    in_gap: impl FnOnce(),
+) -> (Agent, std::collections::HashSet<u32>) {
+    agent.kill();
+    thread::sleep(Duration::from_millis(700));
+    in_gap();
+    let (next, next_programs) = start_agent_tracking_programs(args);
+    let log = next.log();
+    assert!(log.contains("resumed the counters from the checkpoint"), "{log}");
+    assert!(log.contains("taken_over=true"), "the pinned links were taken over: {log}");
+    wait_unloaded(programs, "the killed agent's programs, swapped out of the links");
+    (next, next_programs)
+}
+
+/// Stops `agent` gracefully (an upgrade): its pinned programs outlive it and keep counting
+/// until the next agent, started after a gap, swaps them out.
+fn stop_and_take_over(
+    agent: Agent,
+    programs: &std::collections::HashSet<u32>,
+    args: &[&str],
+) -> (Agent, std::collections::HashSet<u32>) {
+    assert!(agent.stop().success());
+    assert!(
+        loaded_program_ids().is_superset(programs) && !programs.is_empty(),
+        "pinned programs outlive the agent that stopped"
+    );
+    thread::sleep(Duration::from_millis(500));
+    let (next, next_programs) = start_agent_tracking_programs(args);
+    wait_unloaded(programs, "the stopped agent's programs, swapped out of the links");
+    (next, next_programs)
+}
+
+/// `egressor unpin` of `pins` and `checkpoint`.
+fn unpin(pins: &str, checkpoint: &str) -> std::process::Output {
+    let bin = egressor_bin();
+    let args = ["unpin", "--bpf.pin-path", pins, "--bpf.checkpoint-file", checkpoint];
+    std::process::Command::new(bin).args(args).output().unwrap()
 }
 
 /// Waits until none of `programs` is loaded any more.
@@ -181,23 +209,9 @@ fn cgroup_hook_restarts_with_pinned_maps_lose_and_double_nothing() {
     let sender = spawn_in_cgroup(&cgroup, &ns, HELPER, &["udp-pace", &target, "1000", "400000:4"]);
     thread::sleep(Duration::from_millis(1200));
 
-    first.kill();
-    thread::sleep(Duration::from_millis(700));
-    let (second, second_programs) = start_agent_tracking_programs(&args);
-    let log = second.log();
-    assert!(log.contains("resumed the counters from the checkpoint"), "{log}");
-    assert!(log.contains("taken_over=true"), "the pinned cgroup links were taken over: {log}");
-    wait_unloaded(&first_programs, "the killed agent's programs, swapped out of the links");
-
+    let (second, second_programs) = kill_and_take_over(first, &first_programs, &args, || {});
     thread::sleep(Duration::from_millis(600));
-    assert!(second.stop().success());
-    assert!(
-        loaded_program_ids().is_superset(&second_programs) && !second_programs.is_empty(),
-        "pinned programs outlive the agent that stopped"
-    );
-    thread::sleep(Duration::from_millis(400));
-    let (third, third_programs) = start_agent_tracking_programs(&args);
-    wait_unloaded(&second_programs, "the stopped agent's programs, swapped out of the links");
+    let (third, third_programs) = stop_and_take_over(second, &second_programs, &args);
     let out = sender.wait_with_output().unwrap();
     assert!(out.status.success(), "sender failed");
     let sent: u64 = parse_kv(&String::from_utf8_lossy(&out.stdout))["step0"].parse().unwrap();
@@ -213,14 +227,7 @@ fn cgroup_hook_restarts_with_pinned_maps_lose_and_double_nothing() {
     // IPv4 (20) + UDP (8) headers on each datagram, each counted once across two restarts.
     assert_eq!(counted, (sent * (size + 28), sent), "egress of {}", cgroup.workload);
     assert!(third.stop().success());
-    let out = run(&[
-        egressor_bin().to_str().unwrap(),
-        "unpin",
-        "--bpf.pin-path",
-        pins_s,
-        "--bpf.checkpoint-file",
-        ckpt_s,
-    ]);
+    let out = unpin(pins_s, ckpt_s);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_unloaded(&third_programs, "after egressor unpin");
 }
