@@ -241,13 +241,25 @@ impl<L: Copy + Eq + Hash + Fold> Accounting<L> {
     /// full folds use the reserve; a full fold is still admitted past the cap (no byte is
     /// dropped), counted by [`Accounting::over_cap`].
     ///
-    /// The flow table grows with the flows rather than being reserved for the kernel map's
-    /// capacity: when it was a hash map, reserving saved about 3 ms on a first 100k-flow
-    /// cycle but scattered 10k flows over the whole reservation, nearly doubling RSS (its
-    /// index, a hash table of 16 bytes a flow, would still scatter so).
+    /// The flow table grows with the flows; see [`Accounting::with_flow_capacity`] to
+    /// reserve it.
     pub fn new(idle_after: u32, series_idle_after: u64, max_series: usize) -> Self {
+        Self::with_flow_capacity(idle_after, series_idle_after, max_series, 0)
+    }
+
+    /// [`Accounting::new`] with room for `flows` tracked flows (the kernel flow map's
+    /// capacity) reserved up front ([`FlowTable::with_capacity`]): a cycle that meets many
+    /// new flows then fills the reservation in place instead of copying the table at every
+    /// doubling (a copy was a fifth of a first 100k-flow cycle's user-space time). The
+    /// reservation is address space, not resident memory: pages count once flows reach them.
+    pub fn with_flow_capacity(
+        idle_after: u32,
+        series_idle_after: u64,
+        max_series: usize,
+        flows: usize,
+    ) -> Self {
         Self {
-            flows: FlowTable::default(),
+            flows: FlowTable::with_capacity(flows),
             table: SeriesTable::new(max_series),
             usage: HashMap::default(),
             cycle: 0,

@@ -275,10 +275,11 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let idle_cycles = cycles_in(args.flow_idle_timeout, args.read_interval);
     let mut reader = Reader {
         dataplane,
-        accounting: Accounting::new(
+        accounting: Accounting::with_flow_capacity(
             idle_cycles,
             u64::from(cycles_in(args.series_idle_timeout, args.read_interval)),
             args.series_max,
+            plan.dataplane.max_flows as usize,
         ),
         attributor: Attributor::new(
             CgroupResolver::new(cgroup_root),

@@ -53,6 +53,14 @@ impl<V> Default for FlowTable<V> {
 }
 
 impl<V> FlowTable<V> {
+    /// An empty table whose entries have room for `flows` without moving. Only the entries
+    /// are reserved, not the index: they fill the reservation front to back, so pages not
+    /// reached yet are never touched (no resident memory), while a hash index would spread
+    /// even a few flows over all of its pages.
+    pub fn with_capacity(flows: usize) -> Self {
+        Self { entries: Vec::with_capacity(flows), ..Self::default() }
+    }
+
     /// Flows in the table.
     pub fn len(&self) -> usize {
         self.entries.len()

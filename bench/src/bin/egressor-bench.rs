@@ -378,7 +378,9 @@ fn read_cycle() {
     assert_eq!(n, FLOWS);
 
     // The agent's defaults: flows idle 12 reads leave the map, label sets 360 reads.
-    let new_accounting = || Accounting::new(12, 360, usize::MAX);
+    // As the agent does: the flow table reserved for the map's capacity.
+    let new_accounting =
+        || Accounting::with_flow_capacity(12, 360, usize::MAX, options.max_flows as usize);
     let snapshot = Arc::new(SharedSnapshot::default());
     let (registry, metrics) =
         registry(snapshot.clone(), Arc::new(PriceSheet::embedded()), &[], FLOWS, u64::MAX);
