@@ -129,8 +129,13 @@ impl<L: Copy + Eq + Hash + Fold> SeriesTable<L> {
     /// its full fold; full folds take the reserve, and only past `max` itself does one more
     /// series appear (counted in `over_cap`), because no byte may be dropped.
     fn attach(&mut self, labels: L, cycle: u64) -> usize {
+        // Most new flows join a label set that lives already: one lookup.
+        if let Some(&i) = self.index.get(&labels) {
+            self.live(i).flows += 1;
+            return i;
+        }
         let live = self.live_count();
-        let labels = if self.index.contains_key(&labels) || live + self.reserve < self.max {
+        let labels = if live + self.reserve < self.max {
             labels
         } else {
             self.folded += 1;
