@@ -4,7 +4,7 @@
 //!
 //! 1. data-plane cost per packet (`bpf_stats`: run_time_ns / run_cnt) of each program under
 //!    64-byte UDP and TCP bulk load over a test veth, next to an empty program of the same
-//!    type attached beside it (the floor); target ≤ 100 ns per packet, goal ≤ 60 ns;
+//!    type attached at the same hook and direction (the floor); target ≤ 100 ns per packet, goal ≤ 60 ns;
 //! 2. iperf3 throughput without and with the programs attached;
 //! 3. one read cycle over 100 000 kernel map entries plus rendering `/metrics`, next to the
 //!    bare batch read of the same map; target ≤ 50 ms;
@@ -137,14 +137,12 @@ fn rss_with_pods_and_flows() {
 }
 
 /// (run_time_ns, run_cnt) summed per program name, for programs whose id is in `ids`.
-fn program_stats(ids: &HashSet<u32>) -> HashMap<String, (u64, u64)> {
+/// Run time (ns) and run count of each program in `labels` (by id), summed by label.
+fn program_stats(labels: &HashMap<u32, String>) -> HashMap<String, (u64, u64)> {
     let mut out: HashMap<String, (u64, u64)> = HashMap::new();
     for info in aya::programs::loaded_programs().filter_map(Result::ok) {
-        if !ids.contains(&info.id()) {
-            continue;
-        }
-        let name = info.name_as_str().unwrap_or("?").to_owned();
-        let e = out.entry(name).or_default();
+        let Some(label) = labels.get(&info.id()) else { continue };
+        let e = out.entry(label.clone()).or_default();
         e.0 += info.run_time().as_nanos() as u64;
         e.1 += info.run_count();
     }
@@ -162,22 +160,48 @@ fn per_packet_cost() {
     let cgroup = Cgroup::new("bp");
     let before = program_ids();
     let agent = Agent::start(&["--hook", "both", "--interface", &veth.host]);
-    let mut ids: HashSet<u32> = program_ids().difference(&before).copied().collect();
+    // The agent's programs by name.
+    let mut labels: HashMap<u32, String> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|info| !before.contains(&info.id()))
+        .map(|info| (info.id(), info.name_as_str().unwrap_or("?").to_owned()))
+        .collect();
 
-    // The floors: empty programs of the same types, attached at the same places.
-    let mut floor = EbpfLoader::new().load(EBPF_OBJECT).expect("load object");
+    // The floors: an empty program of the same type at each of the agent's attach points,
+    // each from its own copy of the object so that each has its own counts. (One empty
+    // program at both directions would average them, weighted by the busier: under the TCP
+    // transfer, five data skbs for each ACK.)
+    let floor_label = |prog: &str| format!("floor of {prog}");
     let root = File::open(cgroup2_root()).expect("cgroup root");
-    let noop_cg: &mut CgroupSkb = floor.program_mut("egr_noop_cg").unwrap().try_into().unwrap();
-    noop_cg.load().expect("load egr_noop_cg");
-    noop_cg.attach(&root, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single).unwrap();
-    noop_cg.attach(&root, CgroupSkbAttachType::Egress, CgroupAttachMode::Single).unwrap();
-    ids.insert(noop_cg.info().unwrap().id());
-    let noop_tc: &mut SchedClassifier =
-        floor.program_mut("egr_noop_tc").unwrap().try_into().unwrap();
-    noop_tc.load().expect("load egr_noop_tc");
-    noop_tc.attach(&veth.host, TcAttachType::Ingress).unwrap();
-    noop_tc.attach(&veth.host, TcAttachType::Egress).unwrap();
-    ids.insert(noop_tc.info().unwrap().id());
+    let mut floors = Vec::new();
+    let attach_points = [
+        ("egr_cg_ingress", Some(CgroupSkbAttachType::Ingress), TcAttachType::Ingress),
+        ("egr_cg_egress", Some(CgroupSkbAttachType::Egress), TcAttachType::Egress),
+        ("egr_tc_ingress", None, TcAttachType::Ingress),
+        ("egr_tc_egress", None, TcAttachType::Egress),
+    ];
+    for (prog, cgroup_direction, tc_direction) in attach_points {
+        let mut object =
+            EbpfLoader::new().map_max_entries("FLOWS", 1).load(EBPF_OBJECT).expect("load object");
+        let id = match cgroup_direction {
+            Some(direction) => {
+                let noop: &mut CgroupSkb =
+                    object.program_mut("egr_noop_cg").unwrap().try_into().unwrap();
+                noop.load().expect("load egr_noop_cg");
+                noop.attach(&root, direction, CgroupAttachMode::Single).unwrap();
+                noop.info().unwrap().id()
+            }
+            None => {
+                let noop: &mut SchedClassifier =
+                    object.program_mut("egr_noop_tc").unwrap().try_into().unwrap();
+                noop.load().expect("load egr_noop_tc");
+                noop.attach(&veth.host, tc_direction).unwrap();
+                noop.info().unwrap().id()
+            }
+        };
+        labels.insert(id, floor_label(prog));
+        floors.push(object);
+    }
 
     let _stats = enable_stats(Stats::RunTime).expect("BPF_ENABLE_STATS");
     veth.up();
@@ -245,9 +269,9 @@ fn per_packet_cost() {
     };
     for (name, run) in workloads {
         let wire_start: Vec<f64> = AGENT_PROGRAMS.iter().map(|p| wire(p)).collect();
-        let start = program_stats(&ids);
+        let start = program_stats(&labels);
         run();
-        let end = program_stats(&ids);
+        let end = program_stats(&labels);
         let wire_end: Vec<f64> = AGENT_PROGRAMS.iter().map(|p| wire(p)).collect();
         let per_packet = |prog: &str| {
             let (t0, c0) = start.get(prog).copied().unwrap_or_default();
@@ -265,8 +289,7 @@ fn per_packet_cost() {
                 // one-way UDP flood): too few runs for a per-packet figure.
                 continue;
             }
-            let floor_name = if prog.starts_with("egr_cg") { "egr_noop_cg" } else { "egr_noop_tc" };
-            let (_, floor_ns) = per_packet(floor_name);
+            let (_, floor_ns) = per_packet(&floor_label(prog));
             let above = ns_per - floor_ns;
             let packets = (wire_end[i] - wire_start[i]).max(runs as f64);
             let per_wire = above * runs as f64 / packets;
@@ -277,6 +300,7 @@ fn per_packet_cost() {
         }
     }
     drop(agent);
+    drop(floors);
     println!();
 }
 
