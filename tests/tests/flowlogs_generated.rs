@@ -43,3 +43,61 @@ fn a_generated_gigabyte_gives_the_generators_totals_to_the_byte_and_the_cent() {
         assert!((got - want).abs() < 1e-6, "{k}: {got} USD, generator {want} USD");
     }
 }
+
+/// Without `--nat-gateway`, the report names the generated VPC's NAT gateway in a warning,
+/// with as many records as a plain reading of the logs finds where the gateway's address
+/// stands for a public one (`dstaddr` it and `pkt-dstaddr` public, or the same for the
+/// source); with it, no such warning.
+#[test]
+fn a_nat_gateway_not_given_is_named_in_a_warning() {
+    let Some(ranges) = shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    flowlog_gen::generate(dir.path(), 4_000_000, 7, 0, &ranges).unwrap();
+    let nat = flowlog_gen::NAT_GATEWAY;
+
+    // The oracle: every accepted record's fields by the header's names; the VPC's private
+    // addresses are its 10.0.0.0/16, every other address in the logs is public.
+    let mut expected = 0u64;
+    for file in std::fs::read_dir(dir.path().join("logs")).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(' ').collect();
+        let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let [src, dst, pkt_src, pkt_dst, action, status] =
+            ["srcaddr", "dstaddr", "pkt-srcaddr", "pkt-dstaddr", "action", "log-status"]
+                .map(column);
+        let public = |a: &str| a != "-" && !a.starts_with("10.");
+        for line in lines {
+            let f: Vec<&str> = line.split(' ').collect();
+            if f.len() != header.len() || f[action] != "ACCEPT" || f[status] != "OK" {
+                continue;
+            }
+            expected += u64::from(f[dst] == nat && public(f[pkt_dst]));
+            expected += u64::from(f[src] == nat && public(f[pkt_src]));
+        }
+    }
+    assert!(expected > 100, "{expected} records through the NAT gateway is no test");
+
+    let out = std::process::Command::new(egressor_tests::egressor_bin())
+        .args(["flowlogs", "--json", "--config.file"])
+        .arg(dir.path().join("egressor.yaml"))
+        .arg(dir.path().join("logs"))
+        .output()
+        .expect("run egressor flowlogs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let warnings: Vec<&str> =
+        r["input"]["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let named: Vec<&&str> = warnings.iter().filter(|w| w.contains("--nat-gateway")).collect();
+    assert_eq!(named.len(), 1, "{warnings:?}");
+    let want = format!("{nat} looks like a NAT gateway: in {expected} records");
+    assert!(named[0].starts_with(&want), "{:?}, expected {want:?}", named[0]);
+    assert!(named[0].contains(&format!("give --nat-gateway {nat}")), "{:?}", named[0]);
+
+    let r = flowlog_gen::report(dir.path(), &[]);
+    let warnings = r["input"]["warnings"].as_array().unwrap();
+    assert!(
+        !warnings.iter().any(|w| w.as_str().unwrap().contains("--nat-gateway")),
+        "given, the gateway is not named: {warnings:?}"
+    );
+}

@@ -17,7 +17,9 @@
 //! as a duplicate. Without them, the internet leg is counted (local end: the gateway) and the
 //! instance leg is the duplicate. The instances' own records of traffic their subnet sends
 //! through a NAT gateway (`subnets[].egress: nat_gateway`) are the same bytes as the
-//! gateway's records: with `--nat-gateway` given they are duplicates too.
+//! gateway's records: with `--nat-gateway` given they are duplicates too. Without it, a
+//! private address that records name where their packets' address is public — a NAT
+//! gateway's — is noted, and the report warns that its bytes may count twice.
 //!
 //! **Other paths.** `traffic-path` 7 (gateway VPC endpoint) and 8 (internet gateway) decide
 //! the path where given; otherwise the configured subnets do, as for the agent.
@@ -388,7 +390,15 @@ pub struct Analysis {
     pub timeline: Map<(u32, u32), Counts>,
     /// Counted records without `end`, which the timeline cannot place.
     pub untimed: Counts,
+    /// Private addresses, none of [`Options::nat_gateways`], that records name in
+    /// `srcaddr`/`dstaddr` where their packets' `pkt-srcaddr`/`pkt-dstaddr` is public, as on
+    /// a NAT gateway's interface: records each (at most [`MAX_UNLISTED_NAT_GATEWAYS`]
+    /// addresses).
+    pub unlisted_nat_gateways: Map<Addr, u64>,
 }
+
+/// Addresses [`Analysis::unlisted_nat_gateways`] keeps (a VPC has a few NAT gateways).
+pub const MAX_UNLISTED_NAT_GATEWAYS: usize = 16;
 
 /// Reads records into an [`Analysis`]: one per worker thread.
 pub struct Analyzer {
@@ -745,6 +755,7 @@ impl Analyzer {
                 _ => Ends::Counted { local: s, remote: d, sent: true, nat: true },
             };
         }
+        self.note_translation(r);
         match r.direction {
             Some(FlowDirection::Egress) => {
                 Ends::Counted { local: s, remote: d, sent: true, nat: false }
@@ -756,6 +767,29 @@ impl Analyzer {
                 (true, false) => Ends::Counted { local: d, remote: s, sent: false, nat: false },
                 _ => Ends::Counted { local: s, remote: d, sent: true, nat: false },
             },
+        }
+    }
+
+    /// Notes a private `srcaddr` or `dstaddr` whose packet address is public: a NAT gateway's
+    /// (AWS's flow-log record example "NAT gateway traffic": `dstaddr` the gateway,
+    /// `pkt-dstaddr` the internet host, and the reverse for replies) that `--nat-gateway`
+    /// does not name. Addresses in pods (`pkt-srcaddr` a pod's, `srcaddr` its node's) are
+    /// private on both sides and not noted.
+    fn note_translation(&mut self, r: &Record<'_>) {
+        for (interface, packet) in [(r.dst, r.pkt_dst), (r.src, r.pkt_src)] {
+            let Some(packet) = packet.filter(|p| *p != interface) else { continue };
+            if self.public(interface) || !self.public(packet) {
+                continue;
+            }
+            let noted = &mut self.analysis.unlisted_nat_gateways;
+            let full = noted.len() >= MAX_UNLISTED_NAT_GATEWAYS;
+            match noted.get_mut(&Addr(interface)) {
+                Some(records) => *records += 1,
+                None if !full => {
+                    noted.insert(Addr(interface), 1);
+                }
+                None => {}
+            }
         }
     }
 
@@ -842,12 +876,123 @@ impl Analysis {
             self.timeline.entry((series_map[s as usize], minute)).or_default().merge(&c);
         }
         self.untimed.merge(&o.untimed);
+        for (a, records) in o.unlisted_nat_gateways {
+            *self.unlisted_nat_gateways.entry(a).or_default() += records;
+        }
+    }
+
+    /// A warning for each address in [`Analysis::unlisted_nat_gateways`], most records
+    /// first (at most [`MAX_UNLISTED_NAT_GATEWAYS`]).
+    pub fn unlisted_nat_gateway_warnings(&self) -> Vec<String> {
+        let mut noted: Vec<(&Addr, &u64)> = self.unlisted_nat_gateways.iter().collect();
+        noted.sort_by(|a, b| b.1.cmp(a.1).then(a.0.0.cmp(&b.0.0)));
+        noted
+            .into_iter()
+            .take(MAX_UNLISTED_NAT_GATEWAYS)
+            .map(|(Addr(a), &n)| {
+                let records = if n == 1 { "1 record".into() } else { format!("{n} records") };
+                format!(
+                    "{a} looks like a NAT gateway: in {records} it stands for a public \
+                     address (a private srcaddr or dstaddr whose pkt-srcaddr or pkt-dstaddr is \
+                     public); give --nat-gateway {a}, or the bytes through it count twice where \
+                     the instances' interfaces are logged too"
+                )
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn analyzer(nat_gateways: &[&str]) -> Analyzer {
+        let options = Options {
+            nat_gateways: nat_gateways.iter().map(|a| a.parse().unwrap()).collect(),
+            max_sources: 100,
+            max_destinations: 100,
+            ..Options::default()
+        };
+        let config = Arc::new(FileConfig::default());
+        let cloud = Arc::new(SharedCloudTable::default());
+        Analyzer::new(config, cloud, Arc::new(options), Vec::new())
+    }
+
+    /// A record of `bytes` from `src` to `dst`, with the packet's ends when given.
+    fn record(src: &str, dst: &str, packet: Option<(&str, &str)>) -> Record<'static> {
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        Record {
+            interface: None,
+            src: ip(src),
+            dst: ip(dst),
+            pkt_src: packet.map(|p| ip(p.0)),
+            pkt_dst: packet.map(|p| ip(p.1)),
+            packets: 1,
+            bytes: 100,
+            action: Action::Accept,
+            subnet: None,
+            az: None,
+            src_service: None,
+            dst_service: None,
+            direction: None,
+            traffic_path: None,
+            end: None,
+        }
+    }
+
+    /// AWS's flow-log record example "NAT gateway traffic" (the gateway 10.0.0.220's
+    /// interface: instance leg out, internet leg out, internet leg back, instance leg back),
+    /// a pod's record (its node's address, its own in `pkt-srcaddr`), and a public address
+    /// in place of another public one (no NAT gateway's: those are private).
+    fn nat_gateway_interface_and_a_pod() -> [Record<'static>; 6] {
+        [
+            record("10.0.1.5", "10.0.0.220", Some(("10.0.1.5", "203.0.113.5"))),
+            record("10.0.0.220", "203.0.113.5", Some(("10.0.0.220", "203.0.113.5"))),
+            record("203.0.113.5", "10.0.0.220", Some(("203.0.113.5", "10.0.0.220"))),
+            record("10.0.0.220", "10.0.1.5", Some(("203.0.113.5", "10.0.1.5"))),
+            record("10.0.1.7", "203.0.113.9", Some(("10.0.1.99", "203.0.113.9"))),
+            record("198.51.100.3", "10.0.1.5", Some(("198.51.100.4", "10.0.1.5"))),
+        ]
+    }
+
+    #[test]
+    fn a_nat_gateway_not_given_is_named_with_its_records() {
+        let mut a = analyzer(&[]);
+        for r in nat_gateway_interface_and_a_pod() {
+            a.add(&r);
+        }
+        let gateway = Addr("10.0.0.220".parse().unwrap());
+        let noted: Vec<_> = a.analysis.unlisted_nat_gateways.iter().collect();
+        assert_eq!(noted, [(&gateway, &2)], "the two instance-leg records, not the pod's");
+        let warnings = a.analysis.unlisted_nat_gateway_warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("10.0.0.220 looks like a NAT gateway: in 2 records"));
+        assert!(warnings[0].contains("give --nat-gateway 10.0.0.220"), "{}", warnings[0]);
+
+        // Given, it is read as a NAT gateway and not noted.
+        let mut given = analyzer(&["10.0.0.220"]);
+        for r in nat_gateway_interface_and_a_pod() {
+            given.add(&r);
+        }
+        assert!(given.analysis.unlisted_nat_gateways.is_empty());
+        assert!(given.analysis.unlisted_nat_gateway_warnings().is_empty());
+
+        // Workers' notes add up; at most MAX_UNLISTED_NAT_GATEWAYS addresses are kept.
+        let mut other = analyzer(&[]);
+        for i in 0..MAX_UNLISTED_NAT_GATEWAYS + 4 {
+            let gateway = format!("10.0.0.{}", 100 + i);
+            other.add(&record("10.0.1.5", &gateway, Some(("10.0.1.5", "198.51.100.1"))));
+        }
+        assert_eq!(other.analysis.unlisted_nat_gateways.len(), MAX_UNLISTED_NAT_GATEWAYS);
+        other.add(&record("10.0.1.6", "10.0.0.220", Some(("10.0.1.6", "198.51.100.2"))));
+        assert!(!other.analysis.unlisted_nat_gateways.contains_key(&gateway), "full");
+        a.analysis.merge(other.analysis);
+        a.add(&nat_gateway_interface_and_a_pod()[0]);
+        assert_eq!(a.analysis.unlisted_nat_gateways[&gateway], 3);
+        let warnings = a.analysis.unlisted_nat_gateway_warnings();
+        assert_eq!(warnings.len(), MAX_UNLISTED_NAT_GATEWAYS, "most records first, capped");
+        assert!(warnings[0].starts_with("10.0.0.220 "), "{}", warnings[0]);
+    }
 
     #[test]
     fn a_destination_is_one_cache_line_and_keeps_every_bucket() {

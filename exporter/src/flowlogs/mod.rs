@@ -115,6 +115,7 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
     let (analysis, mut results) = workers.run(threads, stored);
     results.sort_by_key(|(i, _)| *i);
     let mut summary = summarize(&inputs, &units, results);
+    summary.warnings.extend(analysis.unlisted_nat_gateway_warnings());
     summary.stored_bytes = stored;
     summary.seconds = started.elapsed().as_secs_f64();
     let outcome = if summary.errors.is_empty() { Outcome::Complete } else { Outcome::InputErrors };
