@@ -72,8 +72,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct FlowLogsArgs {
     /// Flow-log files (plain or gzip), directories (read recursively, in name order), `-`
-    /// for stdin, or `s3://BUCKET/PREFIX` (credentials, region and endpoint from the AWS_*
-    /// environment, as the AWS tools read it).
+    /// for stdin, or `s3://BUCKET/PREFIX` (credentials, region and endpoint from AWS's
+    /// default chain, as the AWS tools read it: AWS_* variables, the AWS_PROFILE profile of
+    /// ~/.aws/credentials and ~/.aws/config, web identity, ECS, EC2 instance profile).
     #[arg(required = true, value_name = "FILE|DIR|-|s3://BUCKET/PREFIX")]
     pub inputs: Vec<PathBuf>,
 

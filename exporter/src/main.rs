@@ -139,10 +139,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Warnings (an unreachable range source, say) go to stderr for the one-shot commands.
+/// Warnings (an unreachable range source, say) go to stderr for the one-shot commands. The
+/// AWS SDK's own (each credential provider of the chain that found nothing) are left out:
+/// the error that ends a run names the chain.
 fn init_warnings() {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new("warn"))
+        .with_env_filter(EnvFilter::new("warn,aws_config=error,aws_smithy_runtime=error"))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

@@ -10,6 +10,7 @@
 //! and the others are still analysed.
 
 pub mod analysis;
+pub mod aws_chain;
 pub mod format;
 pub mod input;
 pub mod openmetrics;

@@ -3,11 +3,11 @@
 //! (`AWSLogs/ACCOUNT/vpcflowlogs/REGION/YYYY/MM/DD/…`), each downloaded whole by the worker
 //! that reads it (AWS rolls log files at 75 MB, so memory stays at one object per thread).
 //!
-//! Credentials and endpoint come from the environment as the AWS tools read it:
-//! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, else web identity
-//! (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`: EKS service accounts), else ECS task
-//! credentials, else the EC2 instance profile (IMDSv2); `AWS_REGION`/`AWS_DEFAULT_REGION`;
-//! `AWS_ENDPOINT_URL` for S3-compatible stores. Profiles in `~/.aws/config` are not read.
+//! Credentials, region and endpoint come from AWS's default chain as the AWS tools read it
+//! (environment, then the profile in `~/.aws/credentials` and `~/.aws/config`, web identity,
+//! ECS, the EC2 instance profile: see [`super::aws_chain`]); `AWS_ENDPOINT_URL` (or the
+//! profile's `endpoint_url`) for S3-compatible stores, `AWS_ALLOW_HTTP=true` for one
+//! served over plain HTTP.
 
 use std::sync::Arc;
 
@@ -96,15 +96,22 @@ pub fn list(url: &str, dates: &Dates) -> Result<(Arc<Bucket>, Vec<Object>), Stri
         return Err(format!("{url}: no bucket (s3://BUCKET/PREFIX)"));
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let store = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .build()
-        .map_err(|e| format!("{url}: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("{url}: {e}"))?;
+    let chain = runtime.block_on(super::aws_chain::load());
+    // The environment's options (`AWS_ALLOW_HTTP`, …), then what the chain found.
+    let mut builder =
+        AmazonS3Builder::from_env().with_bucket_name(bucket).with_credentials(chain.credentials);
+    if let Some(region) = chain.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(endpoint) = chain.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let store = builder.build().map_err(|e| format!("{url}: {e}"))?;
     let prefix = (!prefix.is_empty()).then(|| Path::from(prefix.trim_end_matches('/')));
     let store: Arc<dyn ObjectStore> = Arc::new(store);
     let listed = runtime.block_on(store.list(prefix.as_ref()).try_collect::<Vec<_>>());
