@@ -126,7 +126,8 @@ pub struct FlowLogsArgs {
     #[arg(long = "max-destinations", default_value_t = 100_000, value_name = "N")]
     pub max_destinations: usize,
 
-    /// Size of the chunks plain files are split into for parallel reading (for tests).
+    /// Size of the chunks plain files are split into for parallel reading, and the most
+    /// bytes of lines a sequential input hands to another thread at once (for tests).
     #[arg(long = "chunk-bytes", hide = true, default_value_t = crate::flowlogs::input::CHUNK_BYTES)]
     pub chunk_bytes: u64,
 

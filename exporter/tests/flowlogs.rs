@@ -402,10 +402,8 @@ fn bad_lines_are_named_by_file_and_line_and_chunks_change_nothing() {
     assert_eq!(examples, bad.iter().map(|b| format!("{path}:{b}")).collect::<Vec<_>>());
     let good: u64 = (1..=400u64).filter(|i| !matches!(i % 97, 0 | 13)).map(|i| 100 * i).sum();
     assert_eq!(whole["totals"]["egress_bytes"], good);
-    // Chunks of 100 bytes (most lines cross a chunk's end) on 4 threads: the same report.
-    for chunk in ["100", "1", "4096"] {
-        let (_, chunked) =
-            flowlogs(&["--config.file", &cfg, "--chunk-bytes", chunk, "--threads", "4", path]);
+    // The same report (bad lines named in the input's own name), however it was read.
+    let same = |r: &Value, name: &str, how: &str| {
         for k in [
             "totals",
             "by_class",
@@ -414,13 +412,48 @@ fn bad_lines_are_named_by_file_and_line_and_chunks_change_nothing() {
             "rejected",
             "unique_destinations",
         ] {
-            assert_eq!(chunked[k], whole[k], "{k} in chunks of {chunk} bytes");
+            assert_eq!(r[k], whole[k], "{k}, {how}");
         }
-        for k in ["records", "bad_lines", "bad_line_examples", "text_bytes"] {
-            assert_eq!(chunked["input"][k], whole["input"][k], "{k} in chunks of {chunk} bytes");
+        for k in ["records", "bad_lines", "text_bytes"] {
+            assert_eq!(r["input"][k], whole["input"][k], "input.{k}, {how}");
         }
+        let named = |r: &Value, name: &str| {
+            r["input"]["bad_line_examples"].to_string().replace(name, "LOG")
+        };
+        assert_eq!(named(r, name), named(&whole, path), "bad_line_examples, {how}");
+    };
+    // Chunks of 100 bytes (most lines cross a chunk's end) on 4 threads.
+    for chunk in ["100", "1", "4096"] {
+        let (_, chunked) =
+            flowlogs(&["--config.file", &cfg, "--chunk-bytes", chunk, "--threads", "4", path]);
+        same(&chunked, path, &format!("chunks of {chunk} bytes"));
     }
     assert_eq!(whole["input"]["text_bytes"], text.len());
+
+    // The same text as one gzip file and on stdin: sequential inputs whose reader hands
+    // blocks of lines (here of 1 to 4096 bytes) to the other threads.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    let gz_path = dir.path().join("bad.log.gz");
+    std::fs::write(&gz_path, gz.finish().unwrap()).unwrap();
+    let gz_path = gz_path.to_str().unwrap();
+    for chunk in ["100", "1", "4096"] {
+        let args = ["--config.file", &cfg, "--chunk-bytes", chunk, "--threads", "4", gz_path];
+        let (outcome, r) = flowlogs(&args);
+        assert_eq!(outcome, Outcome::Complete);
+        same(&r, gz_path, &format!("one gzip file, blocks of {chunk} bytes"));
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_egressor"))
+        .args(["flowlogs", "--json", "--config.file", &cfg, "--chunk-bytes", "100"])
+        .args(["--threads", "4", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    same(&serde_json::from_slice(&out.stdout).unwrap(), "-", "stdin, blocks of 100 bytes");
 }
 
 #[test]

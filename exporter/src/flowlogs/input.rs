@@ -1,7 +1,10 @@
 //! Flow-log inputs: files (plain or gzip, told apart by their first bytes), directories
 //! (walked, in name order) and stdin (`-`), cut into units that worker threads read in
 //! parallel. A plain file larger than [`CHUNK_BYTES`] is split into chunks at line
-//! boundaries; a gzip file is one unit (a gzip stream cannot be entered in the middle).
+//! boundaries; a gzip file is one unit (a gzip stream cannot be entered in the middle), and
+//! so are stdin and an S3 object: with more than one thread, the worker reading such a
+//! sequential input hands runs of its lines ([`Block`]s) to idle workers, so that its
+//! decompression and the parsing of its records run on several cores.
 
 use std::{
     fs::File,
@@ -16,6 +19,63 @@ use super::{
     record::{self, Line},
     s3,
 };
+
+/// Lines of a sequential input cut off for any worker to parse: at most this many bytes of
+/// them (or `--chunk-bytes`, if smaller).
+pub const BLOCK_BYTES: usize = 1 << 20;
+
+/// A run of consecutive lines of a sequential input (gzip, stdin, an S3 object), cut off by
+/// the worker reading it so that another may parse them ([`parse_block`]).
+#[derive(Debug)]
+pub struct Block {
+    /// Index of the unit the lines are from.
+    pub unit: usize,
+    /// Line number (1-based, within the unit) of the first line.
+    pub first_line: u64,
+    /// The lines, each ended by `\n` (a `\r` before it already removed).
+    pub text: Vec<u8>,
+    /// The input's layout.
+    pub layout: Arc<Layout>,
+}
+
+/// Where the reader of a sequential input sends the [`Block`]s it cuts off.
+pub trait BlockSink: Sync {
+    /// Whether a worker waits for lines to parse (a block is started only then: cutting
+    /// costs a copy of each line).
+    fn wanted(&self) -> bool;
+    /// Takes `block`, or gives it back when no worker can take it now (the reader then
+    /// parses it itself).
+    fn send(&self, block: Block) -> Option<Block>;
+}
+
+/// Counts the records of `block`, handing each to `on_record`: the counts and bad lines
+/// (numbered within the unit) of a [`UnitResult`], without its line and byte totals, which
+/// the reader of the input keeps.
+pub fn parse_block(block: &Block, on_record: &mut dyn FnMut(&record::Record<'_>)) -> UnitResult {
+    let mut result = UnitResult::default();
+    let lines = block.text.split_inclusive(|&b| b == b'\n');
+    for (number, line) in (block.first_line..).zip(lines) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            count_line(line, &block.layout, number, &mut result, on_record);
+        }
+    }
+    result
+}
+
+impl UnitResult {
+    /// Adds the counts and bad lines of `block`'s result (see [`parse_block`]), keeping the
+    /// first [`BAD_EXAMPLES`] bad lines by number.
+    pub fn absorb(&mut self, block: UnitResult) {
+        self.records += block.records;
+        self.nodata += block.nodata;
+        self.skipdata += block.skipdata;
+        self.bad += block.bad;
+        self.bad_examples.extend(block.bad_examples);
+        self.bad_examples.sort_by_key(|(line, _)| *line);
+        self.bad_examples.truncate(BAD_EXAMPLES);
+    }
+}
 
 /// Size of the chunks plain files are split into.
 pub const CHUNK_BYTES: u64 = 64 << 20;
@@ -194,11 +254,16 @@ fn decide_layout(first: &[u8], format: Option<&Layout>) -> Result<(Layout, bool)
 
 /// Reads `unit` of `input`, handing each record to `on_record`; `progress` learns the
 /// input bytes consumed (compressed bytes for gzip).
+///
+/// With `blocks` (`unit`'s index, the most bytes of lines a block holds, and where blocks
+/// go), a sequential input's records are cut into [`Block`]s for other workers; the
+/// result then holds the counts of the blocks this reader parsed itself.
 pub fn read_unit(
     input: &Input,
     unit: Unit,
     format: Option<&Layout>,
     progress: &(dyn Fn(u64) + Sync),
+    blocks: Option<(usize, usize, &dyn BlockSink)>,
     on_record: &mut dyn FnMut(&record::Record<'_>),
 ) -> UnitResult {
     let mut result = UnitResult::default();
@@ -235,6 +300,8 @@ pub fn read_unit(
             return result;
         }
     };
+    // A plain file's chunks are read in parallel already; other inputs are sequential.
+    let sequential = gzip || input.path.is_none();
     let mut scan = Scan {
         layout: input.layout.clone(),
         format,
@@ -243,12 +310,21 @@ pub fn read_unit(
         offset: 0,
         result: &mut result,
         on_record,
+        blocks: blocks.filter(|_| sequential).map(|(unit, max, sink)| Cutter {
+            unit,
+            max: max.max(1),
+            sink,
+            layout: None,
+            pending: None,
+        }),
     };
     let outcome = if gzip {
         scan.run(flate2::bufread::MultiGzDecoder::new(reader))
     } else {
         scan.run(reader)
     };
+    // The lines read before the end (or before a read failed) are counted too.
+    scan.flush();
     if let Err(e) = outcome {
         result.error = Some(match e {
             ScanError::Io(e) if gzip => format!(
@@ -288,6 +364,19 @@ struct Scan<'a, 'b> {
     offset: u64,
     result: &'b mut UnitResult,
     on_record: &'b mut dyn FnMut(&record::Record<'_>),
+    /// Where records go instead of being parsed here, for a sequential input.
+    blocks: Option<Cutter<'a>>,
+}
+
+/// Cuts a sequential input's lines into [`Block`]s.
+struct Cutter<'a> {
+    unit: usize,
+    max: usize,
+    sink: &'a dyn BlockSink,
+    /// The input's layout, shared by its blocks.
+    layout: Option<Arc<Layout>>,
+    /// The block being filled.
+    pending: Option<Block>,
 }
 
 impl Scan<'_, '_> {
@@ -360,6 +449,8 @@ impl Scan<'_, '_> {
         self.result.lines += 1;
         let number = self.result.lines;
         if end == LineEnd::Overlong {
+            // Counted here: the block being filled ends before it.
+            self.flush();
             self.result.bad += 1;
             if self.result.bad_examples.len() < BAD_EXAMPLES {
                 let problem =
@@ -387,26 +478,66 @@ impl Scan<'_, '_> {
         if number == 1 && header && start == 0 {
             return Ok(Some(true));
         }
+        if let Some(cutter) = &mut self.blocks
+            && (cutter.pending.is_some() || cutter.sink.wanted())
+        {
+            let block = match &mut cutter.pending {
+                Some(block) => block,
+                none => none.insert(Block {
+                    unit: cutter.unit,
+                    first_line: number,
+                    text: Vec::with_capacity(cutter.max.min(BLOCK_BYTES) + 512),
+                    layout: cutter.layout.get_or_insert_with(|| Arc::new(layout.clone())).clone(),
+                }),
+            };
+            block.text.extend_from_slice(line);
+            block.text.push(b'\n');
+            if block.text.len() >= cutter.max {
+                self.flush();
+            }
+            return Ok(Some(true));
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Some(true));
         }
-        match record::parse(line, layout) {
-            Ok(Line::Record(r)) => {
-                self.result.records += 1;
-                (self.on_record)(&r);
-            }
-            Ok(Line::NoData) => self.result.nodata += 1,
-            Ok(Line::SkipData) => self.result.skipdata += 1,
-            // Logs concatenated (`cat a.gz b.gz`) repeat their header.
-            Err(_) if is_header_of(line, layout) => {}
-            Err(e) => {
-                self.result.bad += 1;
-                if self.result.bad_examples.len() < BAD_EXAMPLES {
-                    self.result.bad_examples.push((number, e.to_string()));
-                }
+        count_line(line, layout, number, self.result, self.on_record);
+        Ok(Some(true))
+    }
+
+    /// Hands the block being filled to the sink, or parses it here if no worker can take it.
+    fn flush(&mut self) {
+        let Some(cutter) = &mut self.blocks else { return };
+        let Some(block) = cutter.pending.take() else { return };
+        if let Some(block) = cutter.sink.send(block) {
+            let counted = parse_block(&block, self.on_record);
+            self.result.absorb(counted);
+        }
+    }
+}
+
+/// Parses one line (number `number`, not blank) and counts it in `result`.
+fn count_line(
+    line: &[u8],
+    layout: &Layout,
+    number: u64,
+    result: &mut UnitResult,
+    on_record: &mut dyn FnMut(&record::Record<'_>),
+) {
+    match record::parse(line, layout) {
+        Ok(Line::Record(r)) => {
+            result.records += 1;
+            on_record(&r);
+        }
+        Ok(Line::NoData) => result.nodata += 1,
+        Ok(Line::SkipData) => result.skipdata += 1,
+        // Logs concatenated (`cat a.gz b.gz`) repeat their header.
+        Err(_) if is_header_of(line, layout) => {}
+        Err(e) => {
+            result.bad += 1;
+            if result.bad_examples.len() < BAD_EXAMPLES {
+                result.bad_examples.push((number, e.to_string()));
             }
         }
-        Ok(Some(true))
     }
 }
 
@@ -428,5 +559,108 @@ impl<R: Read> Read for Counting<'_, R> {
         let n = self.inner.read(buf)?;
         (self.progress)(n as u64);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{io::Write, sync::Mutex};
+
+    use super::*;
+
+    /// Takes every block but each third (given back: the reader parses those itself).
+    #[derive(Default)]
+    struct Collect {
+        blocks: Mutex<Vec<Block>>,
+        offered: std::sync::atomic::AtomicUsize,
+    }
+
+    impl BlockSink for Collect {
+        fn wanted(&self) -> bool {
+            true
+        }
+
+        fn send(&self, block: Block) -> Option<Block> {
+            let n = self.offered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n % 3 == 2 {
+                return Some(block);
+            }
+            self.blocks.lock().unwrap().push(block);
+            None
+        }
+    }
+
+    const HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+
+    /// A gzip file of two members (the second repeating the header, as `cat a.gz b.gz`
+    /// makes) with bad, blank, NODATA and overlong lines among 2,000 records.
+    fn gzip_log(dir: &Path) -> PathBuf {
+        let mut text = format!("{HEADER}\n");
+        for i in 0..2000u32 {
+            text += &match i % 101 {
+                0 => "2 1 eni-1 10.0.0.300 10.0.0.2 1 2 6 1 40 1 2 ACCEPT OK\n".to_owned(),
+                100 => "\n".to_owned(),
+                9 => "2 1 eni-1 - - - - - - - 1 2 - NODATA\n".to_owned(),
+                49 if i == 150 => format!("{}\n", "x".repeat(READ_BYTES + 10)),
+                _ => format!(
+                    "2 1 eni-1 10.0.0.{} 203.0.113.{} 443 {i} 6 2 {i} 1 2 ACCEPT OK\n",
+                    i % 9,
+                    i % 13
+                ),
+            };
+            if i == 1000 {
+                text += &format!("{HEADER}\n");
+            }
+        }
+        let half = text.len() / 2;
+        let mut file = Vec::new();
+        for member in [&text[..half], &text[half..]] {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(member.as_bytes()).unwrap();
+            file.extend(e.finish().unwrap());
+        }
+        let path = dir.join("two-members.log.gz");
+        std::fs::write(&path, file).unwrap();
+        path
+    }
+
+    #[test]
+    fn blocks_of_a_sequential_input_count_as_one_reading_with_the_same_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = open_input(&gzip_log(dir.path()), None).unwrap();
+        assert!(input.gzip);
+        let unit = Unit { input: 0, chunk: 0, start: 0, end: None };
+        let read = |blocks: Option<(usize, usize, &dyn BlockSink)>| {
+            let mut bytes = Vec::new();
+            let r =
+                read_unit(&input, unit, None, &|_| {}, blocks, &mut |rec| bytes.push(rec.bytes));
+            (r, bytes)
+        };
+        let (whole, whole_bytes) = read(None);
+        assert_eq!((whole.records, whole.nodata, whole.bad), (2000 - 20 - 19 - 20 - 1, 20, 20 + 1));
+        assert_eq!(whole.bad_examples.len(), BAD_EXAMPLES);
+        assert!(whole.error.is_none(), "{:?}", whole.error);
+
+        for max in [1, 300, 4096] {
+            let sink = Collect::default();
+            let (mut cut, mut bytes) = read(Some((0, max, &sink)));
+            let blocks = sink.blocks.into_inner().unwrap();
+            assert!(blocks.len() > 3, "{} blocks of at most {max} bytes", blocks.len());
+            assert!(cut.records < whole.records, "the reader gave blocks away");
+            for block in &blocks {
+                assert_eq!(block.text.last(), Some(&b'\n'));
+                cut.absorb(parse_block(block, &mut |rec| bytes.push(rec.bytes)));
+            }
+            assert_eq!(
+                (cut.lines, cut.bytes, cut.records, cut.nodata, cut.skipdata, cut.bad),
+                (whole.lines, whole.bytes, whole.records, whole.nodata, whole.skipdata, whole.bad),
+                "blocks of at most {max} bytes"
+            );
+            assert_eq!(cut.bad_examples, whole.bad_examples, "blocks of at most {max} bytes");
+            bytes.sort_unstable();
+            let mut want = whole_bytes.clone();
+            want.sort_unstable();
+            assert_eq!(bytes, want, "every record once, blocks of at most {max} bytes");
+        }
     }
 }

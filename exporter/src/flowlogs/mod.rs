@@ -24,7 +24,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use crate::{
@@ -113,8 +113,7 @@ pub fn run(args: &FlowLogsArgs, out: &mut impl Write) -> Result<Outcome, ConfigE
         options: &options,
         gateway_services: &gateway_services,
     };
-    let (analysis, mut results) = workers.run(threads, stored);
-    results.sort_by_key(|(i, _)| *i);
+    let (analysis, results) = workers.run(threads, stored, args.chunk_bytes);
     let mut summary = summarize(&inputs, &units, results);
     summary.warnings.extend(analysis.unlisted_nat_gateway_warnings());
     summary.stored_bytes = stored;
@@ -170,7 +169,17 @@ impl Workers<'_> {
     /// Reads every unit on `threads` threads (each taking the next unit when done with one),
     /// with a progress bar over the `stored` bytes on stderr; returns the merged analysis and
     /// each unit's result by unit index.
-    fn run(&self, threads: usize, stored: u64) -> (Analysis, Vec<(usize, UnitResult)>) {
+    ///
+    /// A worker reading a sequential input (gzip, stdin, S3) cuts its lines into blocks of
+    /// at most `block_bytes` (and [`input::BLOCK_BYTES`]) that idle workers parse; a worker
+    /// takes a waiting block before a new unit. At most one block per thread waits (memory
+    /// stays bounded): when none can wait, the reader parses the block itself.
+    fn run(
+        &self,
+        threads: usize,
+        stored: u64,
+        block_bytes: u64,
+    ) -> (Analysis, Vec<(usize, UnitResult)>) {
         let progress = indicatif::ProgressBar::with_draw_target(
             Some(stored),
             indicatif::ProgressDrawTarget::stderr(),
@@ -181,12 +190,22 @@ impl Workers<'_> {
             )
             .expect("a valid template"),
         );
+        let threads = threads.max(1);
         let next = AtomicUsize::new(0);
+        // Workers inside a unit: while any is, a worker without a unit waits for blocks.
+        let busy = AtomicUsize::new(0);
+        let queue = BlockQueue::new(threads);
+        let waiting = &queue.waiting;
+        let block_size = usize::try_from(block_bytes).unwrap_or(usize::MAX).min(input::BLOCK_BYTES);
         let results: Mutex<Vec<(usize, UnitResult)>> = Mutex::new(Vec::new());
+        let parsed_blocks: Mutex<Vec<(usize, UnitResult)>> = Mutex::new(Vec::new());
         let analyses: Mutex<Vec<Analysis>> = Mutex::new(Vec::new());
         let tick = |n: u64| progress.inc(n);
         std::thread::scope(|scope| {
-            for _ in 0..threads.clamp(1, self.units.len().max(1)) {
+            // Every thread has work when an input is sequential (its blocks); else a unit each.
+            let sequential = self.inputs.iter().any(|i| i.gzip || i.path.is_none());
+            let work = if sequential { threads } else { self.units.len().max(1) };
+            for _ in 0..threads.min(work) {
                 scope.spawn(|| {
                     let mut analyzer = Analyzer::new(
                         self.config.clone(),
@@ -194,17 +213,47 @@ impl Workers<'_> {
                         self.options.clone(),
                         self.gateway_services.to_vec(),
                     );
+                    let parse = |block: input::Block, analyzer: &mut Analyzer| {
+                        let r = input::parse_block(&block, &mut |record| analyzer.add(record));
+                        parsed_blocks.lock().unwrap().push((block.unit, r));
+                    };
+                    // Whether this worker found no unit left: it parses blocks only.
+                    let mut consumer = false;
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&unit) = self.units.get(i) else { break };
-                        let r = input::read_unit(
-                            &self.inputs[unit.input],
-                            unit,
-                            self.format,
-                            &tick,
-                            &mut |record| analyzer.add(record),
-                        );
-                        results.lock().unwrap().push((i, r));
+                        if let Ok(block) = waiting.try_recv() {
+                            parse(block, &mut analyzer);
+                            continue;
+                        }
+                        // Counted busy before taking a unit, so that no worker sees neither
+                        // a unit left nor a busy one while this one starts the last unit.
+                        busy.fetch_add(1, Ordering::SeqCst);
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if let Some(&unit) = self.units.get(i) {
+                            let blocks = (threads > 1).then_some((i, block_size, &queue as _));
+                            let r = input::read_unit(
+                                &self.inputs[unit.input],
+                                unit,
+                                self.format,
+                                &tick,
+                                blocks,
+                                &mut |record| analyzer.add(record),
+                            );
+                            results.lock().unwrap().push((i, r));
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        // No unit left: done once no reader can cut another block.
+                        if busy.load(Ordering::SeqCst) == 0 && waiting.is_empty() {
+                            break;
+                        }
+                        if !consumer {
+                            consumer = true;
+                            queue.consumers.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if let Ok(block) = waiting.recv_timeout(Duration::from_millis(5)) {
+                            parse(block, &mut analyzer);
+                        }
                     }
                     analyses.lock().unwrap().push(analyzer.analysis);
                 });
@@ -215,7 +264,40 @@ impl Workers<'_> {
         for a in analyses.into_inner().unwrap() {
             analysis.merge(a);
         }
-        (analysis, results.into_inner().unwrap())
+        // A unit's blocks parsed elsewhere join its own result (its lines and bytes).
+        let mut units = results.into_inner().unwrap();
+        units.sort_by_key(|(i, _)| *i);
+        for (unit, r) in parsed_blocks.into_inner().unwrap() {
+            let at = units.binary_search_by_key(&unit, |(i, _)| *i).expect("its reader's result");
+            units[at].1.absorb(r);
+        }
+        (analysis, units)
+    }
+}
+
+/// The blocks of sequential inputs waiting for a worker (at most one per thread), and the
+/// number of workers that found no unit left (they parse blocks only).
+struct BlockQueue {
+    to_parse: crossbeam_channel::Sender<input::Block>,
+    waiting: crossbeam_channel::Receiver<input::Block>,
+    consumers: AtomicUsize,
+}
+
+impl BlockQueue {
+    fn new(threads: usize) -> Self {
+        let (to_parse, waiting) = crossbeam_channel::bounded(threads);
+        Self { to_parse, waiting, consumers: AtomicUsize::new(0) }
+    }
+}
+
+impl input::BlockSink for BlockQueue {
+    /// While every worker has a unit of its own, cutting blocks would only add copies.
+    fn wanted(&self) -> bool {
+        self.consumers.load(Ordering::Relaxed) > 0
+    }
+
+    fn send(&self, block: input::Block) -> Option<input::Block> {
+        self.to_parse.try_send(block).err().map(crossbeam_channel::TrySendError::into_inner)
     }
 }
 
