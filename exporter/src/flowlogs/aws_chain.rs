@@ -77,11 +77,12 @@ impl CredentialProvider for Credentials {
         }
         let generic =
             |message: String| object_store::Error::Generic { store: "S3", source: message.into() };
-        let provider = self.provider.as_ref().ok_or_else(|| generic(not_found("none")))?;
+        let provider =
+            self.provider.as_ref().ok_or_else(|| generic(failed("no provider is configured")))?;
         let c = provider
             .provide_credentials()
             .await
-            .map_err(|e| generic(not_found(&crate::reader::error_chain(&e))))?;
+            .map_err(|e| generic(failed(&crate::reader::error_chain(&e))))?;
         let credential = Arc::new(AwsCredential {
             key_id: c.access_key_id().to_owned(),
             secret_key: c.secret_access_key().to_owned(),
@@ -93,17 +94,19 @@ impl CredentialProvider for Credentials {
 }
 
 /// The error when the chain gives no credentials: where it looked (the profile and files
-/// as the environment names them), and what its last provider said.
-fn not_found(last: &str) -> String {
+/// as the environment names them), and what it said. (The chain stops at the first
+/// provider that is configured, so that the error is either that one's or, when none is,
+/// the last one's: the SDK's error types do not tell the two apart reliably.)
+fn failed(problem: &str) -> String {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".to_owned());
     let credentials =
         env("AWS_SHARED_CREDENTIALS_FILE").unwrap_or_else(|| "~/.aws/credentials".to_owned());
     let config = env("AWS_CONFIG_FILE").unwrap_or_else(|| "~/.aws/config".to_owned());
     format!(
-        "no usable AWS credentials from the default chain (AWS_ACCESS_KEY_ID, profile \
-         {profile:?} in {credentials} and {config}, web identity, ECS, EC2 instance \
-         metadata); the last one tried said: {last}"
+        "no AWS credentials from the default chain (AWS_ACCESS_KEY_ID, profile {profile:?} in \
+         {credentials} and {config}, web identity, ECS, EC2 instance metadata; the first one \
+         configured answers, else the last): {problem}"
     )
 }
 
@@ -169,6 +172,12 @@ mod tests {
         let c = Credentials { provider: None, cached: Default::default() };
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let e = runtime.block_on(c.get_credential()).unwrap_err().to_string();
-        assert!(e.contains("no usable AWS credentials from the default chain"), "{e}");
+        assert!(e.contains("no AWS credentials from the default chain ("), "{e}");
+        assert!(
+            e.ends_with(
+                "the first one configured answers, else the last): no provider is configured"
+            ),
+            "{e}"
+        );
     }
 }
