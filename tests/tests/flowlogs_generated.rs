@@ -101,3 +101,27 @@ fn a_nat_gateway_not_given_is_named_in_a_warning() {
         "given, the gateway is not named: {warnings:?}"
     );
 }
+
+/// The report is the same to the last digit on one thread and on several, whichever
+/// thread meets a bucket first (costs are summed in the buckets' key order): one gzip
+/// file (shared out in runs of lines) and plain files cut into 64 KiB chunks.
+#[test]
+fn the_report_is_the_same_to_the_last_digit_on_any_number_of_threads() {
+    let Some(ranges) = shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    flowlog_gen::generate(dir.path(), 6_000_000, 5, 1, &ranges).unwrap();
+    let report = |threads: &str| {
+        let args = ["--threads", threads, "--chunk-bytes", "65536"].map(std::ffi::OsStr::new);
+        let mut r = flowlog_gen::report(dir.path(), &args);
+        r["input"].as_object_mut().unwrap().remove("seconds");
+        r
+    };
+    let one = report("1");
+    assert!(one["totals"]["cost_usd"].as_f64().unwrap() > 0.0);
+    for threads in ["2", "2", "2", "4", "4"] {
+        let r = report(threads);
+        for (k, v) in one.as_object().unwrap() {
+            assert_eq!(&r[k], v, "{k} on {threads} threads");
+        }
+    }
+}

@@ -240,9 +240,19 @@ pub fn build(
     top: usize,
 ) -> Report {
     let buckets = &analysis.buckets;
+    // Sums of costs run in the buckets' key order, so that a report's last digits do not
+    // depend on which thread met a bucket first (float addition is not associative).
+    let mut order: Vec<usize> = (0..buckets.len()).collect();
+    order.sort_by(|&a, &b| buckets[a].0.cmp(&buckets[b].0));
+    let mut rank = vec![0; buckets.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
     // A part's share of its bucket's cost.
     let share = |s: &Spend| -> (f64, f64) {
-        s.0.iter().fold((0.0, 0.0), |(u, a), (b, c)| {
+        let mut parts: Vec<&(u32, Counts)> = s.0.iter().collect();
+        parts.sort_by_key(|(b, _)| rank[*b as usize]);
+        parts.into_iter().fold((0.0, 0.0), |(u, a), (b, c)| {
             let total = buckets[*b as usize].1.bytes;
             let (usd, avoidable) = costs[*b as usize];
             if total == 0 || c.bytes == total {
@@ -254,9 +264,9 @@ pub fn build(
         })
     };
     let mut totals = Totals::default();
-    let mut by_class: Vec<ClassRow> = buckets
+    let mut by_class: Vec<ClassRow> = order
         .iter()
-        .zip(costs)
+        .map(|&i| (&buckets[i], &costs[i]))
         .map(|((k, c), (usd, avoidable))| {
             totals.counted.merge(c);
             *match k.direction {
