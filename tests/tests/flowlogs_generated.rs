@@ -102,26 +102,32 @@ fn a_nat_gateway_not_given_is_named_in_a_warning() {
     );
 }
 
-/// The report is the same to the last digit on one thread and on several, whichever
-/// thread meets a bucket first (costs are summed in the buckets' key order): one gzip
-/// file (shared out in runs of lines) and plain files cut into 64 KiB chunks.
+/// The report and the `--openmetrics` file are the same to the last digit on one thread
+/// and on several, whichever thread meets a bucket first (costs are summed, and series
+/// written, in the buckets' key order): one gzip file (shared out in runs of lines) and
+/// plain files cut into 64 KiB chunks.
 #[test]
 fn the_report_is_the_same_to_the_last_digit_on_any_number_of_threads() {
     let Some(ranges) = shared_data("cloud-ranges/aws-ip-ranges.json") else { return };
     let dir = tempfile::tempdir().unwrap();
     flowlog_gen::generate(dir.path(), 6_000_000, 5, 1, &ranges).unwrap();
+    let openmetrics = dir.path().join("flows.om");
     let report = |threads: &str| {
-        let args = ["--threads", threads, "--chunk-bytes", "65536"].map(std::ffi::OsStr::new);
+        let args = ["--threads", threads, "--chunk-bytes", "65536", "--openmetrics"];
+        let args: Vec<&std::ffi::OsStr> =
+            args.iter().map(std::ffi::OsStr::new).chain([openmetrics.as_os_str()]).collect();
         let mut r = flowlog_gen::report(dir.path(), &args);
         r["input"].as_object_mut().unwrap().remove("seconds");
-        r
+        (r, std::fs::read_to_string(&openmetrics).unwrap())
     };
-    let one = report("1");
+    let (one, one_om) = report("1");
     assert!(one["totals"]["cost_usd"].as_f64().unwrap() > 0.0);
+    assert!(one_om.matches("egressor_flow_cost_usd_total{").count() > 100, "{one_om}");
     for threads in ["2", "2", "2", "4", "4"] {
-        let r = report(threads);
+        let (r, om) = report(threads);
         for (k, v) in one.as_object().unwrap() {
             assert_eq!(&r[k], v, "{k} on {threads} threads");
         }
+        assert!(om == one_om, "the OpenMetrics file differs on {threads} threads");
     }
 }

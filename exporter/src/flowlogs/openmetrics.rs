@@ -56,17 +56,24 @@ pub fn write(
     config: &FileConfig,
     out: &mut impl Write,
 ) -> std::io::Result<Written> {
+    // A series by its bucket's key, not the bucket's index (which depends on the thread
+    // that met it first): the file is the same on any number of threads.
+    let canonical = |series: u32| {
+        let k = analysis.series[series as usize];
+        (&analysis.buckets[k.bucket as usize].0, k.local_network, k.remote_network)
+    };
     // Price in time order, as the bytes were sent.
     let mut cells: Vec<(&(u32, u32), &Counts)> = analysis.timeline.iter().collect();
-    cells.sort_by_key(|((series, minute), _)| (*minute, analysis.series[*series as usize]));
+    cells.sort_by_key(|((series, minute), _)| (*minute, canonical(*series)));
     let mut pricer = Pricer::new(sheet, &config.pricing);
-    let mut points: BTreeMap<SeriesKey, Vec<Point>> = BTreeMap::new();
+    let mut points: BTreeMap<_, Vec<Point>> = BTreeMap::new();
+    let mut keys = BTreeMap::new();
     for ((series, minute), c) in cells {
-        let key = analysis.series[*series as usize];
-        let (b, _) = &analysis.buckets[key.bucket as usize];
+        let (b, _, _) = canonical(*series);
+        keys.insert(canonical(*series), analysis.series[*series as usize]);
         pricer.start_cycle(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(*minute) * 60));
         let cost = pricer.cost(&super::report::query(b), c.bytes);
-        let line = points.entry(key).or_default();
+        let line = points.entry(canonical(*series)).or_default();
         let mut p = line.last().copied().unwrap_or_default();
         p.minute = *minute;
         p.counts.merge(c);
@@ -74,8 +81,8 @@ pub fn write(
         p.avoidable_usd += cost.avoidable_usd;
         line.push(p);
     }
-    let labels: BTreeMap<&SeriesKey, String> =
-        points.keys().map(|k| (k, label_set(analysis, config, k))).collect();
+    let labels: BTreeMap<_, String> =
+        keys.iter().map(|(c, k)| (*c, label_set(analysis, config, k))).collect();
     let mut text = String::new();
     type Value = fn(&Point) -> Option<String>;
     let families: [(&str, &str, Option<&str>, Value); 4] = [
