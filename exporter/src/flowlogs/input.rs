@@ -56,9 +56,7 @@ pub fn parse_block(block: &Block, on_record: &mut dyn FnMut(&record::Record<'_>)
     let lines = block.text.split_inclusive(|&b| b == b'\n');
     for (number, line) in (block.first_line..).zip(lines) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        if !line.iter().all(u8::is_ascii_whitespace) {
-            count_line(line, &block.layout, number, &mut result, on_record);
-        }
+        count_line(line, &block.layout, number, &mut result, on_record);
     }
     result
 }
@@ -497,9 +495,6 @@ impl Scan<'_, '_> {
             }
             return Ok(Some(true));
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Some(true));
-        }
         count_line(line, layout, number, self.result, self.on_record);
         Ok(Some(true))
     }
@@ -515,7 +510,8 @@ impl Scan<'_, '_> {
     }
 }
 
-/// Parses one line (number `number`, not blank) and counts it in `result`.
+/// Parses one line (number `number`) and counts it in `result`; a blank line counts as
+/// nothing.
 fn count_line(
     line: &[u8],
     layout: &Layout,
@@ -523,6 +519,9 @@ fn count_line(
     result: &mut UnitResult,
     on_record: &mut dyn FnMut(&record::Record<'_>),
 ) {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
     match record::parse(line, layout) {
         Ok(Line::Record(r)) => {
             result.records += 1;

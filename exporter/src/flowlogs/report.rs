@@ -207,10 +207,18 @@ pub struct AvoidableRow {
     pub fix: String,
 }
 
+/// The indices of `buckets` in their keys' order: the order in which they are priced and
+/// their costs summed, whichever thread met a bucket first (float addition is not
+/// associative, and a tier is crossed at the same bucket).
+fn key_order(buckets: &[(BucketKey, Counts)]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..buckets.len()).collect();
+    order.sort_by(|&a, &b| buckets[a].0.cmp(&buckets[b].0));
+    order
+}
+
 /// Prices the buckets in key order: (USD, avoidable USD) per bucket index.
 pub fn price(analysis: &Analysis, pricer: &mut Pricer) -> Vec<(f64, f64)> {
-    let mut order: Vec<usize> = (0..analysis.buckets.len()).collect();
-    order.sort_by(|&a, &b| analysis.buckets[a].0.cmp(&analysis.buckets[b].0));
+    let order = key_order(&analysis.buckets);
     let mut costs = vec![(0.0, 0.0); analysis.buckets.len()];
     for i in order {
         let (k, c) = &analysis.buckets[i];
@@ -240,10 +248,8 @@ pub fn build(
     top: usize,
 ) -> Report {
     let buckets = &analysis.buckets;
-    // Sums of costs run in the buckets' key order, so that a report's last digits do not
-    // depend on which thread met a bucket first (float addition is not associative).
-    let mut order: Vec<usize> = (0..buckets.len()).collect();
-    order.sort_by(|&a, &b| buckets[a].0.cmp(&buckets[b].0));
+    // Sums of costs run in the buckets' key order (see `key_order`).
+    let order = key_order(buckets);
     let mut rank = vec![0; buckets.len()];
     for (r, &i) in order.iter().enumerate() {
         rank[i] = r;
