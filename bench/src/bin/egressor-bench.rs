@@ -149,6 +149,51 @@ fn program_stats(labels: &HashMap<u32, String>) -> HashMap<String, (u64, u64)> {
     out
 }
 
+/// Repetitions of the TCP transfer in the per-packet table.
+const TCP_REPETITIONS: usize = 5;
+
+/// One program's counts over one run of a workload: (run time ns, runs) of the program and
+/// of its empty twin at the same attach point, and the wire packets the agent counted.
+#[derive(Clone, Copy, Debug)]
+struct Measured {
+    program: (u64, u64),
+    floor: (u64, u64),
+    wire_packets: f64,
+}
+
+impl Measured {
+    /// Sums of run time, runs and wire packets over `each`.
+    fn pooled(each: &[Measured]) -> Measured {
+        let add = |a: (u64, u64), b: (u64, u64)| (a.0 + b.0, a.1 + b.1);
+        each.iter().fold(
+            Measured { program: (0, 0), floor: (0, 0), wire_packets: 0.0 },
+            |sum, m| Measured {
+                program: add(sum.program, m.program),
+                floor: add(sum.floor, m.floor),
+                wire_packets: sum.wire_packets + m.wire_packets,
+            },
+        )
+    }
+
+    fn ns_per_run(&self) -> f64 {
+        self.program.0 as f64 / self.program.1 as f64
+    }
+
+    fn floor_ns(&self) -> f64 {
+        self.floor.0 as f64 / self.floor.1 as f64
+    }
+
+    /// Wire packets, at least one per run (a run counts at least one packet).
+    fn wire_packets(&self) -> f64 {
+        self.wire_packets.max(self.program.1 as f64)
+    }
+
+    /// The program's run time above the floor, spread over the wire packets it counted.
+    fn above_floor_per_wire_packet(&self) -> f64 {
+        (self.ns_per_run() - self.floor_ns()) * self.program.1 as f64 / self.wire_packets()
+    }
+}
+
 fn program_ids() -> HashSet<u32> {
     aya::programs::loaded_programs().filter_map(Result::ok).map(|i| i.id()).collect()
 }
@@ -207,10 +252,16 @@ fn per_packet_cost() {
     veth.up();
     let helper = helper_bin();
 
-    type Workload<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    // (name, repetitions, run once). The TCP transfer is repeated: `egr_tc_egress` sees only
+    // its ACKs, 1,000–5,000 skbs a transfer, too few for one transfer's mean to settle (the
+    // empty program's own floor moved 115–258 ns between two transfers). Each row pools
+    // every repetition's run time and runs, and shows the spread of the repetitions' own
+    // figures next to it.
+    type Workload<'a> = (&'a str, usize, Box<dyn Fn() + 'a>);
     let workloads: [Workload; 3] = [
         (
             "UDP, 64-byte payload, 200k datagrams",
+            1,
             Box::new(|| {
                 let sink = udp_sink(&format!("{}:9500", HOST.v4));
                 helper_in_cgroup(
@@ -227,6 +278,7 @@ fn per_packet_cost() {
             // too (nothing listens in the namespace: its few port-unreachable replies are
             // rate-limited by the kernel).
             "UDP, 64-byte payload, 200k datagrams, host → namespace",
+            1,
             Box::new(|| {
                 let target = format!("{}:9502", PEER.v4);
                 run(&[&helper, "udp-send", &target, "200000", "64"]);
@@ -234,6 +286,7 @@ fn per_packet_cost() {
         ),
         (
             "TCP bulk, 1 GB",
+            TCP_REPETITIONS,
             Box::new(|| {
                 let sink = tcp_sink(&format!("{}:9501", HOST.v4));
                 helper_in_cgroup(
@@ -247,9 +300,9 @@ fn per_packet_cost() {
         ),
     ];
     println!(
-        "| workload | program | runs (skbs) | ns/run | floor ns/run | above floor | wire packets | above floor per wire packet | ratio to 100 ns target |"
+        "| workload | program | runs (skbs) | ns/run | floor ns/run | above floor | wire packets | above floor per wire packet | each repetition | ratio to 100 ns target |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     // Wire packets each program counted (segments of super-packets included), from the
     // agent's own counters: (hook, interface, direction) per program.
     let selector = |prog: &str| -> [(&str, &str); 3] {
@@ -267,34 +320,61 @@ fn per_packet_cost() {
         agent.metrics().sum("egressor_flow_packets_total", &selector(prog))
             + agent.metrics().sum("egressor_flow_overflow_packets_total", &selector(prog)[..1])
     };
-    for (name, run) in workloads {
-        let wire_start: Vec<f64> = AGENT_PROGRAMS.iter().map(|p| wire(p)).collect();
-        let start = program_stats(&labels);
-        run();
-        let end = program_stats(&labels);
-        let wire_end: Vec<f64> = AGENT_PROGRAMS.iter().map(|p| wire(p)).collect();
-        let per_packet = |prog: &str| {
-            let (t0, c0) = start.get(prog).copied().unwrap_or_default();
-            let (t1, c1) = end.get(prog).copied().unwrap_or_default();
-            let runs = c1.saturating_sub(c0);
-            (runs, if runs == 0 { f64::NAN } else { (t1 - t0) as f64 / runs as f64 })
-        };
+    for (name, repetitions, run) in workloads {
+        let mut measured: Vec<Vec<Measured>> = Vec::new();
+        for _ in 0..repetitions {
+            let wire_start: Vec<f64> = AGENT_PROGRAMS.iter().map(|p| wire(p)).collect();
+            let start = program_stats(&labels);
+            run();
+            let end = program_stats(&labels);
+            let wire_end: Vec<f64> = AGENT_PROGRAMS.iter().map(|p| wire(p)).collect();
+            let delta = |label: &str| {
+                let (t0, c0) = start.get(label).copied().unwrap_or_default();
+                let (t1, c1) = end.get(label).copied().unwrap_or_default();
+                (t1.saturating_sub(t0), c1.saturating_sub(c0))
+            };
+            measured.push(
+                AGENT_PROGRAMS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, prog)| Measured {
+                        program: delta(prog),
+                        floor: delta(&floor_label(prog)),
+                        wire_packets: wire_end[i] - wire_start[i],
+                    })
+                    .collect(),
+            );
+        }
         for (i, prog) in AGENT_PROGRAMS.into_iter().enumerate() {
-            let (runs, ns_per) = per_packet(prog);
+            let each: Vec<Measured> = measured.iter().map(|m| m[i]).collect();
+            let pooled = Measured::pooled(&each);
             if std::env::var_os("EGRESSOR_BENCH_DEBUG").is_some() {
-                eprintln!("{prog}: {runs} runs, {start:?} → {end:?}");
+                eprintln!("{prog}: {each:?}");
             }
-            if runs < 1000 {
+            if pooled.program.1 < 1000 * repetitions as u64 {
                 // This workload barely uses this program (e.g. host → namespace under a
                 // one-way UDP flood): too few runs for a per-packet figure.
                 continue;
             }
-            let (_, floor_ns) = per_packet(&floor_label(prog));
-            let above = ns_per - floor_ns;
-            let packets = (wire_end[i] - wire_start[i]).max(runs as f64);
-            let per_wire = above * runs as f64 / packets;
+            let (runs, ns_per, floor_ns) =
+                (pooled.program.1, pooled.ns_per_run(), pooled.floor_ns());
+            let mut spread: Vec<f64> =
+                each.iter().map(Measured::above_floor_per_wire_packet).collect();
+            spread.sort_by(f64::total_cmp);
+            let spread = match spread.as_slice() {
+                [one] => format!("{one:.1}"),
+                many => format!(
+                    "{:.1}–{:.1} (median {:.1})",
+                    many[0],
+                    many[many.len() - 1],
+                    many[many.len() / 2]
+                ),
+            };
+            let per_wire = pooled.above_floor_per_wire_packet();
             println!(
-                "| {name} | {prog} | {runs} | {ns_per:.1} | {floor_ns:.1} | {above:.1} | {packets:.0} | {per_wire:.1} | {:.2} |",
+                "| {name} | {prog} | {runs} | {ns_per:.1} | {floor_ns:.1} | {:.1} | {:.0} | {per_wire:.1} | {spread} | {:.2} |",
+                ns_per - floor_ns,
+                pooled.wire_packets(),
                 per_wire / 100.0
             );
         }
