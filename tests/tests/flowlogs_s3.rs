@@ -251,6 +251,7 @@ fn a_profile_of_the_shared_files_gives_keys_region_and_endpoint_that_moto_verifi
         &credentials,
         format!(
             "[analyst]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\
+             [scoped]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\
              [stale]\naws_access_key_id = {id}\naws_secret_access_key = {}\n",
             "x".repeat(40)
         ),
@@ -258,30 +259,37 @@ fn a_profile_of_the_shared_files_gives_keys_region_and_endpoint_that_moto_verifi
     .unwrap();
     let config = dir.path().join("config");
     let endpoint = moto.url("");
+    // Nothing listens on port 9 (discard) of loopback here: an endpoint that must not be used.
+    let nowhere = "http://127.0.0.1:9";
     std::fs::write(
         &config,
         format!(
             "[profile analyst]\nregion = us-east-1\nendpoint_url = {endpoint}\n\
              [profile stale]\nregion = us-east-1\nendpoint_url = {endpoint}\n\
              [profile process]\nregion = us-east-1\nendpoint_url = {endpoint}\n\
-             credential_process = {process}\n"
+             credential_process = {process}\n\
+             [profile scoped]\nregion = us-east-1\nendpoint_url = {nowhere}\n\
+             services = local-s3\n\
+             [services local-s3]\ns3 =\n  endpoint_url = {endpoint}\n"
         ),
     )
     .unwrap();
     let (credentials, config) = (credentials.to_str().unwrap(), config.to_str().unwrap());
     let home = dir.path().to_str().unwrap();
-    let run = |profile: &str| {
-        let env = [
+    let run_with = |profile: &str, more: &[(&str, &str)]| {
+        let mut env = vec![
             ("HOME", home),
             ("AWS_SHARED_CREDENTIALS_FILE", credentials),
             ("AWS_CONFIG_FILE", config),
             ("AWS_PROFILE", profile),
             ("AWS_ALLOW_HTTP", "true"),
         ];
+        env.extend_from_slice(more);
         let cfg = dir.path().join("egressor.yaml");
         let args = ["--json", "--config.file", cfg.to_str().unwrap(), "s3://flow-logs/AWSLogs/"];
         flowlogs_in(&env, &args)
     };
+    let run = |profile: &str| run_with(profile, &[]);
     let cfg = dir.path().join("egressor.yaml");
     let (code, disk, stderr) = flowlogs_in(
         &[],
@@ -291,8 +299,13 @@ fn a_profile_of_the_shared_files_gives_keys_region_and_endpoint_that_moto_verifi
     assert!(disk["input"]["records"].as_u64().unwrap() > 100);
 
     // Static keys, and keys from a credential_process: the same report as the file on disk.
-    for profile in ["analyst", "process"] {
-        let (code, s3, stderr) = run(profile);
+    // So with S3's own endpoint where the general one leads nowhere: in the profile's
+    // `services` section, and in AWS_ENDPOINT_URL_S3 over AWS_ENDPOINT_URL.
+    let s3_env = [("AWS_ENDPOINT_URL", nowhere), ("AWS_ENDPOINT_URL_S3", endpoint.as_str())];
+    let cases: [(&str, &[(&str, &str)]); 4] =
+        [("analyst", &[]), ("process", &[]), ("scoped", &[]), ("analyst", &s3_env)];
+    for (profile, more) in cases {
+        let (code, s3, stderr) = run_with(profile, more);
         assert_eq!(code, Some(0), "profile {profile}: {stderr}");
         assert_eq!(s3["input"]["files"], 1, "profile {profile}");
         for k in ["records", "text_bytes", "stored_bytes"] {

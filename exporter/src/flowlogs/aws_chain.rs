@@ -10,7 +10,11 @@
 //! (STS), `sso_session`, `credential_process`; web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`,
 //! `AWS_ROLE_ARN`: EKS service accounts); ECS task credentials; the EC2 instance profile
 //! (IMDSv2). The region: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region`, IMDS.
-//! The endpoint: `AWS_ENDPOINT_URL`, else the profile's `endpoint_url`.
+//! The endpoint, in AWS's order for service-specific endpoints
+//! (<https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html>):
+//! `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the `s3` `endpoint_url` of the profile's
+//! `services` section, the profile's `endpoint_url`; none when
+//! `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true.
 
 use std::{
     sync::Arc,
@@ -19,6 +23,7 @@ use std::{
 
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_types::service_config::ServiceConfigKey;
 use object_store::{
     CredentialProvider,
     aws::{AwsCredential, AwsCredentialProvider},
@@ -48,8 +53,23 @@ pub async fn load() -> Chain {
     Chain {
         credentials: Arc::new(Credentials { provider, cached: Default::default() }),
         region: sdk.region().map(ToString::to_string),
-        endpoint: sdk.endpoint_url().map(str::to_owned),
+        endpoint: s3_endpoint(&sdk),
     }
+}
+
+/// The endpoint configured for S3 (see the module's documentation for the order), as the
+/// AWS SDK's own S3 client reads it: the service-specific settings under the service id
+/// `S3`, which fall back to the general ones.
+fn s3_endpoint(sdk: &aws_config::SdkConfig) -> Option<String> {
+    let key = ServiceConfigKey::builder()
+        .service_id("S3")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .expect("every field of the key is set");
+    sdk.service_config()
+        .and_then(|config| config.load_config(key))
+        .or_else(|| sdk.endpoint_url().map(str::to_owned))
 }
 
 /// Credentials this long before their expiry are fetched again.

@@ -5,9 +5,9 @@
 //!
 //! Credentials, region and endpoint come from AWS's default chain as the AWS tools read it
 //! (environment, then the profile in `~/.aws/credentials` and `~/.aws/config`, web identity,
-//! ECS, the EC2 instance profile: see [`super::aws_chain`]); `AWS_ENDPOINT_URL` (or the
-//! profile's `endpoint_url`) for S3-compatible stores, `AWS_ALLOW_HTTP=true` for one
-//! served over plain HTTP.
+//! ECS, the EC2 instance profile: see [`super::aws_chain`]); `AWS_ENDPOINT_URL_S3`,
+//! `AWS_ENDPOINT_URL` or the profile's `endpoint_url` (S3's own in its `services` section
+//! first) for S3-compatible stores, `AWS_ALLOW_HTTP=true` for one served over plain HTTP.
 
 use std::sync::Arc;
 
