@@ -134,9 +134,9 @@ fn odd_packets_neither_stop_the_agent_nor_lose_bytes() {
     // Crafted frames into the host (TC ingress) and out of it (TC egress), twice each.
     for _ in 0..2 {
         let sent = helper(&ns, HELPER, &["raw-frames", &veth.peer]);
-        assert_eq!(sent["frames"], "13");
+        assert_eq!(sent["frames"], "14");
         let out = run(&[HELPER, "raw-frames", &veth.host]);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("frames=13"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("frames=14"));
     }
     // Real fragments: a 4000-byte datagram over a 1500-byte MTU, both families.
     let echo4 = udp_echo(&format!("{}:9400", HOST.v4), 1);
@@ -184,6 +184,7 @@ fn odd_packets_neither_stop_the_agent_nor_lose_bytes() {
             has(v6, 60, 0, Some(PEER.v6)),
         ),
         ("802.1Q-tagged IPv4 UDP: service port 9000", has(v4, 17, 9000, Some(PEER.v4))),
+        ("IPv4 with options, UDP: service port 9001", has(v4, 17, 9001, Some(PEER.v4))),
         ("IPv4 non-first fragment: no port", has(v4, 17, 0, Some(PEER.v4))),
         ("TCP header cut short: protocol kept, no port", has(v4, 6, 0, Some(PEER.v4))),
         (

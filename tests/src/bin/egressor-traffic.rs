@@ -321,5 +321,15 @@ fn crafted_frames() -> Vec<Vec<u8>> {
         }),
         // A runt: nothing after the Ethernet header.
         ethernet(0x0800, &[]),
+        // IPv4 with a 4-byte option (IHL 6, NOPs and end of list) carrying UDP to port
+        // 9001: the ports lie past the option, where the common-packet fast path does not
+        // look (it takes IHL 5 only).
+        ethernet(0x0800, &{
+            let mut body = vec![1, 1, 1, 0];
+            body.extend_from_slice(&[0x30, 0x39, 0x23, 0x29, 0, 12, 0, 0, b'o', b'p', b't', b'!']);
+            let mut p = ipv4(17, 0, 36, &body);
+            p[0] = 0x46;
+            p
+        }),
     ]
 }
