@@ -17,7 +17,7 @@ use egressor_common::{
     OVERFLOW_SLOTS, SERVICE_MAP_ENTRIES, ServiceAddress, overflow_slot,
 };
 
-use crate::packet::{parse, parse_common, skip_ethernet};
+use crate::packet::{ETHERNET_HEADER, parse, parse_common, skip_ethernet};
 
 /// Flow counters. User space sets the real size before loading (`--flow-map.max-entries`).
 #[map]
@@ -47,8 +47,6 @@ static CONFIG: DataplaneConfig = DataplaneConfig {
 /// `LOOPBACK_IFINDEX`: every network namespace's `lo` has index 1.
 const LOOPBACK_IFINDEX: u32 = 1;
 const BPF_NOEXIST: u64 = 1;
-/// Length of an Ethernet header without VLAN tags.
-const ETHERNET_HEADER: usize = 14;
 
 #[inline(always)]
 fn include_loopback() -> bool {
@@ -81,11 +79,19 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 
 /// Hands a received packet's payload to the DNS capture when it may be a DNS response (the
-/// capture checks the source port and the QR bit).
+/// capture checks the source port and the QR bit). `direction` is the entry point's constant,
+/// so that the egress programs contain no DNS code at all.
 #[inline(always)]
-fn maybe_dns(skb: &SkBuff, key: &FlowKey, l3: usize, parsed: (u32, [u16; 2]), l3_len: u32) {
+fn maybe_dns(
+    skb: &SkBuff,
+    key: &FlowKey,
+    direction: Direction,
+    l3: usize,
+    parsed: (u32, [u16; 2]),
+    l3_len: u32,
+) {
     let (headers, [source_port, _]) = parsed;
-    if key.direction != Direction::Ingress as u8 || source_port != egressor_common::DNS_PORT {
+    if direction != Direction::Ingress || source_port != egressor_common::DNS_PORT {
         return;
     }
     let tcp = key.protocol == IPPROTO_TCP;
@@ -119,7 +125,7 @@ pub fn count_cgroup(skb: &SkBuff, direction: Direction) {
         keep_service_tuple(key, parsed.1, egress);
     }
     let len = skb.len();
-    maybe_dns(skb, key, 0, parsed, len);
+    maybe_dns(skb, key, direction, 0, parsed, len);
     record(skb, key, Hook::Cgroup, direction, parsed.0, len);
 }
 
@@ -169,7 +175,7 @@ pub fn count_tc<const ETHERNET: bool>(skb: &SkBuff, direction: Direction) {
     } else {
         (0, parse(skb, 0, ethertype, egress, key), len)
     };
-    maybe_dns(skb, key, l3, parsed, l3_len);
+    maybe_dns(skb, key, direction, l3, parsed, l3_len);
     record(skb, key, Hook::Tc, direction, parsed.0, l3_len);
 }
 

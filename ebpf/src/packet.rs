@@ -21,7 +21,8 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 /// Offset of the EtherType in an Ethernet header; the header is 14 bytes.
 const ETHERTYPE_OFFSET: usize = 12;
-const ETHERNET_HEADER: usize = 14;
+/// Length of an Ethernet header without VLAN tags.
+pub const ETHERNET_HEADER: usize = 14;
 /// Stacked VLAN tags skipped at most (QinQ).
 const MAX_VLAN_TAGS: usize = 2;
 
