@@ -214,7 +214,8 @@ impl Workers<'_> {
                         self.gateway_services.to_vec(),
                     );
                     let parse = |block: input::Block, analyzer: &mut Analyzer| {
-                        let r = input::parse_block(&block, &mut |record| analyzer.add(record));
+                        let r =
+                            input::parse_block(&block, &mut |records| analyzer.add_all(records));
                         parsed_blocks.lock().unwrap().push((block.unit, r));
                     };
                     // Whether this worker found no unit left: it parses blocks only.
@@ -236,7 +237,7 @@ impl Workers<'_> {
                                 self.format,
                                 &tick,
                                 blocks,
-                                &mut |record| analyzer.add(record),
+                                &mut |records| analyzer.add_all(records),
                             );
                             results.lock().unwrap().push((i, r));
                             busy.fetch_sub(1, Ordering::SeqCst);
