@@ -276,13 +276,20 @@ pub struct SeriesKey {
 pub struct Spend(pub smallvec::SmallVec<[(u32, Counts); 1]>);
 
 impl Spend {
+    /// Adds a record's counts to `bucket`'s, which then moves to the front: an address's
+    /// records come in runs (those of one interface), mostly of one bucket, and a local
+    /// address meets dozens (the order of the entries means nothing).
     fn add(&mut self, bucket: u32, bytes: u64, packets: u64) {
-        match self.0.iter_mut().find(|(b, _)| *b == bucket) {
-            Some((_, c)) => c.add(bytes, packets),
+        let parts = &mut self.0;
+        match parts.iter().position(|(b, _)| *b == bucket) {
+            Some(i) => {
+                parts[i].1.add(bytes, packets);
+                parts.swap(0, i);
+            }
             None => {
-                let mut c = Counts::default();
-                c.add(bytes, packets);
-                self.0.push((bucket, c));
+                parts.push((bucket, Counts::one(bytes, packets)));
+                let last = parts.len() - 1;
+                parts.swap(0, last);
             }
         }
     }
@@ -534,8 +541,9 @@ impl Found {
     }
 }
 
-/// A [`BucketKey`] with service and region interned: no allocation to look a bucket up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A [`BucketKey`] with service and region interned: no allocation to look a bucket up, and
+/// hashed as one 64-bit word (the derived hash wrote seven).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FastKey {
     direction: Direction,
     sent: bool,
@@ -544,6 +552,20 @@ struct FastKey {
     service: u16,
     region: u16,
     provider: Option<crate::cloud::Provider>,
+}
+
+impl std::hash::Hash for FastKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let small = |x: u8| u64::from(x);
+        let word = small(self.direction as u8)
+            | small(u8::from(self.sent)) << 4
+            | small(self.provider.map_or(0, |p| p as u8 + 1)) << 8
+            | small(self.class as u8) << 16
+            | small(self.path as u8) << 24
+            | u64::from(self.service) << 32
+            | u64::from(self.region) << 48;
+        state.write_u64(word);
+    }
 }
 
 /// Where a record's bytes go, or why they are not counted.
@@ -872,6 +894,10 @@ impl Analyzer {
     /// does not name. Addresses in pods (`pkt-srcaddr` a pod's, `srcaddr` its node's) are
     /// private on both sides and not noted.
     fn note_translation(&mut self, r: &Record<'_>) {
+        // Most records: each packet address is the interface's (or not logged).
+        if r.pkt_dst.is_none_or(|p| p == r.dst) && r.pkt_src.is_none_or(|p| p == r.src) {
+            return;
+        }
         for (interface, packet) in [(r.dst, r.pkt_dst), (r.src, r.pkt_src)] {
             let Some(packet) = packet.filter(|p| *p != interface) else { continue };
             if self.public(interface) || !self.public(packet) {
