@@ -277,8 +277,9 @@ pub struct Spend(pub smallvec::SmallVec<[(u32, Counts); 1]>);
 
 impl Spend {
     /// Adds a record's counts to `bucket`'s, which then moves to the front: an address's
-    /// records come in runs (those of one interface), mostly of one bucket, and a local
-    /// address meets dozens (the order of the entries means nothing).
+    /// records often come in runs (those of one interface), and a local address can meet a
+    /// bucket per class, path, service and region it reaches (the entries' order means
+    /// nothing).
     fn add(&mut self, bucket: u32, bytes: u64, packets: u64) {
         let parts = &mut self.0;
         match parts.iter().position(|(b, _)| *b == bucket) {
