@@ -118,16 +118,27 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
         }
         start = i + 1;
     };
-    let blocks = line.chunks_exact(64);
-    let tail = blocks.remainder();
-    let mut last = [b'.'; 64];
-    last[..tail.len()].copy_from_slice(tail);
-    for (k, block) in blocks.chain(std::iter::once(&last[..])).enumerate() {
-        let mut spaces = space_mask(block.try_into().expect("64 bytes"));
+    let mut take = |at: usize, mut spaces: u64| {
         while spaces != 0 {
-            space(k * 64 + spaces.trailing_zeros() as usize);
+            space(at + spaces.trailing_zeros() as usize);
             spaces &= spaces - 1;
         }
+    };
+    let blocks = line.chunks_exact(64);
+    let tail = blocks.remainder();
+    for (k, block) in blocks.enumerate() {
+        take(k * 64, space_mask(block.try_into().expect("64 bytes")));
+    }
+    let at = line.len() - tail.len();
+    if line.len() >= 64 && !tail.is_empty() {
+        // The tail as the end of the line's last 64 bytes, the bytes before it shifted out
+        // (no copy of it into a padded block).
+        let end: &[u8; 64] = line[line.len() - 64..].try_into().expect("64 bytes");
+        take(at, space_mask(end) >> (64 - tail.len()));
+    } else if !tail.is_empty() {
+        let mut last = [b'.'; 64];
+        last[..tail.len()].copy_from_slice(tail);
+        take(at, space_mask(&last));
     }
     space(line.len());
     if found != layout.columns {
