@@ -504,7 +504,8 @@ pub struct Analyzer {
 pub const MAX_NETWORKS: usize = u16::MAX as usize - 1;
 
 /// How many records ahead [`Analyzer::add_all`] prefetches a remote's slot: enough records'
-/// work to cover a wait on memory (about 100 ns against 150–350 ns per record).
+/// work to cover a wait on memory (about 100 ns against 150–350 ns per record). 2 and 8
+/// measured no different (docs/benchmarks.md, "Flow logs").
 const PREFETCH_AHEAD: usize = 4;
 
 /// Zones a worker keeps a classifier for (each a copy of the configuration's tables).

@@ -129,16 +129,18 @@ pub fn parse<'a>(line: &'a [u8], layout: &Layout) -> Result<Line<'a>, LineError>
     for (k, block) in blocks.enumerate() {
         take(k * 64, space_mask(block.try_into().expect("64 bytes")));
     }
-    let at = line.len() - tail.len();
-    if line.len() >= 64 && !tail.is_empty() {
-        // The tail as the end of the line's last 64 bytes, the bytes before it shifted out
-        // (no copy of it into a padded block).
-        let end: &[u8; 64] = line[line.len() - 64..].try_into().expect("64 bytes");
-        take(at, space_mask(end) >> (64 - tail.len()));
-    } else if !tail.is_empty() {
-        let mut last = [b'.'; 64];
-        last[..tail.len()].copy_from_slice(tail);
-        take(at, space_mask(&last));
+    if !tail.is_empty() {
+        let at = line.len() - tail.len();
+        if line.len() >= 64 {
+            // The tail as the end of the line's last 64 bytes, the bytes before it shifted
+            // out (no copy of it into a padded block).
+            let end: &[u8; 64] = line[line.len() - 64..].try_into().expect("64 bytes");
+            take(at, space_mask(end) >> (64 - tail.len()));
+        } else {
+            let mut last = [b'.'; 64];
+            last[..tail.len()].copy_from_slice(tail);
+            take(at, space_mask(&last));
+        }
     }
     space(line.len());
     if found != layout.columns {
