@@ -166,17 +166,11 @@ fn values<'a>(fields: &[&'a [u8]; Field::ALL.len()], layout: &Layout) -> Result<
         let v = fields[f as usize];
         (v != b"-").then_some(v)
     };
-    let address = |f: Field| get(f).map(|v| ip(v).ok_or(f)).transpose();
-    let required = |f: Field| address(f)?.ok_or(f);
+    let required = |f: Field| address(fields, f)?.ok_or(f);
     let count = |f: Field| get(f).map_or(Ok(0), |v| number(v).ok_or(f));
     let (src, dst) = (required(Field::SrcAddr)?, required(Field::DstAddr)?);
-    // The packet's address is, for most records, the very text of the interface's.
-    let packet = |f: Field, same_as: Field, parsed: IpAddr| match get(f) {
-        Some(v) if v == fields[same_as as usize] => Ok(Some(parsed)),
-        _ => address(f),
-    };
-    let pkt_src = packet(Field::PktSrcAddr, Field::SrcAddr, src)?;
-    let pkt_dst = packet(Field::PktDstAddr, Field::DstAddr, dst)?;
+    let pkt_src = packet_address(fields, Field::PktSrcAddr, Field::SrcAddr, src)?;
+    let pkt_dst = packet_address(fields, Field::PktDstAddr, Field::DstAddr, dst)?;
     let bytes = match get(Field::Bytes) {
         Some(v) => number(v).ok_or(Field::Bytes)?,
         // A format without bytes (as AWS's NAT gateway example) counts flows only.
@@ -215,6 +209,32 @@ fn values<'a>(fields: &[&'a [u8]; Field::ALL.len()], layout: &Layout) -> Result<
         },
         end: get(Field::End).map(|v| number(v).ok_or(Field::End)).transpose()?,
     })
+}
+
+/// The address in field `f` (`None`: `-`); the error is `f`. (Inlined: the result, returned
+/// through memory in pieces, stalled its reader on the store-to-load forwarding.)
+#[inline(always)]
+fn address(fields: &[&[u8]; Field::ALL.len()], f: Field) -> Result<Option<IpAddr>, Field> {
+    let v = fields[f as usize];
+    if v == b"-" {
+        return Ok(None);
+    }
+    ip(v).map(Some).ok_or(f)
+}
+
+/// The packet-level address in field `f`, where `same_as` holds the interface-level one,
+/// `parsed`: for most records the very same text, not read again.
+#[inline(always)]
+fn packet_address(
+    fields: &[&[u8]; Field::ALL.len()],
+    f: Field,
+    same_as: Field,
+    parsed: IpAddr,
+) -> Result<Option<IpAddr>, Field> {
+    if fields[f as usize] == fields[same_as as usize] {
+        return Ok(Some(parsed));
+    }
+    address(fields, f)
 }
 
 /// What a field that does not parse should have been.
@@ -260,6 +280,7 @@ fn bad(field: Field, value: &[u8], what: &'static str) -> LineError {
 }
 
 /// A decimal count (at most 19 digits, so it never overflows).
+#[inline(always)]
 fn number(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
         return None;
@@ -275,6 +296,7 @@ pub fn text(v: Option<&[u8]>) -> Option<&str> {
 /// An address: dotted-quad IPv4 read here (the hot path: most fields of most records),
 /// anything else by the standard library. Accepts exactly what [`std::net::Ipv4Addr`]'s
 /// parser accepts (no leading zeros, no missing octets).
+#[inline(always)]
 fn ip(v: &[u8]) -> Option<IpAddr> {
     if let Some(a) = ipv4(v) {
         return Some(IpAddr::V4(a));
@@ -282,6 +304,7 @@ fn ip(v: &[u8]) -> Option<IpAddr> {
     if v.contains(&b':') { std::str::from_utf8(v).ok()?.parse().ok() } else { None }
 }
 
+#[inline(always)]
 fn ipv4(v: &[u8]) -> Option<std::net::Ipv4Addr> {
     if !(7..=15).contains(&v.len()) {
         return None;
