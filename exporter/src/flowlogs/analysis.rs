@@ -195,8 +195,8 @@ fn free_slots(size: usize) -> Vec<Destination> {
 /// Asks Linux to back the 2 MiB-aligned part of `memory` (not yet written) with transparent
 /// huge pages: a record's slot is anywhere in the remotes' table (16 MiB at the default
 /// cap), and with 4 KiB pages most lookups, and the prefetches ahead of them, also missed
-/// the TLB. With THP `never` the call fails and nothing changes; with `always` it is the
-/// default anyway.
+/// the TLB. Where THP is `never` (or not built into the kernel) nothing changes; with
+/// `always` huge pages are the default anyway.
 #[cfg(target_os = "linux")]
 fn advise_huge_pages<T>(memory: &mut [std::mem::MaybeUninit<T>]) {
     const HUGE: usize = 2 << 20;
