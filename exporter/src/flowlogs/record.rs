@@ -396,6 +396,43 @@ mod tests {
                 }
             }
         }
+        // Packet-level addresses (version 5): the interface's when the text is the same,
+        // another address when not, none for `-`, an error naming the field when bad.
+        let l5 = Layout::all_fields(29).unwrap();
+        let v5 = |src: &str, pkt_src: &str, pkt_dst: &str| {
+            let line = format!(
+                "5 1 eni-1 {src} 10.0.0.9 1 2 6 3 40 1 2 ACCEPT OK vpc-1 subnet-1 - 3 IPv4 \
+                 {pkt_src} {pkt_dst} us-east-1 use1-az1 - - - S3 egress 8"
+            );
+            parse(line.as_bytes(), &l5).map(|l| match l {
+                Line::Record(r) => {
+                    (r.src, r.pkt_src, r.pkt_dst, text(r.dst_service).map(str::to_owned))
+                }
+                other => panic!("{other:?} is no record"),
+            })
+        };
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            v5("10.0.0.220", "10.0.1.5", "54.231.0.7"),
+            Ok((
+                ip("10.0.0.220"),
+                Some(ip("10.0.1.5")),
+                Some(ip("54.231.0.7")),
+                Some("S3".to_owned())
+            ))
+        );
+        assert_eq!(
+            v5("10.0.1.5", "10.0.1.5", "10.0.0.9"),
+            Ok((ip("10.0.1.5"), Some(ip("10.0.1.5")), Some(ip("10.0.0.9")), Some("S3".to_owned())))
+        );
+        assert_eq!(
+            v5("2001:db8::1", "-", "-").map(|r| (r.0, r.1, r.2)),
+            Ok((ip("2001:db8::1"), None, None))
+        );
+        assert_eq!(
+            v5("10.0.1.5", "10.0.1.500", "-").unwrap_err().to_string(),
+            "pkt-srcaddr \"10.0.1.500\" is not an IP address"
+        );
         assert_eq!(number(b"18446744073709551615"), None, "20 digits");
         assert_eq!(number(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
         for n in ["0", "7", "1418530010", "4249", "00012"] {
